@@ -1,0 +1,86 @@
+"""The bottom rungs: letters with no context at all.
+
+- `uniform`: every symbol of the training alphabet, plus the escape, equally likely:
+  log2(V + 1) bits for each seen character.
+- `unigram`: letter frequencies with add-one smoothing, P(c) = (n_c + 1) / (N + V + 1) over the
+  V training characters and the escape (whose count is 0).
+
+Unseen characters follow the escape rule of lmladder.vocab.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from lmladder import artifacts
+from lmladder.atomic import MARKER, atomic_dir, write_json
+from lmladder.errors import LadderError
+from lmladder.metrics import UnitScores
+from lmladder.sampling import SampleSettings, choose
+from lmladder.vocab import CharVocab
+
+KINDS = ("uniform", "unigram")
+
+
+class LetterDistribution:
+    """A context-free distribution over the character vocabulary (ids incl. the escape)."""
+
+    def __init__(self, kind: str, vocab: CharVocab, counts: np.ndarray):
+        self.kind = kind
+        self.vocab = vocab
+        self.counts = np.asarray(counts, dtype=np.int64)
+        if kind == "uniform":
+            probs = np.full(vocab.size, 1.0 / vocab.size)
+        else:
+            probs = (self.counts + 1.0) / (self.counts.sum() + vocab.size)
+        self.logp = np.log(probs)
+
+    @property
+    def parameters(self) -> int:
+        return int(self.vocab.size)
+
+    def score(self, documents: Sequence[str]) -> UnitScores:
+        parts = []
+        for doc in documents:
+            ids = self.vocab.encode(doc)
+            lp = self.logp[ids] + self.vocab.spelling_logprob(ids)
+            parts.append(UnitScores(lp, len(doc), len(doc.encode("utf-8"))))
+        return UnitScores.concat(parts)
+
+    def sample(self, prompt: str = "", max_new_chars: int = 200, settings: SampleSettings | None = None,
+               seed: int = 0, num_samples: int = 1) -> list[str]:
+        settings = settings or SampleSettings()
+        rng = np.random.default_rng(seed)
+        logits = np.broadcast_to(self.logp, (num_samples, self.vocab.size))
+        columns = [choose(logits, settings, rng) for _ in range(max_new_chars)]
+        ids = np.stack(columns, axis=1) if columns else np.zeros((num_samples, 0), dtype=np.int64)
+        return [prompt + self.vocab.decode(row.tolist(), rng) for row in ids]
+
+    def save(self, out: str | Path, corpus: dict[str, Any], split: str) -> None:
+        with atomic_dir(out) as tmp:
+            self.vocab.save(tmp / "vocab.json")
+            write_json(tmp / MARKER, artifacts.header(
+                "lmladder-model", kind=self.kind, unit="char", corpus=corpus, split=split,
+                config={}, counts=self.counts.tolist(), parameters=self.parameters))
+
+
+def train(kind: str, train_docs: Sequence[str]) -> LetterDistribution:
+    if kind not in KINDS:
+        raise LadderError(f"unknown baseline {kind!r}; choose one of {', '.join(KINDS)}")
+    vocab = CharVocab.from_texts(train_docs)
+    counts = np.zeros(vocab.size, dtype=np.int64)
+    for doc in train_docs:
+        counts += np.bincount(vocab.encode(doc), minlength=vocab.size)
+    return LetterDistribution(kind, vocab, counts)
+
+
+def load(folder: Path, header: dict[str, Any]) -> LetterDistribution:
+    vocab = CharVocab.load(folder / "vocab.json")
+    counts = np.asarray(header.get("counts", []), dtype=np.int64)
+    if counts.shape != (vocab.size,):
+        raise LadderError(f"{folder / MARKER} has counts that do not match vocab.json; rebuild the model")
+    return LetterDistribution(header["kind"], vocab, counts)

@@ -1,0 +1,119 @@
+"""The `lmladder` command line: a thin client of the library.
+
+Conventions every command follows: results go to stdout (`--json` for machine-readable
+output), progress and logs to stderr; bad input or usage is one line `error: ...` with exit
+code 2, an internal failure `error: internal error ...` with exit code 1, and a traceback only
+with `--debug` or LMLADDER_DEBUG=1. Nothing here imports torch or tokenizers at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Optional
+
+import importlib
+
+import typer
+from typer.core import TyperGroup
+
+from lmladder import __version__
+from lmladder.errors import GateFailure, LadderError
+
+_state = {"debug": False}
+
+# Typer builds on click, and recent Typer releases carry their own copy of it: take the
+# exception classes from whichever click TyperGroup is built on.
+click = importlib.import_module(TyperGroup.__mro__[1].__module__.rsplit(".", 1)[0])
+click_exceptions = importlib.import_module(click.__name__ + ".exceptions")
+NoArgsIsHelp = getattr(click_exceptions, "NoArgsIsHelpError", ())
+
+
+def debug_enabled() -> bool:
+    return _state["debug"] or os.environ.get("LMLADDER_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(code)
+
+
+class LadderGroup(TyperGroup):
+    """Runs commands without click's standalone handling so that every failure becomes the
+    one-line `error:` the conventions promise."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        _state["debug"] = False
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(argv, prog_name=prog_name or "lmladder", complete_var=complete_var,
+                                  standalone_mode=False, **extra)
+        except NoArgsIsHelp as exc:  # `lmladder corpus` alone shows help
+            click.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
+            sys.exit(0)
+        except click_exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "lmladder"
+            _fail(f"{exc.format_message()} (see '{where} --help')", 2)
+        except typer.Abort:
+            _fail("interrupted", 130)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except (LadderError, GateFailure) as exc:
+            if debug_enabled():
+                raise
+            _fail(str(exc), exc.exit_code)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except Exception as exc:  # an internal failure: say so, hide the traceback
+            if debug_enabled() or "--debug" in argv:
+                raise
+            _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+        if isinstance(result, int) and not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+app = typer.Typer(
+    cls=LadderGroup,
+    name="lmladder",
+    help="Language-model ladders: letters, words, BPE, an MLP and a GPT, scored on one scale.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lmladder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                           help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of errors (also LMLADDER_DEBUG=1)."),
+) -> None:
+    """lmladder: the climb from counting letters to training a GPT, measured on one scale."""
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    from lmladder.cli import bench, corpus, score, train
+
+    app.add_typer(corpus.app, name="corpus")
+    app.command("train")(train.train)
+    app.command("score")(score.score)
+    app.command("bench")(bench.bench)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,63 @@
+"""`lmladder bench CORPUS`: the whole ladder in one comparable table."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console
+
+
+def bench(
+    corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
+    ladder: Optional[str] = typer.Option(None, "--ladder", help="Ladder file (default benchmarks/ladders/default.toml)."),
+    profile: str = typer.Option("cpu", "--profile", help="cpu or gpu: how big the neural rungs are."),
+    split: Optional[str] = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Write results.json, results.md, results.parquet and a manifest here."),
+    check: Optional[str] = typer.Option(None, "--check", help="A baseline results.json: exit 1 if any rung is worse."),
+    tolerance: float = typer.Option(0.01, "--tolerance", help="Relative bits/char worsening allowed by --check."),
+    json: bool = JSON_OPTION,
+) -> None:
+    """Train every rung of a ladder on the train split and score all of them on the test split."""
+    from lmladder import bench as lib
+    from lmladder.atomic import check_output_dir
+    from lmladder.console import log
+    from lmladder.errors import GateFailure, LadderError
+
+    if tolerance < 0:
+        raise LadderError(f"--tolerance must be >= 0 (got {tolerance})")
+    if out:
+        check_output_dir(out)
+    report = lib.run(corpus, ladder, profile, split,
+                     on_rung=lambda r: log(f"{r['rung']}: {r['bits_per_char']:.4f} bits/char "
+                                           f"({r['train_seconds']:.1f} s train, {r['score_seconds']:.1f} s score)"))
+    rows = lib.check(report, check, tolerance) if check else None
+    if out:
+        lib.write_outputs(report, out)
+    if json:
+        emit_json(report)
+    else:
+        from rich.table import Table
+
+        m = report["manifest"]
+        table = Table(title=f"ladder on {m['corpus']['name']} (test split of {m['split']})")
+        for col in ("rung", "bits/char", "bits/byte", "word ppl", "token ppl", "size", "train s", "score s"):
+            table.add_column(col, justify="left" if col == "rung" else "right")
+        for r in report["results"]:
+            table.add_row(r["rung"], fmt(r["bits_per_char"]), fmt(r["bits_per_byte"]), fmt(r["word_perplexity"], 1),
+                          fmt(r["token_perplexity"], 2), fmt(r["size"]), fmt(r["train_seconds"], 2),
+                          fmt(r["score_seconds"], 2))
+        console = stdout_console()
+        console.print(table)
+        if rows is not None:
+            gate = Table(title=f"check against {check} (tolerance {tolerance:.1%})")
+            for col in ("rung", "baseline", "now", "change", "status"):
+                gate.add_column(col)
+            for r in rows:
+                gate.add_row(r["rung"], fmt(r["baseline"]), fmt(r["now"]),
+                             "-" if r["change"] is None else f"{r['change']:+.2%}", r["status"])
+            console.print(gate)
+    if rows is not None and not report["check"]["passed"]:
+        bad = [r["rung"] for r in rows if r["status"] in ("WORSE", "missing")]
+        raise GateFailure(f"bits/char regressed or went missing for: {', '.join(bad)}")

@@ -1,0 +1,82 @@
+"""Every Arrow table lmladder writes, defined in one place and checked on write.
+
+Tables carry schema metadata (what they are, the lmladder version, ...) so that a Parquet file
+opened in pandas, polars or DuckDB explains itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lmladder import __version__
+from lmladder.atomic import atomic_file
+from lmladder.errors import LadderError
+
+BENCH_RESULTS = pa.schema([
+    pa.field("rung", pa.string(), nullable=False),
+    pa.field("kind", pa.string(), nullable=False),
+    pa.field("bits_per_char", pa.float64(), nullable=False),
+    pa.field("bits_per_byte", pa.float64(), nullable=False),
+    pa.field("word_perplexity", pa.float64()),
+    pa.field("token_perplexity", pa.float64()),
+    pa.field("chars", pa.int64(), nullable=False),
+    pa.field("bytes", pa.int64(), nullable=False),
+    pa.field("words", pa.int64(), nullable=False),
+    pa.field("tokens", pa.int64()),
+    pa.field("size", pa.int64()),
+    pa.field("size_unit", pa.string()),
+    pa.field("train_seconds", pa.float64()),
+    pa.field("score_seconds", pa.float64()),
+    pa.field("peak_rss_mb", pa.float64()),
+])
+
+SCHEMAS: dict[str, pa.Schema] = {"bench_results": BENCH_RESULTS}
+
+
+def _with_metadata(schema: pa.Schema, name: str, metadata: Mapping[str, Any]) -> pa.Schema:
+    meta = {"lmladder.table": name, "lmladder.version": __version__}
+    meta.update({f"lmladder.{k}": str(v) for k, v in metadata.items()})
+    return schema.with_metadata(meta)
+
+
+def validate(table: pa.Table, name: str) -> pa.Table:
+    """Cast `table` to the named schema, failing loudly if a column is missing or wrong."""
+    schema = SCHEMAS[name]
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    extra = [c for c in table.column_names if c not in schema.names]
+    if missing or extra:
+        raise ValueError(f"table {name}: missing columns {missing}, unexpected columns {extra}")
+    table = table.select(schema.names)
+    for field in schema:
+        if not field.nullable and table.column(field.name).null_count:
+            raise ValueError(f"table {name}: column {field.name} has nulls")
+    return table.cast(schema)
+
+
+def write_table(table: pa.Table, path: str | Path, name: str, metadata: Mapping[str, Any] | None = None) -> None:
+    """Validate and write a Parquet file atomically."""
+    table = validate(table, name)
+    table = table.replace_schema_metadata(_with_metadata(table.schema, name, metadata or {}).metadata)
+    with atomic_file(path, "wb") as handle:
+        pq.write_table(table, handle)
+
+
+def read_table(path: str | Path, name: str) -> pa.Table:
+    """Read a Parquet file lmladder wrote, refusing foreign or corrupt files."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise LadderError(f"{path} is missing; rebuild the folder that should hold it") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise LadderError(f"{path} is not a readable Parquet file ({exc}); rebuild it") from None
+    meta = table.schema.metadata or {}
+    if meta.get(b"lmladder.table") != name.encode():
+        raise LadderError(f"{path} is not an lmladder {name} table; rebuild it")
+    try:
+        return validate(table, name)
+    except (ValueError, pa.ArrowInvalid) as exc:
+        raise LadderError(f"{path} does not match the {name} schema ({exc}); rebuild it") from None

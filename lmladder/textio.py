@@ -1,0 +1,57 @@
+"""Reading text files: UTF-8 only, and every way a file can be unusable is a clear error."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from lmladder.errors import LadderError
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """Decode bytes as UTF-8, refusing binary data (NUL bytes) and invalid sequences."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise LadderError(
+            f"{source} looks binary (NUL byte at offset {nul}); lmladder reads UTF-8 text files only"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LadderError(
+            f"{source} is not valid UTF-8 (byte offset {exc.start}, line {line}: {exc.reason}); "
+            "convert it first, e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    path = Path(path)
+    if not path.exists():
+        raise LadderError(f"{path} does not exist; check the path or use a registered corpus name")
+    if path.is_dir():
+        raise LadderError(f"{path} is a folder, not a file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise LadderError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_text(path: str | Path) -> str:
+    """A non-empty UTF-8 text file's contents, exactly (no newline or BOM translation)."""
+    data = read_bytes(path)
+    if not data:
+        raise LadderError(f"{path} is empty; give a file with some text in it")
+    return decode_utf8(data, str(path))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,73 @@
+"""Shared test setup: the tool's home and caches live in temporary folders, corpora come from
+the local mirror (../shared/corpora beside the checkout, or $LMLADDER_MIRROR), and nothing
+touches the network."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("LMLADDER_MIRROR") or REPO.parent / "shared" / "corpora")
+FIXTURES = MIRROR.parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_home(tmp_path_factory) -> Path:
+    """One home for the whole session, so corpora are copied from the mirror once."""
+    return tmp_path_factory.mktemp("lmladder-home")
+
+
+@pytest.fixture(autouse=True)
+def ladder_env(monkeypatch, shared_home):
+    monkeypatch.setenv("LMLADDER_HOME", str(shared_home))
+    monkeypatch.setenv("LMLADDER_MIRROR", str(MIRROR))
+    monkeypatch.setenv("LMLADDER_OFFLINE", "1")
+    monkeypatch.setenv("LMLADDER_NO_PROGRESS", "1")
+    monkeypatch.delenv("LMLADDER_DEBUG", raising=False)
+    monkeypatch.delenv("LMLADDER_REGISTRY", raising=False)
+
+
+@pytest.fixture
+def fresh_home(monkeypatch, tmp_path) -> Path:
+    """An empty home of this test's own."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LMLADDER_HOME", str(home))
+    return home
+
+
+class Result:
+    def __init__(self, result):
+        self.exit_code = result.exit_code
+        self.stdout = result.stdout
+        self.stderr = result.stderr
+        self.exception = result.exception
+
+    def __repr__(self) -> str:
+        return f"<exit {self.exit_code}\nstdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}>"
+
+
+@pytest.fixture
+def cli():
+    """Run `lmladder ARGS...` in-process with Typer's runner; returns exit code, stdout, stderr."""
+    from lmladder.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return Result(runner.invoke(app, [str(a) for a in args]))
+
+    return run
+
+
+def assert_error(result: Result, *fragments: str) -> None:
+    """A bad-input failure: exit code 2 and exactly one `error:` line naming the problem."""
+    assert result.exit_code == 2, result
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], result
