@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lmladder import __version__
-from lmladder.errors import GateFailure, LadderError
+from lmladder.errors import LadderError
 
 try:
     import tomllib
@@ -108,7 +108,9 @@ def _git_commit() -> str | None:
 
 
 def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", split: str | None = None,
-        on_rung: Callable[[dict], None] | None = None) -> dict[str, Any]:
+        on_rung: Callable[[dict], None] | None = None, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build and score every rung. A `baseline` (see load_baseline) is checked against the
+    corpus and split before any rung is trained."""
     from lmladder import corpora, metrics
 
     if profile not in ("cpu", "gpu"):
@@ -118,6 +120,8 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
     splits = corpus.split(split)
     splits.require("train")
     test = splits.require("test")
+    if baseline is not None:
+        _same_data(baseline, corpus.identity(), str(splits.spec))
     results = []
     for spec in rungs:
         builder = RUNG_KINDS[spec["kind"]][0]
@@ -175,22 +179,33 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> None:
         write_json(tmp / MARKER, artifacts.header("lmladder-bench", manifest=report["manifest"]))
 
 
-def check(report: dict[str, Any], baseline_path: str | Path, tolerance: float) -> list[dict[str, Any]]:
-    """Compare bits/char rung by rung with a baseline; raise GateFailure on a regression."""
+def load_baseline(path: str | Path) -> dict[str, Any]:
     import json
 
     try:
-        baseline = json.loads(Path(baseline_path).read_text(encoding="utf-8"))
-        base_manifest, base_rows = baseline["manifest"], baseline["results"]
+        baseline = json.loads(Path(path).read_text(encoding="utf-8"))
+        baseline["manifest"]["corpus"]["sha256"], baseline["manifest"]["split"]
+        [(r["rung"], float(r["bits_per_char"])) for r in baseline["results"]]
     except FileNotFoundError:
-        raise LadderError(f"baseline {baseline_path} does not exist") from None
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-        raise LadderError(f"baseline {baseline_path} is not an lmladder bench results.json") from None
-    m = report["manifest"]
-    if base_manifest["corpus"]["sha256"] != m["corpus"]["sha256"] or base_manifest["split"] != m["split"]:
+        raise LadderError(f"baseline {path} does not exist") from None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
+        raise LadderError(f"baseline {path} is not an lmladder bench results.json") from None
+    baseline["path"] = str(path)
+    return baseline
+
+
+def _same_data(baseline: dict[str, Any], corpus: dict[str, Any], split: str) -> None:
+    m = baseline["manifest"]
+    if m["corpus"]["sha256"] != corpus["sha256"] or m["split"] != split:
         raise LadderError(
-            f"baseline {baseline_path} is for corpus {base_manifest['corpus']['name']} split {base_manifest['split']}, "
-            f"not {m['corpus']['name']} split {m['split']}; compare like with like")
+            f"baseline {baseline['path']} is for corpus {m['corpus']['name']} split {m['split']}, "
+            f"not {corpus['name']} split {split}; compare like with like")
+
+
+def check(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
+    """Compare bits/char rung by rung with a baseline (marking regressions and missing rungs)."""
+    _same_data(baseline, report["manifest"]["corpus"], report["manifest"]["split"])
+    baseline_path, base_rows = baseline["path"], baseline["results"]
     now = {r["rung"]: r for r in report["results"]}
     rows, failed = [], False
     for b in base_rows:

@@ -11,8 +11,24 @@ import pytest
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[1]
-MIRROR = Path(os.environ.get("LMLADDER_MIRROR") or REPO.parent / "shared" / "corpora")
-FIXTURES = MIRROR.parent / "fixtures"
+SHARED = REPO.parent / "shared"
+MIRROR = Path(os.environ.get("LMLADDER_MIRROR") or SHARED / "corpora")
+FIXTURES = SHARED / "fixtures"
+USER_CACHE = Path(os.environ.get("LMLADDER_HOME") or Path.home() / ".cache" / "lmladder")
+
+
+def pytest_sessionstart(session):
+    """Without a local mirror (a checkout with no ../shared beside it), fetch the corpora the
+    tests need once into the user's own lmladder cache and use that as the mirror."""
+    global MIRROR
+    if (MIRROR / "tinyshakespeare.txt").is_file():
+        return
+    os.environ["LMLADDER_HOME"] = str(USER_CACHE)
+    from lmladder import corpora
+
+    for name in ("tinyshakespeare", "gutenberg-en"):
+        corpora.get(name)
+    MIRROR = USER_CACHE / "corpora"
 
 
 @pytest.fixture(scope="session")

@@ -29,10 +29,11 @@ def bench(
         raise LadderError(f"--tolerance must be >= 0 (got {tolerance})")
     if out:
         check_output_dir(out)
-    report = lib.run(corpus, ladder, profile, split,
+    baseline = lib.load_baseline(check) if check else None
+    report = lib.run(corpus, ladder, profile, split, baseline=baseline,
                      on_rung=lambda r: log(f"{r['rung']}: {r['bits_per_char']:.4f} bits/char "
                                            f"({r['train_seconds']:.1f} s train, {r['score_seconds']:.1f} s score)"))
-    rows = lib.check(report, check, tolerance) if check else None
+    rows = lib.check(report, baseline, tolerance) if baseline else None
     if out:
         lib.write_outputs(report, out)
     if json:

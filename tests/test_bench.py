@@ -1,0 +1,148 @@
+"""`lmladder bench`, `train` and `score` on the rungs of the foundation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import assert_error
+
+LADDER = """
+[[rung]]
+name = "uniform"
+kind = "uniform"
+
+[[rung]]
+name = "unigram"
+kind = "unigram"
+
+[[rung]]
+name = "gzip"
+kind = "compressor"
+method = "gzip"
+"""
+
+
+@pytest.fixture
+def small_corpus(tmp_path):
+    path = tmp_path / "small.txt"
+    path.write_text("".join(f"line {i} of the small corpus, with words.\n" for i in range(400)))
+    return path
+
+
+@pytest.fixture
+def ladder(tmp_path):
+    path = tmp_path / "ladder.toml"
+    path.write_text(LADDER)
+    return path
+
+
+def test_bench_writes_every_output(cli, small_corpus, ladder, tmp_path):
+    out = tmp_path / "out"
+    result = cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out), "--json")
+    assert result.exit_code == 0, result
+    report = json.loads(result.stdout)
+    rows = {r["rung"]: r for r in report["results"]}
+    assert list(rows) == ["uniform", "unigram", "gzip"]
+    assert rows["uniform"]["bits_per_char"] > rows["unigram"]["bits_per_char"]
+    assert rows["gzip"]["tokens"] is None
+    for name in ("results.json", "results.md", "results.parquet", "manifest.json", "lmladder.json"):
+        assert (out / name).is_file()
+    table = pq.read_table(out / "results.parquet")
+    assert table.column("rung").to_pylist() == ["uniform", "unigram", "gzip"]
+    assert table.schema.metadata[b"lmladder.table"] == b"bench_results"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"corpus", "split", "lmladder_version", "git_commit", "device", "date"} <= set(manifest)
+    assert "| uniform |" in (out / "results.md").read_text()
+
+
+def test_bench_default_ladder_on_default_corpus(cli):
+    result = cli("bench", "--json")
+    assert result.exit_code == 0, result
+    rows = {r["rung"]: r for r in json.loads(result.stdout)["results"]}
+    assert rows["uniform"]["bits_per_char"] == pytest.approx(math.log2(66))  # 65 letters + escape
+    assert rows["unigram"]["bits_per_char"] < 5.0
+
+
+def test_check_gate(cli, small_corpus, ladder, tmp_path):
+    out = tmp_path / "base"
+    assert cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)).exit_code == 0
+    ok = cli("bench", str(small_corpus), "--ladder", str(ladder), "--check", str(out / "results.json"))
+    assert ok.exit_code == 0, ok
+    assert "ok" in ok.stdout
+    baseline = json.loads((out / "results.json").read_text())
+    baseline["results"][1]["bits_per_char"] *= 0.9  # pretend unigram used to be 10% better
+    baseline["results"].append(dict(baseline["results"][0], rung="vanished"))
+    worse = tmp_path / "worse.json"
+    worse.write_text(json.dumps(baseline))
+    bad = cli("bench", str(small_corpus), "--ladder", str(ladder), "--check", str(worse))
+    assert bad.exit_code == 1
+    assert "WORSE" in bad.stdout and "missing" in bad.stdout
+    last = bad.stderr.strip().splitlines()[-1]  # progress logs come first on stderr
+    assert last.startswith("error: ") and "unigram" in last and "vanished" in last
+
+
+def test_check_refuses_other_corpus(cli, small_corpus, ladder, tmp_path):
+    out = tmp_path / "base"
+    assert cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)).exit_code == 0
+    other = tmp_path / "other.txt"
+    other.write_text("something else entirely\n" * 50)
+    assert_error(cli("bench", str(other), "--ladder", str(ladder), "--check", str(out / "results.json")),
+                 "compare like with like")
+
+
+def test_bad_ladders(cli, small_corpus, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rung]]\nname = "x"\nkind = "telepathy"\n\n[[rung]]\nname = "y"\nkind = "compressor"\n'
+                   'method = "gzip"\nlevel = 3\n')
+    result = cli("bench", str(small_corpus), "--ladder", str(bad))
+    assert_error(result, "unknown kind 'telepathy'", "valid kinds: uniform", "unknown setting 'level'")
+    bad.write_text("this is [not toml")
+    assert_error(cli("bench", str(small_corpus), "--ladder", str(bad)), "not valid TOML")
+    assert_error(cli("bench", str(small_corpus), "--ladder", str(tmp_path / "none.toml")), "does not exist")
+    assert_error(cli("bench", str(small_corpus), "--profile", "tpu"), "--profile")
+
+
+def test_bench_refuses_foreign_out_folder(cli, small_corpus, ladder, tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.tex").write_text("do not delete")
+    assert_error(cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)), "not empty")
+    assert (out / "thesis.tex").read_text() == "do not delete"
+
+
+def test_train_and_score_round_trip(cli, tmp_path):
+    out = tmp_path / "unigram"
+    result = cli("train", "tinyshakespeare", "--model", "unigram", "--out", str(out))
+    assert result.exit_code == 0, result
+    scored = cli("score", str(out), "--json")
+    assert scored.exit_code == 0, scored
+    data = json.loads(scored.stdout)
+    assert data["split"] == "test" and data["chars"] == 55_758
+    assert set(data) >= {"bits_per_char", "bits_per_byte", "word_perplexity", "token_perplexity"}
+    assert 4.5 < data["bits_per_char"] < 5.0
+    text = tmp_path / "new.txt"
+    text.write_text("Some brand-new text with ünseen çharacters.\n", encoding="utf-8")
+    other = json.loads(cli("score", str(out), str(text), "--json").stdout)
+    assert other["split"] == "all" and other["chars"] == len(text.read_text(encoding="utf-8"))
+
+
+def test_score_bad_inputs(cli, tmp_path):
+    assert_error(cli("score", str(tmp_path / "nothing")), "not a folder")
+    (tmp_path / "empty").mkdir()
+    assert_error(cli("score", str(tmp_path / "empty")), "not an lmladder model")
+    model = tmp_path / "m"
+    assert cli("train", "tinyshakespeare", "--model", "uniform", "--out", str(model)).exit_code == 0
+    marker = model / "lmladder.json"
+    data = json.loads(marker.read_text())
+    marker.write_text(json.dumps(dict(data, format_version=99)))
+    assert_error(cli("score", str(model)), "format version 99")
+    marker.write_text("{broken")
+    assert_error(cli("score", str(model)), "corrupt")
+    marker.write_text(json.dumps(data))
+    (model / "vocab.json").write_text("garbage")
+    assert_error(cli("score", str(model)), "vocab.json")
+    assert_error(cli("train", "tinyshakespeare", "--model", "telepathy", "--out", str(tmp_path / "x")), "unknown --model")
