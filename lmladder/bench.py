@@ -33,6 +33,7 @@ class Built:
     size: int | None
     size_unit: str | None
     has_tokens: bool = True
+    curve: list[tuple[float, float]] | None = None  # (seconds, val bits/char) for neural rungs
 
 
 def _baseline(kind: str, settings: dict, splits, profile: str) -> Built:
@@ -107,11 +108,37 @@ def _git_commit() -> str | None:
         return None
 
 
+def _cache_folder(corpus: dict[str, Any], split: str, spec: dict[str, Any], profile: str) -> Path:
+    """Where a rung's result lives: keyed by corpus, split, the rung's settings and profile."""
+    import hashlib
+    import json
+
+    from lmladder import home
+
+    key = json.dumps({"corpus": corpus["sha256"], "split": split, "rung": spec, "profile": profile,
+                      "version": __version__}, sort_keys=True)
+    return home.cache_dir("bench", hashlib.sha256(key.encode()).hexdigest()[:24])
+
+
+def _cached_row(folder: Path, name: str) -> dict[str, Any] | None:
+    import json
+
+    try:
+        row = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return dict(row, rung=name, cached=True) if isinstance(row, dict) and "bits_per_char" in row else None
+
+
 def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", split: str | None = None,
-        on_rung: Callable[[dict], None] | None = None, baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+        on_rung: Callable[[dict], None] | None = None, baseline: dict[str, Any] | None = None,
+        force: bool = False) -> dict[str, Any]:
     """Build and score every rung. A `baseline` (see load_baseline) is checked against the
-    corpus and split before any rung is trained."""
+    corpus and split before any rung is trained. Each rung's result is cached under
+    $LMLADDER_HOME/cache/bench as soon as it is scored, so a second run (or one resumed after
+    an interruption) reuses finished rungs unless `force`."""
     from lmladder import corpora, metrics
+    from lmladder.atomic import write_json
 
     if profile not in ("cpu", "gpu"):
         raise LadderError(f"unknown --profile {profile!r}; choose cpu or gpu")
@@ -124,6 +151,13 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
         _same_data(baseline, corpus.identity(), str(splits.spec))
     results = []
     for spec in rungs:
+        folder = _cache_folder(corpus.identity(), str(splits.spec), spec, profile)
+        cached = None if force else _cached_row(folder, spec["name"])
+        if cached is not None:
+            results.append(cached)
+            if on_rung:
+                on_rung(cached)
+            continue
         builder = RUNG_KINDS[spec["kind"]][0]
         settings = {k: v for k, v in spec.items() if k not in ("name", "kind")}
         start = time.perf_counter()
@@ -138,6 +172,9 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
             row["tokens"] = None
             row["token_perplexity"] = None
         row.pop("nll_nats")
+        row["curve"] = built.curve
+        write_json(folder / "result.json", row)
+        row["cached"] = False
         results.append(row)
         if on_rung:
             on_rung(row)
@@ -163,6 +200,60 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_ladder(report: dict[str, Any], path: Path) -> None:
+    """Bits per character by rung (bars, bottom of the ladder at the top), compressors as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["results"] if r["kind"] != "compressor"]
+    refs = [r for r in report["results"] if r["kind"] == "compressor"]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(rows), 3) + 1.5))
+    names = [r["rung"] for r in rows]
+    values = [r["bits_per_char"] for r in rows]
+    ax.barh(range(len(rows)), values, color="#4C72B0")
+    for i, v in enumerate(values):
+        ax.text(v, i, f" {v:.3f}", va="center", fontsize=8)
+    for j, r in enumerate(refs):
+        ax.axvline(r["bits_per_char"], color=f"C{j + 1}", linestyle="--", linewidth=1,
+                   label=f"{r['rung']}: {r['bits_per_char']:.3f}")
+    ax.set_yticks(range(len(rows)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("bits per character on the test split (lower is better)")
+    m = report["manifest"]
+    ax.set_title(f"lmladder on {m['corpus']['name']} (split {m['split']})")
+    if refs:
+        ax.legend(loc="lower right", fontsize=8, title="compressors", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(report: dict[str, Any], path: Path) -> bool:
+    """Validation bits/char against training time for the rungs that have a curve."""
+    curves = [(r["rung"], r["curve"]) for r in report["results"] if r.get("curve")]
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, curve in curves:
+        t, v = zip(*curve)
+        ax.plot(t, v, marker=".", label=name)
+    ax.set_xlabel("training time (s)")
+    ax.set_ylabel("validation bits per character")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def write_outputs(report: dict[str, Any], out: str | Path) -> None:
     import pyarrow as pa
 
@@ -172,7 +263,10 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> None:
     with atomic_dir(out) as tmp:
         write_json(tmp / "results.json", report)
         write_text(tmp / "results.md", markdown(report))
-        table = pa.Table.from_pylist(report["results"])
+        plot_ladder(report, tmp / "ladder.png")
+        plot_curves(report, tmp / "curves.png")
+        columns = [f.name for f in schemas.BENCH_RESULTS]
+        table = pa.Table.from_pylist([{k: r.get(k) for k in columns} for r in report["results"]])
         schemas.write_table(table, tmp / "results.parquet", "bench_results",
                             {"corpus": report["manifest"]["corpus"]["name"], "split": report["manifest"]["split"]})
         write_json(tmp / "manifest.json", report["manifest"])

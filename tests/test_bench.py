@@ -146,3 +146,23 @@ def test_score_bad_inputs(cli, tmp_path):
     (model / "vocab.json").write_text("garbage")
     assert_error(cli("score", str(model)), "vocab.json")
     assert_error(cli("train", "tinyshakespeare", "--model", "telepathy", "--out", str(tmp_path / "x")), "unknown --model")
+
+
+def test_finished_rungs_are_reused_unless_forced(cli, small_corpus, ladder, fresh_home, tmp_path):
+    first = json.loads(cli("bench", str(small_corpus), "--ladder", str(ladder), "--json").stdout)
+    assert [r["cached"] for r in first["results"]] == [False, False, False]
+    again = json.loads(cli("bench", str(small_corpus), "--ladder", str(ladder), "--json").stdout)
+    assert [r["cached"] for r in again["results"]] == [True, True, True]
+    assert [r["bits_per_char"] for r in again["results"]] == [r["bits_per_char"] for r in first["results"]]
+    forced = json.loads(cli("bench", str(small_corpus), "--ladder", str(ladder), "--json", "--force").stdout)
+    assert [r["cached"] for r in forced["results"]] == [False, False, False]
+    # a changed setting is a different rung: the gzip result is not reused for bz2
+    ladder.write_text(LADDER.replace('method = "gzip"', 'method = "bz2"'))
+    changed = json.loads(cli("bench", str(small_corpus), "--ladder", str(ladder), "--json").stdout)
+    assert [r["cached"] for r in changed["results"]] == [True, True, False]
+
+
+def test_ladder_plot_is_a_png(cli, small_corpus, ladder, tmp_path):
+    out = tmp_path / "out"
+    assert cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)).exit_code == 0
+    assert (out / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -17,6 +17,7 @@ def bench(
     out: Optional[str] = typer.Option(None, "--out", help="Write results.json, results.md, results.parquet and a manifest here."),
     check: Optional[str] = typer.Option(None, "--check", help="A baseline results.json: exit 1 if any rung is worse."),
     tolerance: float = typer.Option(0.01, "--tolerance", help="Relative bits/char worsening allowed by --check."),
+    force: bool = typer.Option(False, "--force", help="Retrain every rung instead of reusing cached results."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train every rung of a ladder on the train split and score all of them on the test split."""
@@ -30,9 +31,10 @@ def bench(
     if out:
         check_output_dir(out)
     baseline = lib.load_baseline(check) if check else None
-    report = lib.run(corpus, ladder, profile, split, baseline=baseline,
+    report = lib.run(corpus, ladder, profile, split, baseline=baseline, force=force,
                      on_rung=lambda r: log(f"{r['rung']}: {r['bits_per_char']:.4f} bits/char "
-                                           f"({r['train_seconds']:.1f} s train, {r['score_seconds']:.1f} s score)"))
+                                           f"({r['train_seconds']:.1f} s train, {r['score_seconds']:.1f} s score"
+                                           f"{', cached' if r.get('cached') else ''})"))
     rows = lib.check(report, baseline, tolerance) if baseline else None
     if out:
         lib.write_outputs(report, out)
