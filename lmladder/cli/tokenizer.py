@@ -1,0 +1,225 @@
+"""`lmladder tokenizer train|encode|decode|stats`."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console
+from lmladder.errors import LadderError
+
+app = typer.Typer(help="Train, inspect and measure tokenizers (byte-level BPE, or characters).",
+                  no_args_is_help=True)
+
+KINDS = ("bpe", "char")
+DIR_ARG = typer.Argument(..., help="A tokenizer folder written by 'lmladder tokenizer train'.")
+FILE_OPTION = typer.Option(None, "--file", "-f", help="Read the input from this file ('-' for stdin).")
+
+
+@app.command("train")
+def train(
+    corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
+    out: str = typer.Option(..., "--out", help="Folder to write the tokenizer to (created atomically)."),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size",
+                                             help="Tokens in the vocabulary, <|endoftext|> included (bpe; default 4096)."),
+    min_frequency: Optional[int] = typer.Option(None, "--min-frequency",
+                                                help="A pair must occur this often to be merged (bpe; default 2)."),
+    kind: str = typer.Option("bpe", "--kind", help="bpe (byte-level BPE) or char (the train split's characters)."),
+    split: Optional[str] = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
+    json: bool = JSON_OPTION,
+) -> None:
+    """Train a tokenizer on the corpus's train split and save it as a self-describing folder."""
+    from lmladder.atomic import check_output_dir
+
+    if kind not in KINDS:
+        raise LadderError(f"unknown --kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if kind == "char" and (vocab_size is not None or min_frequency is not None):
+        raise LadderError("--vocab-size and --min-frequency are for --kind bpe; a char vocabulary is "
+                          "every character of the train split")
+    check_output_dir(out)
+    from lmladder import corpora
+
+    if kind == "bpe":
+        from lmladder import bpe
+
+        defaults = bpe.BPESettings()
+        settings = bpe.BPESettings(vocab_size=defaults.vocab_size if vocab_size is None else vocab_size,
+                                   min_frequency=defaults.min_frequency if min_frequency is None else min_frequency)
+        settings.check()  # before the corpus is read
+        data = corpora.load(corpus)
+        splits = data.split(split)
+        tok: Any = bpe.train(splits.require("train"), settings, data.identity(), str(splits.spec))
+    else:
+        from lmladder import tokens
+
+        data = corpora.load(corpus)
+        splits = data.split(split)
+        tok = tokens.char_tokenizer(data, splits.spec)
+    tok.save(out)
+    result = {"kind": kind, "out": out, "corpus": data.identity(), "split": str(splits.spec),
+              "vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "sha256": tok.hash}
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(f"trained {kind} tokenizer ({tok.vocab_size:,} ids) on {data.name} ({splits.spec}) -> {out}")
+
+
+def _read_input(text: Optional[str], file: Optional[str], what: str) -> str:
+    if (text is None) == (file is None):
+        raise LadderError(f"give the {what} either as an argument or with --file, not both or neither")
+    if file is None:
+        return text  # type: ignore[return-value]
+    if file == "-":
+        return sys.stdin.read()
+    from lmladder import textio
+
+    data = textio.read_bytes(file)
+    return textio.decode_utf8(data, file)
+
+
+def token_pieces(tok: Any) -> list[bytes]:
+    """What each id spells, as bytes (the escape and eot as their names)."""
+    if tok.kind == "bpe":
+        from lmladder import bpe
+
+        return bpe.token_bytes(tok)
+    pieces = [ch.encode("utf-8") for ch in tok.vocab.chars]
+    return pieces + [b"<esc>", b"<|endoftext|>"]
+
+
+def _show(piece: bytes) -> str:
+    return piece.decode("utf-8", "backslashreplace")
+
+
+@app.command("encode")
+def encode(
+    folder: str = DIR_ARG,
+    text: Optional[str] = typer.Argument(None, help="The text to encode (or use --file)."),
+    file: Optional[str] = FILE_OPTION,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Show the token ids (and pieces) of a text."""
+    from lmladder import tokens
+
+    tok = tokens.load_tokenizer(folder)
+    source = _read_input(text, file, "text")
+    ids = tok.encode(source).tolist()
+    pieces = token_pieces(tok)
+    if json:
+        emit_json({"ids": ids, "tokens": [_show(pieces[i]) for i in ids], "chars": len(source)})
+        return
+    typer.echo(f"{len(ids)} tokens for {len(source)} characters")
+    typer.echo(" ".join(map(str, ids)))
+    typer.echo(" ".join(repr(_show(pieces[i])) for i in ids))
+
+
+def _parse_ids(args: List[str], file: Optional[str], vocab_size: int) -> list[int]:
+    if args and file is not None:
+        raise LadderError("give the ids either as arguments or with --file, not both")
+    if file is not None:
+        raw = _read_input(None, file, "ids").strip()
+        try:
+            value = jsonlib.loads(raw) if raw[:1] in "[{" and raw else raw.split()
+        except jsonlib.JSONDecodeError:
+            raise LadderError(f"{file} is not JSON nor whitespace-separated ids") from None
+        args = value.get("ids", []) if isinstance(value, dict) else value
+    try:
+        ids = [int(a) for a in args]
+    except (TypeError, ValueError):
+        raise LadderError("ids must be whole numbers, e.g. 'lmladder tokenizer decode DIR 72 101'") from None
+    bad = [i for i in ids if not 0 <= i < vocab_size]
+    if bad:
+        raise LadderError(f"id {bad[0]} is outside this tokenizer's range 0..{vocab_size - 1}")
+    return ids
+
+
+@app.command("decode")
+def decode(
+    folder: str = DIR_ARG,
+    ids: Optional[List[str]] = typer.Argument(None, help="Token ids (or use --file: whitespace-separated or JSON)."),
+    file: Optional[str] = FILE_OPTION,
+    json: bool = JSON_OPTION,
+) -> None:
+    """Turn token ids back into text (printed exactly, with no newline added)."""
+    from lmladder import tokens
+
+    tok = tokens.load_tokenizer(folder)
+    id_list = _parse_ids(list(ids or []), file, tok.vocab_size)
+    text = tok.decode(id_list)
+    if json:
+        emit_json({"text": text, "ids": len(id_list)})
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def compute_stats(tok: Any, documents: list[str], top: int = 10) -> dict[str, Any]:
+    """How the tokenizer cuts `documents`: characters, bytes and words per token, vocabulary use."""
+    import numpy as np
+
+    from lmladder.metrics import text_counts
+
+    chars, nbytes, words = text_counts(documents)
+    encoded = tok.encode_batch(documents)
+    ids = np.concatenate(encoded) if encoded else np.zeros(0, np.int64)
+    n = int(ids.size)
+    used = np.unique(ids)
+    pieces = token_pieces(tok)
+    counts = np.bincount(ids, minlength=tok.vocab_size) if n else np.zeros(tok.vocab_size, np.int64)
+    regular = [i for i in range(tok.vocab_size) if i != tok.eot_id and pieces[i] != b"<esc>"]
+    longest = sorted(regular, key=lambda i: (-len(pieces[i]), i))[:top]
+    return {
+        "kind": tok.kind,
+        "vocab_size": tok.vocab_size,
+        "chars": chars,
+        "bytes": nbytes,
+        "words": words,
+        "tokens": n,
+        "chars_per_token": chars / n if n else None,
+        "bytes_per_token": nbytes / n if n else None,
+        "tokens_per_word": n / words if words else None,
+        "vocab_used": int(used.size),
+        "vocab_used_share": used.size / tok.vocab_size,
+        "longest_tokens": [{"id": i, "token": _show(pieces[i]), "bytes": len(pieces[i]), "count": int(counts[i])}
+                           for i in longest],
+        "most_frequent": [{"id": int(i), "token": _show(pieces[i]), "count": int(counts[i])}
+                          for i in np.argsort(-counts, kind="stable")[:top] if counts[i]],
+    }
+
+
+@app.command("stats")
+def stats(
+    folder: str = DIR_ARG,
+    corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
+    split: Optional[str] = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
+    json: bool = JSON_OPTION,
+) -> None:
+    """Measure the tokenizer on the corpus's val split."""
+    from lmladder import corpora, tokens
+
+    tok = tokens.load_tokenizer(folder)
+    data = corpora.load(corpus)
+    splits = data.split(split)
+    result = {"tokenizer": str(Path(folder)), "corpus": data.identity(), "split": str(splits.spec),
+              "on": "val", **compute_stats(tok, splits.require("val"))}
+    if json:
+        emit_json(result)
+        return
+    from rich.table import Table
+
+    console = stdout_console()
+    table = Table(title=f"{result['tokenizer']} ({tok.kind}) on {data.name} val", show_header=False)
+    for key in ("vocab_size", "chars", "bytes", "words", "tokens", "chars_per_token", "bytes_per_token",
+                "tokens_per_word", "vocab_used", "vocab_used_share"):
+        table.add_row(key, fmt(result[key]))
+    console.print(table)
+    longest = Table(title="longest tokens")
+    for col in ("id", "token", "bytes", "count in val"):
+        longest.add_column(col)
+    for row in result["longest_tokens"]:
+        longest.add_row(str(row["id"]), repr(row["token"]), str(row["bytes"]), fmt(row["count"]))
+    console.print(longest)
