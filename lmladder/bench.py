@@ -49,11 +49,18 @@ def _compressor(kind: str, settings: dict, splits, profile: str) -> Built:
     return Built(CompressorRung(settings["method"], splits.require("train")), None, None, has_tokens=False)
 
 
+def _ngram(kind: str, settings: dict, splits, profile: str) -> Built:
+    from lmladder import ngram
+
+    return ngram.bench_rung(kind, settings, splits, profile)
+
+
 # kind -> (builder, {setting: required?})
 RUNG_KINDS: dict[str, tuple[Callable[..., Built], dict[str, bool]]] = {
     "uniform": (_baseline, {}),
     "unigram": (_baseline, {}),
     "compressor": (_compressor, {"method": True}),
+    "ngram": (_ngram, {"unit": False, "order": True, "smoothing": False, "min_count": False}),
 }
 
 

@@ -34,7 +34,30 @@ BENCH_RESULTS = pa.schema([
     pa.field("peak_rss_mb", pa.float64()),
 ])
 
-SCHEMAS: dict[str, pa.Schema] = {"bench_results": BENCH_RESULTS}
+# n-gram rungs (lmladder.counts, lmladder.ngram): the vocabulary, and one table per order whose
+# `ngram` column is the n-gram's units as strings (letters or word units; "<s>" is the document
+# boundary), `ctx` the row of its prefix in the order below and `word` the id of its last unit.
+NGRAM_VOCAB = pa.schema([
+    pa.field("id", pa.int32(), nullable=False),
+    pa.field("unit", pa.string(), nullable=False),
+])
+NGRAM_COUNTS = pa.schema([
+    pa.field("ngram", pa.list_(pa.string()), nullable=False),
+    pa.field("ctx", pa.int64(), nullable=False),
+    pa.field("word", pa.int32(), nullable=False),
+    pa.field("count", pa.int64(), nullable=False),
+    pa.field("adjusted", pa.int64(), nullable=False),
+])
+NGRAM_MODEL = pa.schema([
+    pa.field("ngram", pa.list_(pa.string()), nullable=False),
+    pa.field("ctx", pa.int64(), nullable=False),
+    pa.field("word", pa.int32(), nullable=False),
+    pa.field("logp", pa.float64(), nullable=False),  # ln p (kn) or the raw count (addk, mle)
+    pa.field("backoff", pa.float64(), nullable=False),  # ln backoff (kn) or the context's total count
+])
+
+SCHEMAS: dict[str, pa.Schema] = {"bench_results": BENCH_RESULTS, "ngram_vocab": NGRAM_VOCAB,
+                                 "ngram_counts": NGRAM_COUNTS, "ngram_model": NGRAM_MODEL}
 
 
 def _with_metadata(schema: pa.Schema, name: str, metadata: Mapping[str, Any]) -> pa.Schema:

@@ -1,0 +1,140 @@
+"""`lmladder ngram count|stats|train|export`: n-gram counts, their sparsity, models and ARPA."""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import typer
+
+from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console
+from lmladder.errors import LadderError
+
+app = typer.Typer(help="Letter and word n-grams: counts, sparsity statistics, Kneser-Ney models, ARPA.",
+                  no_args_is_help=True, add_completion=False)
+
+CORPUS = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder.")
+UNIT = typer.Option("char", "--unit", help="char (letters) or word (reversible word units).")
+ORDER = typer.Option(5, "--order", help="Longest n-gram (1..12).")
+SPLIT = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's).")
+MEMORY = typer.Option(None, "--memory", help="Memory budget for sorting, e.g. 2G or 500M (default: no limit).")
+
+
+def parse_memory(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", text, re.I)
+    if not m or float(m.group(1)) <= 0:
+        raise LadderError(f"--memory {text!r} is not a size; give e.g. 2G, 500M or 100000")
+    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
+    return int(float(m.group(1)) * scale)
+
+
+@app.command("count")
+def count(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
+          out: str = typer.Option(..., "--out", help="Folder to write the count tables to."),
+          split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, json: bool = JSON_OPTION) -> None:
+    """Count every n-gram of orders 1..N on the train split into Parquet tables."""
+    from lmladder import corpora, ngramio
+    from lmladder.atomic import check_output_dir
+    from lmladder.ngram import NgramConfig
+
+    config = NgramConfig(unit=unit, order=order, min_count=1)
+    config.check()
+    budget = parse_memory(memory)
+    check_output_dir(out)
+    data = corpora.load(corpus)
+    splits = data.split(split)
+    result = ngramio.count_corpus(config, splits, data.identity(), out, budget)
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(f"counted {unit} n-grams of orders 1..{order} on {data.name} ({splits.spec}) -> {out}")
+
+
+@app.command("stats")
+def stats(folder: str = typer.Argument(..., help="A counts folder written by `lmladder ngram count`."),
+          json: bool = JSON_OPTION) -> None:
+    """Per order: n-gram types and tokens, singletons, V^n possible, val n-grams never seen in train."""
+    from lmladder import ngramio
+
+    rows = ngramio.stats(folder)
+    if json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"n-gram sparsity ({rows['unit']}, {rows['corpus']['name']})")
+    for col in ("order", "types", "tokens", "singletons", "possible", "coverage", "val_unseen"):
+        table.add_column(col, justify="right")
+    for r in rows["orders"]:
+        table.add_row(str(r["order"]), fmt(r["types"]), fmt(r["tokens"]), fmt(r["singletons"]),
+                      f"{float(r['possible']):.3g}", f"{r['types'] / float(r['possible']):.3g}",
+                      "-" if r["val_unseen"] is None else f"{r['val_unseen']:.2%}")
+    stdout_console().print(table)
+
+
+@app.command("train")
+def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
+          out: str = typer.Option(..., "--out", help="Folder to write the model to."),
+          smoothing: str = typer.Option("kn", "--smoothing", help="kn (modified Kneser-Ney), addk or mle."),
+          k: float = typer.Option(0.01, "--k", help="add-k's pseudo-count."),
+          min_count: int = typer.Option(0, "--min-count",
+                                        help="Word units: words seen fewer times are spelled letter by letter "
+                                             "(0: tune on val)."),
+          kenlm_compat: bool = typer.Option(False, "--kenlm-compat",
+                                            help="KenLM's lmplz: lines as sentences with <s> </s>, whitespace "
+                                                 "tokens, <unk> (use --unit word)."),
+          split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, json: bool = JSON_OPTION) -> None:
+    """Train an n-gram rung on the train split and save it as a self-describing folder."""
+    import time
+
+    from lmladder import corpora, ngram
+    from lmladder.atomic import check_output_dir
+
+    if kenlm_compat and unit != "word":
+        raise LadderError("--kenlm-compat works on whitespace tokens: use it with --unit word "
+                          "(for letters, rewrite the text as space-separated characters first)")
+    config = ngram.NgramConfig(unit=unit, order=order, smoothing=smoothing, k=k,
+                               min_count=max(min_count, 0) if unit == "word" else 1, kenlm_compat=kenlm_compat)
+    if min_count < 0:
+        raise LadderError(f"--min-count must be >= 0 (got {min_count})")
+    config.check()
+    budget = parse_memory(memory)
+    check_output_dir(out)
+    data = corpora.load(corpus)
+    splits = data.split(split)
+    docs = splits.require("train")
+    if kenlm_compat:
+        docs = [line for doc in docs for line in doc.splitlines()]
+    start = time.perf_counter()
+    model = ngram.train(config, docs, budget, val=splits["val"])
+    seconds = time.perf_counter() - start
+    ngram.save(model, out, data.identity(), str(splits.spec))
+    result = {"out": out, "corpus": data.identity(), "split": str(splits.spec), "config": model.config.__dict__,
+              "parameters": model.parameters, "ngrams": [len(t.keys) for t in model.tables],
+              "discounts": model.meta.get("discounts"), "seconds": seconds}
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(f"trained {unit} {order}-gram ({smoothing}) on {data.name} ({splits.spec}) -> {out}")
+
+
+@app.command("export")
+def export(model_dir: str = typer.Argument(..., help="A Kneser-Ney model folder from `lmladder ngram train`."),
+           arpa: str = typer.Option(..., "--arpa", help="ARPA file to write (KenLM loads it)."),
+           json: bool = JSON_OPTION) -> None:
+    """Write a Kneser-Ney model as an ARPA file."""
+    from lmladder import arpa as arpa_io
+    from lmladder import artifacts
+
+    header = artifacts.read_header(model_dir, "lmladder-model")
+    if header.get("kind") != "ngram":
+        raise LadderError(f"{model_dir} holds a {header.get('kind')} model, not an n-gram model")
+    model = artifacts.load_model(model_dir)
+    arpa_io.write(model, arpa)
+    result = {"model": model_dir, "arpa": arpa, "ngrams": [len(t.keys) for t in model.tables]}
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(f"wrote {arpa}")

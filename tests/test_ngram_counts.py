@@ -1,0 +1,73 @@
+"""N-gram counts checked by hand on a two-line corpus, and the word units' reversibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmladder import counts, ngram, wordtok
+
+
+def table(c, units, n, what="count"):
+    ids = c.ids(n)
+    values = getattr(c.tables[n - 1], what)
+    return {" ".join(units[i] for i in row): int(v) for row, v in zip(ids.tolist(), values.tolist()) if v}
+
+
+def test_two_line_corpus_by_hand():
+    # <s> a b </s>   and   <s> b a b </s>
+    config = ngram.NgramConfig(unit="word", order=2, kenlm_compat=True)
+    units, bos, esc, eos, seq = ngram.prepare(config, ["a b", "b a b"])
+    assert units == ["<unk>", "<s>", "</s>", "a", "b"]
+    assert seq.tolist() == [1, 3, 4, 2, 1, 4, 3, 4, 2]
+    c = counts.count(seq, 2, len(units), bos)
+    assert table(c, units, 1) == {"a": 2, "b": 3, "</s>": 2}
+    assert table(c, units, 2) == {"<s> a": 1, "<s> b": 1, "a b": 2, "b a": 1, "b </s>": 2}
+    # adjusted: distinct left neighbours (a: <s> b; b: a <s>; </s>: b); the top order keeps raw counts
+    assert table(c, units, 1, "adjusted") == {"a": 2, "b": 2, "</s>": 1}
+    assert table(c, units, 2, "adjusted") == table(c, units, 2)
+
+
+def test_letter_counts_by_hand():
+    c = counts.count(np.array([3, 0, 1, 0, 3, 1, 0]), 3, 4, bos=3)  # documents "aba" and "ba"
+    units = ["a", "b", "c", "<s>"]
+    assert table(c, units, 1) == {"a": 3, "b": 2}
+    assert table(c, units, 2) == {"<s> a": 1, "a b": 1, "b a": 2, "<s> b": 1}
+    assert table(c, units, 3) == {"<s> a b": 1, "a b a": 1, "<s> b a": 1}
+    assert table(c, units, 2, "adjusted") == {"<s> a": 1, "a b": 1, "b a": 2, "<s> b": 1}
+    assert table(c, units, 1, "adjusted") == {"a": 2, "b": 2}  # a after <s> and b; b after a and <s>
+
+
+def test_lookup_finds_and_misses():
+    t = np.array([1, 5, 9], dtype=np.uint64)
+    q = np.array([9, 2, 1, 5, 10], dtype=np.uint64)
+    assert counts.lookup(t, q, chunk=2).tolist() == [2, -1, 0, 1, -1]
+
+
+def test_sorted_runs_merge_like_one_sort():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 1000, 5000).astype(np.uint64)
+    assert np.array_equal(counts.sorted_unique(keys, chunk=300), np.unique(keys))
+
+
+@pytest.mark.parametrize("text", ["Hello  world's 12 x_y \n\n  end  ", "", "naïve café — “quoted”\ttab\r\n"])
+def test_word_units_are_reversible(text):
+    assert "".join(wordtok.units(text)) == text
+
+
+def test_word_units_keep_the_leading_space():
+    assert wordtok.units("the cat sat.\n") == ["the", " cat", " sat", ".", "\n"]
+
+
+def test_packed_hierarchical_and_chunked_counting_agree():
+    text = ("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40) + "zq\n"
+    units, bos, _, _, seq = ngram.prepare(ngram.NgramConfig(unit="char", order=5), [text[:900], text[900:]])
+    packed = counts.count(seq, 5, len(units), bos)  # fits in 64 bits: one sort per order
+    wide = counts.count(seq, 5, len(units) << 20, bos)  # too wide to pack: order-by-order ids
+    small = counts.count(seq, 5, len(units), bos, memory_bytes=24 * 300)  # sorted runs, merged
+    for n in range(1, 6):
+        a, b, c = packed.tables[n - 1], wide.tables[n - 1], small.tables[n - 1]
+        k = len(a) if n > 1 else len(units)
+        for name in ("ctx", "word", "suffix", "count", "adjusted", "bos"):
+            assert np.array_equal(getattr(a, name)[:k], getattr(b, name)[:k]), (n, name)
+            assert np.array_equal(getattr(a, name), getattr(c, name)), (n, name)

@@ -1,0 +1,142 @@
+"""N-gram models: normalisation, open-vocabulary exactness, save/load, the CLI and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lmladder import metrics, ngram
+from tests.conftest import assert_error
+
+TEXT = "the cat sat on the mat.\nthe dog sat on the log!\na cat and a dog.\n" * 3 + "zebra quux\n"
+
+
+@pytest.mark.parametrize("unit,order,smoothing", [("char", 3, "kn"), ("char", 2, "addk"), ("word", 3, "kn")])
+def test_every_context_sums_to_one(unit, order, smoothing):
+    model = ngram.train(ngram.NgramConfig(unit=unit, order=order, smoothing=smoothing, min_count=2), [TEXT])
+    contexts = [[model.bos]]
+    for n in range(1, order):  # every stored n-gram of order < N as a context
+        ids = np.empty((len(model.tables[n - 1].keys), n), dtype=np.int64)
+        row = np.arange(len(ids))
+        for k in range(n, 0, -1):
+            keys = model.tables[k - 1].keys
+            ids[:, k - 1] = (keys[row] % np.uint64(model.V)).astype(np.int64)
+            row = (keys[row] // np.uint64(model.V)).astype(np.int64)
+        contexts += [list(r) for r in ids.tolist()]
+    probs = np.exp(model.next_logprobs(contexts)).sum(axis=1)
+    assert np.allclose(probs, 1.0, atol=1e-9), probs.min()
+    if model.spelling is not None:
+        sp = model.spelling
+        assert np.allclose(np.exp(sp.next_logprobs([[sp.bos], [sp.bos, 0], [0, 1]])).sum(axis=1), 1.0)
+
+
+def test_open_vocabulary_word_model_is_exact():
+    model = ngram.train(ngram.NgramConfig(unit="word", order=2, min_count=2), [TEXT])
+    test = "the zebra sat on a quux mat, xylophone!\n"
+    scores = model.score([test])
+    m = metrics.compute(scores, [test])  # checks every character is covered
+    assert m.chars == len(test) and np.all(np.isfinite(scores.logprob))
+    seq, texts = model.encode([test])
+    unk = (seq[1:] == model.escape)
+    assert unk.sum() >= 3  # zebra, quux, xylophone and "," are spelled out
+    plain = model.unit_logprob(seq)[1:]
+    spelled = scores.logprob - plain
+    assert np.all(spelled[~unk] == 0) and np.all(spelled[unk] < 0)
+
+
+def test_auto_min_count_tunes_on_val():
+    model = ngram.train(ngram.NgramConfig(unit="word", order=2, min_count=0), [TEXT], val=[TEXT[:60]])
+    assert model.config.min_count in (2, 3, 4, 6)
+
+
+def test_save_load_round_trip(tmp_path):
+    model = ngram.train(ngram.NgramConfig(unit="word", order=3, min_count=2), [TEXT])
+    ngram.save(model, tmp_path / "m", {"name": "x", "kind": "local", "sha256": "0"}, "1,0,0")
+    from lmladder import artifacts
+
+    back = artifacts.load_model(tmp_path / "m")
+    doc = ["the cat sat on a zebra\n"]
+    assert np.allclose(back.score(doc).logprob, model.score(doc).logprob)
+    assert back.sample("the", 20, seed=3) == model.sample("the", 20, seed=3)
+
+
+def test_mle_refuses_to_score_unseen():
+    model = ngram.train(ngram.NgramConfig(unit="char", order=3, smoothing="mle"), [TEXT])
+    assert len(model.sample("the", 30, seed=1)[0]) == 33
+    with pytest.raises(Exception, match="probability 0"):
+        model.score(["qqq"])
+
+
+@pytest.fixture
+def corpus_file(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text(TEXT * 20, encoding="utf-8")
+    return path
+
+
+def test_cli_count_stats_train_score_export(cli, corpus_file, tmp_path):
+    r = cli("ngram", "count", corpus_file, "--unit", "char", "--order", "3", "--out", tmp_path / "c", "--json")
+    assert r.exit_code == 0, r
+    r = cli("ngram", "stats", tmp_path / "c", "--json")
+    assert r.exit_code == 0, r
+    rows = json.loads(r.stdout)["orders"]
+    assert [x["order"] for x in rows] == [1, 2, 3] and rows[0]["val_unseen"] is not None
+    assert cli("ngram", "stats", tmp_path / "c").exit_code == 0
+    r = cli("ngram", "count", corpus_file, "--unit", "word", "--order", "2", "--out", tmp_path / "cw",
+            "--memory", "10M")
+    assert r.exit_code == 0, r
+    r = cli("ngram", "train", corpus_file, "--unit", "char", "--order", "4", "--out", tmp_path / "m", "--json")
+    assert r.exit_code == 0, r
+    r = cli("score", tmp_path / "m", corpus_file, "--split", "test", "--json")
+    assert r.exit_code == 0, r
+    assert 0 < json.loads(r.stdout)["bits_per_char"] < 3
+    r = cli("ngram", "export", tmp_path / "m", "--arpa", tmp_path / "m.arpa")
+    assert r.exit_code == 0, r
+    assert (tmp_path / "m.arpa").read_text().startswith("\\data\\")
+    r = cli("ngram", "train", corpus_file, "--unit", "word", "--order", "2", "--kenlm-compat", "--split", "1,0,0",
+            "--out", tmp_path / "k")
+    assert r.exit_code == 0, r
+    assert_error(cli("score", tmp_path / "k", corpus_file, "--split-spec", "0.9,0.05,0.05"), "kenlm-compat")
+    for smoothing in ("addk", "mle"):
+        r = cli("ngram", "train", corpus_file, "--order", "2", "--smoothing", smoothing, "--out", tmp_path / smoothing)
+        assert r.exit_code == 0, r
+    assert_error(cli("ngram", "export", tmp_path / "addk", "--arpa", tmp_path / "x.arpa"), "Kneser-Ney")
+
+
+@pytest.mark.parametrize("args", [[], ["count"], ["stats"], ["train"], ["export"]])
+def test_help(cli, args):
+    r = cli("ngram", *args, "--help")
+    assert r.exit_code == 0 and "Usage" in r.stdout
+
+
+def test_bad_input(cli, corpus_file, tmp_path):
+    out = tmp_path / "o"
+    assert_error(cli("ngram", "train", corpus_file, "--order", "0", "--out", out), "--order")
+    assert_error(cli("ngram", "count", corpus_file, "--order", "13", "--out", out), "--order")
+    assert_error(cli("ngram", "train", corpus_file, "--smoothing", "wb", "--out", out), "--smoothing")
+    assert_error(cli("ngram", "train", corpus_file, "--unit", "byte", "--out", out), "--unit")
+    assert_error(cli("ngram", "train", corpus_file, "--memory", "lots", "--out", out), "--memory")
+    one = tmp_path / "one.txt"
+    one.write_text("aaaaaaaaaa", encoding="utf-8")
+    assert_error(cli("ngram", "train", one, "--split", "1,0,0", "--out", out), "one distinct")
+    with pytest.raises(Exception, match="empty"):
+        ngram.train(ngram.NgramConfig(), [""])
+    # a corrupted table, a foreign Parquet file, a folder from another version
+    assert cli("ngram", "train", corpus_file, "--order", "2", "--out", out).exit_code == 0
+    (out / "order2.parquet").write_bytes(b"not parquet")
+    assert_error(cli("score", out, corpus_file), "order2.parquet")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    assert cli("ngram", "train", corpus_file, "--order", "2", "--out", out).exit_code == 0
+    pq.write_table(pa.table({"x": [1]}), out / "order1.parquet")
+    assert_error(cli("score", out, corpus_file), "order1.parquet")
+    assert cli("ngram", "train", corpus_file, "--order", "2", "--out", out).exit_code == 0
+    head = json.loads((out / "lmladder.json").read_text())
+    head["format_version"] = 99
+    (out / "lmladder.json").write_text(json.dumps(head))
+    assert_error(cli("score", out, corpus_file), "version")
+    assert_error(cli("ngram", "stats", out), "not an lmladder n-gram counts folder")
+    assert_error(cli("ngram", "stats", tmp_path / "missing"), "not a folder")
