@@ -24,6 +24,9 @@ FORMAT_VERSION = 1
 MODEL_LOADERS: dict[str, str] = {
     "uniform": "lmladder.baselines:load",
     "unigram": "lmladder.baselines:load",
+    "ngram": "lmladder.ngram:load",
+    "gpt": "lmladder.neural:load",
+    "mlp": "lmladder.neural:load",
 }
 
 

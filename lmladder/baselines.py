@@ -20,7 +20,7 @@ from lmladder import artifacts
 from lmladder.atomic import MARKER, atomic_dir, write_json
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
-from lmladder.sampling import SampleSettings, choose
+from lmladder.sampling import SampleSettings, choose, sample_rngs
 from lmladder.vocab import CharVocab
 
 KINDS = ("uniform", "unigram")
@@ -52,13 +52,21 @@ class LetterDistribution:
         return UnitScores.concat(parts)
 
     def sample(self, prompt: str = "", max_new_chars: int = 200, settings: SampleSettings | None = None,
-               seed: int = 0, num_samples: int = 1) -> list[str]:
+               seed: int = 0, num_samples: int = 1, on_text=None) -> list[str]:
+        """Draw letters independently (the prompt is no context for a context-free model).
+        `on_text(i, piece)` is called with each new piece of sample i as it is drawn."""
         settings = settings or SampleSettings()
-        rng = np.random.default_rng(seed)
+        rngs = sample_rngs(seed, num_samples)
         logits = np.broadcast_to(self.logp, (num_samples, self.vocab.size))
-        columns = [choose(logits, settings, rng) for _ in range(max_new_chars)]
-        ids = np.stack(columns, axis=1) if columns else np.zeros((num_samples, 0), dtype=np.int64)
-        return [prompt + self.vocab.decode(row.tolist(), rng) for row in ids]
+        texts = [prompt] * num_samples
+        for _ in range(max_new_chars):
+            ids = choose(logits, settings, rngs)
+            for i, unit in enumerate(ids.tolist()):
+                piece = self.vocab.decode([unit], rngs[i])
+                texts[i] += piece
+                if on_text:
+                    on_text(i, piece)
+        return texts
 
     def save(self, out: str | Path, corpus: dict[str, Any], split: str) -> None:
         with atomic_dir(out) as tmp:

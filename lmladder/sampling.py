@@ -8,6 +8,7 @@ most likely units whose probability reaches p). Defaults: T = 0.8, no top-k, no 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -58,8 +59,16 @@ def filter_logits(logits: np.ndarray, settings: SampleSettings) -> np.ndarray:
     return out
 
 
-def choose(logits: np.ndarray, settings: SampleSettings, rng: np.random.Generator) -> np.ndarray:
-    """Next unit ids (B,) from (B, V) logits or log-probabilities."""
+def sample_rngs(seed: int, num_samples: int) -> list[np.random.Generator]:
+    """One generator per sample, so sample i's text does not depend on how many samples are
+    drawn beside it (batched or one by one, streamed or not: the same text)."""
+    return [np.random.default_rng([seed, i]) for i in range(num_samples)]
+
+
+def choose(logits: np.ndarray, settings: SampleSettings,
+           rng: np.random.Generator | Sequence[np.random.Generator]) -> np.ndarray:
+    """Next unit ids (B,) from (B, V) logits or log-probabilities. `rng` is one generator for
+    the batch or one per row (see sample_rngs)."""
     logits = np.atleast_2d(logits)
     if settings.temperature == 0:
         return np.argmax(logits, axis=-1)  # the first maximum: ties to the lower id
@@ -67,7 +76,53 @@ def choose(logits: np.ndarray, settings: SampleSettings, rng: np.random.Generato
     z = z - z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
-    u = rng.random(p.shape[0])
+    if isinstance(rng, np.random.Generator):
+        u = rng.random(p.shape[0])
+    else:
+        u = np.array([g.random() for g in rng])
     cdf = np.cumsum(p, axis=-1)
     idx = (cdf < u[:, None]).sum(axis=-1)
     return np.minimum(idx, p.shape[1] - 1)
+
+
+def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit polynomial hash of every n-gram of an integer sequence (vectorised)."""
+    ids = np.asarray(ids, dtype=np.uint64)
+    if len(ids) < n:
+        return np.zeros(0, dtype=np.uint64)
+    h = np.zeros(len(ids) - n + 1, dtype=np.uint64)
+    base = np.uint64(0x100000001B3)
+    with np.errstate(over="ignore"):
+        for j in range(n):
+            h = h * base + ids[j: len(ids) - n + 1 + j] + np.uint64(1)
+    return h
+
+
+def novelty(samples: Sequence[str], train_docs: Sequence[str], unit: str) -> list[float | None]:
+    """For each sample, the share of its word 4-grams (unit "word") or letter 8-grams (unit
+    "char") that occur verbatim in the training text: 1.0 is all memorised, 0.0 all new."""
+    from lmladder.vocab import codepoints
+
+    if unit == "word":
+        n = 4
+        words = [d.split() for d in train_docs] + [s.split() for s in samples]
+        vocab, inverse = np.unique(np.array([w for doc in words for w in doc] or [""]), return_inverse=True)
+        pieces, start = [], 0
+        for doc in words:
+            pieces.append(inverse[start: start + len(doc)])
+            start += len(doc)
+        train_ids, sample_ids = pieces[: len(train_docs)], pieces[len(train_docs):]
+    else:
+        n = 8
+        train_ids = [codepoints(d) for d in train_docs]
+        sample_ids = [codepoints(s) for s in samples]
+    known = np.unique(np.concatenate([_ngram_hashes(t, n) for t in train_ids] or [np.zeros(0, np.uint64)]))
+    out: list[float | None] = []
+    for ids in sample_ids:
+        h = _ngram_hashes(ids, n)
+        if len(h) == 0:
+            out.append(None)
+            continue
+        pos = np.minimum(np.searchsorted(known, h), max(len(known) - 1, 0))
+        out.append(float(np.mean(known[pos] == h)) if len(known) else 0.0)
+    return out

@@ -104,11 +104,14 @@ def _root(
 
 
 def _register() -> None:
-    from lmladder.cli import bench, corpus, score, train
+    from lmladder.cli import bench, corpus, ngram, sample, score, tokenizer, train
 
     app.add_typer(corpus.app, name="corpus")
+    app.add_typer(tokenizer.app, name="tokenizer")
+    app.add_typer(ngram.app, name="ngram")
     app.command("train")(train.train)
     app.command("score")(score.score)
+    app.command("sample")(sample.sample)
     app.command("bench")(bench.bench)
 
 
