@@ -104,7 +104,7 @@ def _root(
 
 
 def _register() -> None:
-    from lmladder.cli import bench, corpus, ngram, sample, score, tokenizer, train
+    from lmladder.cli import bench, corpus, ngram, sample, score, tokenizer, tour, train
 
     app.add_typer(corpus.app, name="corpus")
     app.add_typer(tokenizer.app, name="tokenizer")
@@ -113,6 +113,7 @@ def _register() -> None:
     app.command("score")(score.score)
     app.command("sample")(sample.sample)
     app.command("bench")(bench.bench)
+    app.command("tour")(tour.tour)
 
 
 _register()

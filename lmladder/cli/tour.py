@@ -1,0 +1,63 @@
+"""`lmladder tour CORPUS`: Wolfram's walk up the ladder on your corpus."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from lmladder.cli.common import fmt
+
+
+def tour(
+    corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
+    out: Optional[str] = typer.Option(None, "--out", help="Save the figures (PNG) to this folder."),
+    seed: int = typer.Option(0, "--seed", help="Seed for every sample (the tour is reproducible)."),
+    length: int = typer.Option(120, "--length", help="Characters per sample."),
+    seed_word: str = typer.Option("cat", "--seed-word", help="The word the word-pair samples start from."),
+    gpt: Optional[str] = typer.Option(None, "--gpt", help="A trained GPT folder for the last step."),
+) -> None:
+    """A guided, reproducible walk up the ladder: letters, pairs, n-grams, words, a GPT."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from lmladder import tour as lib
+    from lmladder.atomic import check_output_dir
+    from lmladder.cli.common import stdout_console
+    from lmladder.errors import LadderError
+
+    if length < 1:
+        raise LadderError(f"--length must be >= 1 (got {length})")
+    if out:
+        check_output_dir(out)
+    if gpt:
+        from lmladder import artifacts
+
+        artifacts.read_header(gpt, "lmladder-model")
+    console = stdout_console()
+
+    def show(step: lib.Step) -> None:
+        console.rule(f"[bold]{step.title}")
+        console.print(step.caption)
+        if step.table:
+            table = Table()
+            for col in step.table[0]:
+                table.add_column(col)
+            for row in step.table:
+                table.add_row(*[repr(v) if isinstance(v, str) and v.strip() != v else
+                                (f"{v:.4f}" if isinstance(v, float) and v < 1e6 else fmt(v)) for v in row.values()])
+            console.print(table)
+        for label, text in step.samples:
+            console.print(Panel(text, title=label, title_align="left", expand=False))
+        if step.figure:
+            console.print(f"[dim]figure: {step.figure}[/]")
+
+    if out:
+        from pathlib import Path
+
+        from lmladder import artifacts
+        from lmladder.atomic import MARKER, write_json
+
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_json(Path(out) / MARKER, artifacts.header("lmladder-tour", corpus=corpus, seed=seed))
+    lib.run(corpus, out, seed, length, seed_word, gpt, on_step=show)

@@ -1,0 +1,177 @@
+"""Wolfram's tour of the ladder ("What Is ChatGPT Doing ... and Why Does It Work?", 2023) on the
+user's own corpus: letters drawn by frequency, letter pairs, longer letter n-grams, words, the
+counts that make long n-grams hopeless, and a GPT. Each step uses the library calls a user
+would (lmladder.ngram.train, ngramio.count_corpus, rung.sample); figures are optional PNGs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lmladder.sampling import SampleSettings
+
+
+@dataclass
+class Step:
+    title: str
+    caption: str
+    samples: list[tuple[str, str]] = field(default_factory=list)  # (label, text)
+    table: list[dict[str, Any]] | None = None
+    figure: str | None = None
+
+
+def _letters_only(docs: list[str]) -> list[str]:
+    return ["".join(re.findall(r"[^\W\d_]", d.lower())) for d in docs]
+
+
+def _letters_and_spaces(docs: list[str]) -> list[str]:
+    return [re.sub(r"\s+", " ", re.sub(r"[^\w\s]|[\d_]", "", d.lower())).strip() for d in docs]
+
+
+def _unit_probs(model) -> tuple[list[str], np.ndarray]:
+    """The model's distribution of the next unit at the start of a document."""
+    lp = model.next_logprobs([[model.bos]])[0]
+    keep = np.isfinite(lp) & (np.arange(len(lp)) != model.escape)
+    units = [model.units[i] for i in np.flatnonzero(keep)]
+    return units, np.exp(lp[keep])
+
+
+def _bar(units: list[str], probs: np.ndarray, path: Path, title: str, top: int = 30) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = np.argsort(-probs, kind="stable")[:top]
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    ax.bar(range(len(order)), probs[order], color="#4C72B0")
+    ax.set_xticks(range(len(order)), [repr(units[i])[1:-1] or "␣" for i in order], rotation=90 if top > 30 else 0)
+    ax.set_ylabel("probability")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: int = 120,
+        seed_word: str = "cat", gpt: str | None = None, on_step: Callable[[Step], None] | None = None) -> list[Step]:
+    from lmladder import artifacts, corpora, ngram, ngramio
+
+    corpus = corpora.load(corpus_name)
+    splits = corpus.split()
+    train = splits.require("train")
+    figures = Path(out) if out else None
+    if figures:
+        figures.mkdir(parents=True, exist_ok=True)
+    settings = SampleSettings(temperature=1.0)
+    steps: list[Step] = []
+
+    def emit(step: Step) -> None:
+        steps.append(step)
+        if on_step:
+            on_step(step)
+
+    # 1. letters by frequency, without and with the space
+    letters = ngram.train(ngram.NgramConfig(unit="char", order=1, smoothing="mle"), _letters_only(train))
+    spaced_docs = _letters_and_spaces(train)
+    spaced = ngram.train(ngram.NgramConfig(unit="char", order=1, smoothing="mle"), spaced_docs)
+    units, probs = _unit_probs(letters)
+    step = Step("1. Letters by frequency",
+                "Draw letters independently, each as often as it occurs in the corpus. Without spaces it is a "
+                "blur; with the space as a letter, 'words' appear, of the right lengths but not real.")
+    top = np.argsort(-probs, kind="stable")[:10]
+    step.table = [{"letter": units[i], "probability": float(probs[i])} for i in top]
+    step.samples = [("letters", letters.sample("", length, settings, seed)[0]),
+                    ("letters + space", spaced.sample("", length, settings, seed)[0])]
+    if figures:
+        _bar(units, probs, figures / "letters.png", "letter frequencies")
+        step.figure = str(figures / "letters.png")
+    emit(step)
+
+    # 2. the letter-pair matrix
+    pairs = ngram.train(ngram.NgramConfig(unit="char", order=2, smoothing="mle"), spaced_docs)
+    units1, freq = _unit_probs(spaced)
+    alphabet = [units1[i] for i in np.argsort(-freq, kind="stable")[:27]]
+    index = pairs.index() if callable(pairs.index) else pairs.index
+    ids = [index[a] for a in alphabet]
+    matrix = np.exp(pairs.next_logprobs([[pairs.bos, i] for i in ids])[:, ids])
+    step = Step("2. Letter pairs",
+                "P(second letter | first letter), from counts of letter pairs. Some pairs are near certain "
+                "(in English, 'q' is followed by 'u'); most are rare.")
+    strongest = np.argsort(-matrix.max(axis=1), kind="stable")[:5]
+    step.table = [{"first": alphabet[i], "most likely next": alphabet[int(matrix[i].argmax())],
+                   "probability": float(matrix[i].max())} for i in strongest]
+    if figures:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 6))
+        ax.imshow(matrix, cmap="Blues")
+        labels = [a if a != " " else "␣" for a in alphabet]
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_xlabel("second letter")
+        ax.set_ylabel("first letter")
+        ax.set_title("P(second | first)")
+        fig.tight_layout()
+        fig.savefig(figures / "letter-pairs.png", dpi=110)
+        plt.close(fig)
+        step.figure = str(figures / "letter-pairs.png")
+    emit(step)
+
+    # 3. longer letter n-grams on the raw text
+    step = Step("3. Letter n-grams of increasing order",
+                "Each letter drawn given the n-1 before it (Kneser-Ney estimates from the raw text): "
+                "by order 4 or 5 the 'words' are mostly real words.")
+    for n in range(1, 7):
+        model = ngram.train(ngram.NgramConfig(unit="char", order=n), train)
+        step.samples.append((f"order {n}", model.sample("", length, settings, seed)[0]))
+    emit(step)
+
+    # 4. words, independently and in pairs
+    words1 = ngram.train(ngram.NgramConfig(unit="word", order=1, min_count=1), train)
+    words2 = ngram.train(ngram.NgramConfig(unit="word", order=2, min_count=1), train)
+    wunits, wprobs = _unit_probs(words1)
+    wtop = np.argsort(-wprobs, kind="stable")[:10]
+    step = Step("4. Words",
+                f"Words drawn independently by frequency make no sense; drawn by word pairs, starting from "
+                f"'{seed_word}', short stretches do.")
+    step.table = [{"word": wunits[i], "probability": float(wprobs[i])} for i in wtop]
+    step.samples = [("words by frequency", words1.sample("", length, settings, seed)[0]),
+                    (f"word pairs from '{seed_word}'", words2.sample(seed_word, length, settings, seed)[0])]
+    if figures:
+        _bar(wunits, wprobs, figures / "words.png", "word frequencies (top 40)", top=40)
+        step.figure = str(figures / "words.png")
+    emit(step)
+
+    # 5. why not just count longer n-grams
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = ngramio.count_corpus(ngram.NgramConfig(unit="word", order=4), splits, corpus.identity(),
+                                    Path(tmp) / "counts", None)
+    step = Step("5. Why counting stops working",
+                "The number of possible word n-grams grows as V^n, far beyond what any corpus contains, "
+                "and more and more of the n-grams in new text were never seen in training.")
+    step.table = [{"order": o["order"], "seen types": o["types"],
+                   "possible": int(o["possible"]) if o["possible"] < 1e12 else f"{o['possible']:.2e}",
+                   "val n-grams never seen": o["val_unseen"]} for o in info["orders"]]
+    emit(step)
+
+    # 6. a GPT at temperature 0 and 0.8
+    if gpt:
+        model = artifacts.load_model(gpt)
+        step = Step("6. A GPT",
+                    "Temperature 0 always takes the most likely next token: flat and repetitive. "
+                    "Temperature 0.8 is what works best for prose.")
+        for t in (0.0, 0.8):
+            step.samples.append((f"temperature {t}", model.sample("", length * 3, SampleSettings(t), seed)[0]))
+        emit(step)
+    return steps
