@@ -55,12 +55,20 @@ def _ngram(kind: str, settings: dict, splits, profile: str) -> Built:
     return ngram.bench_rung(kind, settings, splits, profile)
 
 
+def _neural(kind: str, settings: dict, splits, profile: str) -> Built:
+    from lmladder.train import bench_rung
+
+    return bench_rung(kind, settings, splits, profile)
+
+
 # kind -> (builder, {setting: required?})
 RUNG_KINDS: dict[str, tuple[Callable[..., Built], dict[str, bool]]] = {
     "uniform": (_baseline, {}),
     "unigram": (_baseline, {}),
     "compressor": (_compressor, {"method": True}),
     "ngram": (_ngram, {"unit": False, "order": True, "smoothing": False, "min_count": False}),
+    "mlp": (_neural, {"tokenizer": False, "bpe_vocab": False}),
+    "gpt": (_neural, {"tokenizer": False, "bpe_vocab": False}),
 }
 
 

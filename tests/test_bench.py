@@ -59,12 +59,23 @@ def test_bench_writes_every_output(cli, small_corpus, ladder, tmp_path):
     assert "| uniform |" in (out / "results.md").read_text()
 
 
-def test_bench_default_ladder_on_default_corpus(cli):
-    result = cli("bench", "--json")
+def test_bench_default_ladder_on_default_corpus(cli, tmp_path):
+    """The default ladder's rungs up to the n-grams (the neural rungs are tested on their own:
+    training them here would take minutes)."""
+    from lmladder.bench import load_ladder
+
+    rungs = [r for r in load_ladder(None) if r["kind"] not in ("mlp", "gpt")]
+    assert len(rungs) >= 10
+    ladder = tmp_path / "default-without-neural.toml"
+    ladder.write_text("\n".join("[[rung]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in r.items())
+                                for r in rungs))
+    result = cli("bench", "--ladder", ladder, "--json")
     assert result.exit_code == 0, result
     rows = {r["rung"]: r for r in json.loads(result.stdout)["results"]}
     assert rows["uniform"]["bits_per_char"] == pytest.approx(math.log2(66))  # 65 letters + escape
     assert rows["unigram"]["bits_per_char"] < 5.0
+    best_ngram = min(r["bits_per_char"] for r in rows.values() if r["kind"] == "ngram")
+    assert best_ngram < min(r["bits_per_char"] for r in rows.values() if r["kind"] == "compressor")
 
 
 def test_check_gate(cli, small_corpus, ladder, tmp_path):

@@ -1,0 +1,166 @@
+"""The neural rungs on a GPU, in one go (issue 5's benchmarks):
+
+1. time to quality: Tiny Shakespeare characters, nanoGPT's split 0.9,0.1,0; the wall time from
+   launching `lmladder train` to the first full-pass val loss <= 1.47 nats/char, and the best
+   val loss within 60 s of launch (a few recipes; the best is reported);
+2. throughput of the gpt2-124m preset (context 1024, vocabulary 50,304): tokens/s and MFU
+   against the GPU's dense bf16 peak;
+3. the MLP: test bits/char after 2 minutes (default split 0.9,0.05,0.05);
+4. with --scaling: gpt2-124m tokens/s on 1 and on all GPUs (torchrun).
+
+    LMLADDER_MIRROR=/path/to/corpora PYTHONPATH=. python3 benchmarks/bench_gpu.py [--only ttq,mfu,mlp] [--scaling]
+
+Prints a short table; writes gpu-train.json (and each run's metrics) under $OUT (or ./bench-gpu-out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+NANOGPT = {"time_to_best_s": 102.5, "best_val": 1.4626, "ms_per_step": 15.0, "gpt2_124m_tokens_per_s": 439_000,
+           "gpt2_124m_mfu": 0.38}
+TTQ_RECIPES = {  # name -> options on top of --preset gpt-char
+    "nanogpt-recipe": [],
+    "lr2e-3-b128": ["--lr", "2e-3", "--batch-size", "128", "--min-lr", "2e-4"],
+    "lr2e-3-do0.1": ["--lr", "2e-3", "--dropout", "0.1", "--min-lr", "2e-4"],
+}
+
+
+def run_train(args: list[str], out: Path, timeout: float, nproc: int = 1) -> tuple[float, list[dict], str]:
+    """Launch `lmladder train`; return the launch time, its metrics rows and its stderr tail."""
+    cmd = [sys.executable, "-m", "lmladder", "train", "tinyshakespeare", *args, "--out", str(out)]
+    if nproc > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "lmladder", *cmd[3:]]
+    t0 = time.time()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        proc = subprocess.CompletedProcess(cmd, -9, str(exc.stdout or ""), f"timed out after {timeout} s")
+    rows = []
+    if (out / "metrics.jsonl").is_file():
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    if proc.returncode != 0:
+        print(f"FAILED ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}", file=sys.stderr)
+    return t0, rows, proc.stdout if proc.returncode == 0 else proc.stderr[-2000:]
+
+
+def time_to_quality(work: Path, budget: float) -> dict:
+    results = {}
+    for name, extra in TTQ_RECIPES.items():
+        out = work / f"ttq-{name}"
+        args = ["--preset", "gpt-char", "--split", "0.9,0.1,0", "--time-budget", str(budget), "--max-steps", "0", "--eval-interval", "50",
+                "--eval-batch-size", "256", "--checkpoint-interval", "0", "--log-interval", "25", *extra]
+        t0, rows, _ = run_train(args, out, budget + 120)
+        vals = [(r["unix"] - t0, r["val_loss"], r["step"]) for r in rows if "val_loss" in r]
+        first = next(((t, s) for t, v, s in vals if v <= 1.47), (None, None))
+        within = [v for t, v, _ in vals if t <= 60.0]
+        steps = [r for r in rows if "tokens_per_s" in r]
+        results[name] = {"options": extra, "time_to_1.47_s": first[0], "step_at_1.47": first[1],
+                         "best_val_60s": min(within) if within else None,
+                         "best_val": min((v for _, v, _ in vals), default=None),
+                         "ms_per_step": 1000 * steps[-1]["time"] / steps[-1]["step"] if steps else None,
+                         "final_step": steps[-1]["step"] if steps else None}
+        shutil.copy(out / "metrics.jsonl", OUT / f"ttq-{name}.jsonl") if (out / "metrics.jsonl").is_file() else None
+        print(f"ttq {name}: {results[name]}", flush=True)
+    return results
+
+
+def throughput(work: Path, nproc: int = 1, steps: int = 30) -> dict:
+    out = work / f"gpt2-124m-x{nproc}"
+    args = ["--preset", "gpt2-124m", "--tokenizer", "char", "--vocab-size", "50304", "--split", "0.9,0.1,0",
+            "--batch-size", str(64 * nproc), "--micro-batch-size", "32", "--max-steps", str(steps),
+            "--eval-interval", "0", "--checkpoint-interval", "0", "--log-interval", "5"]
+    _, rows, tail = run_train(args, out, 580, nproc)
+    logs = [r for r in rows if "tokens_per_s" in r and r["step"] > steps // 2]  # after compile and warm-up
+    if not logs:
+        return {"error": tail[-500:]}
+    tps = sorted(r["tokens_per_s"] for r in logs)[len(logs) // 2]
+    mfu = sorted(r["mfu"] or 0 for r in logs)[len(logs) // 2]
+    return {"gpus": nproc, "tokens_per_s": tps, "mfu": mfu, "memory_gb": logs[-1]["memory_gb"],
+            "tokens_per_step": 64 * nproc * 1024, "micro_batch": 32}
+
+
+def mlp(work: Path, budget: float) -> dict:
+    out = work / "mlp"
+    args = ["--preset", "mlp", "--time-budget", str(budget), "--max-steps", "0", "--batch-size", "512", "--eval-interval", "500",
+            "--eval-batch-size", "512", "--checkpoint-interval", "0", "--log-interval", "50", "--json"]
+    t0, rows, text = run_train(args, out, budget + 200)
+    try:
+        report = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    except ValueError:
+        return {"error": text[-500:]}
+    return {"test_bits_per_char": report["test"]["bits_per_char"], "best_val_loss": report["best_val_loss"],
+            "steps": report["steps"], "parameters": report["parameters"], "wall_s": time.time() - t0}
+
+
+def main() -> None:
+    global OUT
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="ttq,mfu,mlp")
+    parser.add_argument("--scaling", action="store_true", help="also gpt2-124m on all GPUs through torchrun")
+    parser.add_argument("--ttq-budget", type=float, default=55.0)
+    parser.add_argument("--mlp-budget", type=float, default=110.0)
+    opts = parser.parse_args()
+    OUT = Path(os.environ.get("OUT") or "bench-gpu-out")
+    OUT.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    work = Path(tempfile.mkdtemp(prefix="lmladder-bench-gpu-"))
+    os.environ.setdefault("LMLADDER_HOME", str(work / "home"))
+    os.environ["LMLADDER_NO_PROGRESS"] = "1"
+    # encode the corpus once, so no run pays for it
+    from lmladder import corpora, tokens
+
+    corpus = corpora.load("tinyshakespeare")
+    for split in ("0.9,0.1,0", "0.9,0.05,0.05"):
+        tok = tokens.load_tokenizer("char", corpus, split)
+        for name in ("train", "val", "test"):
+            if any(corpus.split(split)[name]):
+                tokens.encoded_split(tok, corpus, split, name)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    report = {"device": device, "gpus": torch.cuda.device_count(), "torch": torch.__version__,
+              "date": dt.date.today().isoformat(), "nanogpt_h100": NANOGPT}
+    only = opts.only.split(",")
+    if "ttq" in only:
+        recipes = time_to_quality(work, opts.ttq_budget)
+        best = min(recipes, key=lambda k: (recipes[k]["time_to_1.47_s"] is None, recipes[k]["time_to_1.47_s"] or 0))
+        report["time_to_quality"] = recipes
+        report["time_to_1.47_s"] = recipes[best]["time_to_1.47_s"]
+        report["time_to_1.47_recipe"] = best
+        report["best_val_60s"] = min((r["best_val_60s"] for r in recipes.values() if r["best_val_60s"]), default=None)
+    if "mfu" in only:
+        report["gpt2_124m"] = throughput(work)
+        print(f"gpt2-124m: {report['gpt2_124m']}", flush=True)
+    if opts.scaling and torch.cuda.device_count() > 1:
+        report["scaling"] = {"1": report.get("gpt2_124m") or throughput(work),
+                             str(torch.cuda.device_count()): throughput(work, torch.cuda.device_count())}
+    if "mlp" in only:
+        report["mlp"] = mlp(work, opts.mlp_budget)
+    (OUT / "gpu-train.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\n{device}, torch {torch.__version__}")
+    print(f"{'benchmark':<36}{'lmladder':>14}{'nanoGPT (H100)':>16}")
+    f = lambda v, d=2: "-" if v is None else f"{v:,.{d}f}"  # noqa: E731
+    if "time_to_quality" in report:
+        print(f"{'time to val 1.47 (s)':<36}{f(report['time_to_1.47_s'], 1):>14}{'102.5':>16}")
+        print(f"{'best val within 60 s (nats/char)':<36}{f(report['best_val_60s'], 4):>14}{'1.4626*':>16}")
+    if "gpt2_124m" in report and "tokens_per_s" in report["gpt2_124m"]:
+        g = report["gpt2_124m"]
+        print(f"{'gpt2-124m tokens/s':<36}{f(g['tokens_per_s'], 0):>14}{'439,000':>16}")
+        print(f"{'gpt2-124m MFU':<36}{f(100 * g['mfu'], 1) + '%':>14}{'38%':>16}")
+    if "mlp" in report and "test_bits_per_char" in report["mlp"]:
+        print(f"{'MLP test bits/char (2 min)':<36}{f(report['mlp']['test_bits_per_char'], 4):>14}{'-':>16}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,557 @@
+"""Training the neural rungs: one loop for the GPT and the MLP, on a CPU, a GPU, or several
+GPUs through torchrun (DistributedDataParallel, NCCL on GPUs, gloo on CPUs).
+
+- Data: each split is a cached memory map of token ids (lmladder.tokens). Optimizer step k
+  draws `batch_size` random windows from a generator seeded by (seed, k); process r of W takes
+  the r-th W-th of them, in micro-batches. So the global batch does not depend on W, and
+  resuming at step k needs only k.
+- Mixed precision: bf16 autocast and TF32 matmuls on CUDA; float32 on the CPU. AdamW (fused on
+  CUDA) decays matrices only; the learning rate warms up linearly then follows a cosine (or
+  warmup-stable-decay) to min_lr over the run's length in steps, tokens or seconds.
+- Gradient accumulation: gradients are all-reduced only on the last micro-step of a step.
+- Evaluation: a deterministic pass over all of val in fixed windows (lmladder.neural), in nats
+  per token and bits per character; the final model is scored on test through lmladder.metrics.
+- Checkpoints (lmladder.checkpoint): latest/ every checkpoint_interval steps and at the end,
+  best/ whenever val improves; SIGINT/SIGTERM save latest/ and stop; a loss that is not finite
+  stops the run with an error, leaving the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lmladder import artifacts, checkpoint
+from lmladder.atomic import MARKER, check_output_dir, write_json
+from lmladder.console import log, progress_enabled, stderr
+from lmladder.errors import LadderError
+from lmladder.neural import TrainConfig, build_model, context_overlap, padded_vocab, pick_device, window_logprobs
+
+# Dense bf16 peak of each GPU (TFLOP/s, no sparsity), matched against the device name in order.
+PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("H800", 989.0),
+               ("GH200", 989.0), ("B200", 2250.0), ("B100", 1750.0), ("A100", 312.0), ("A800", 312.0),
+               ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0), ("A10G", 70.0), ("A10", 125.0),
+               ("RTX 4090", 165.0), ("RTX 3090", 71.0), ("V100", 125.0), ("T4", 65.0))
+
+
+class TrainingDiverged(LadderError):
+    exit_code = 1
+
+
+def peak_flops(device: str) -> float | None:
+    import torch
+
+    if not device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(torch.device(device))
+    for key, tflops in PEAK_TFLOPS:
+        if key in name:
+            return tflops * 1e12
+    return None
+
+
+def memory_needed(config: TrainConfig, micro_batch: int) -> int:
+    """A rough upper estimate of training memory in bytes: fp32 weights, grads and AdamW state
+    (16 bytes a parameter), bf16 weight copies, and the activations of one micro-batch (about
+    34 C bytes per token and layer with flash attention, and 10 bytes per logit)."""
+    m = config.model
+    vocab = m.vocab_size
+    if config.model_kind == "gpt":
+        params = vocab * m.n_embd + m.block_size * m.n_embd + 12 * m.n_layer * m.n_embd ** 2
+        per_token = m.n_layer * 34 * m.n_embd + 10 * vocab
+    else:
+        params = vocab * m.n_embd + (m.block_size * m.n_embd + 1) * (m.n_hidden + vocab) + m.n_hidden * vocab
+        per_token = 4 * (m.block_size * m.n_embd + m.n_hidden) + 10 * vocab
+    return int(18 * params + micro_batch * config.seq_len * per_token)
+
+
+def device_memory(device: str) -> int | None:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return None
+
+
+# --- distributed --------------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> tuple[Dist, str]:
+    import torch
+    import torch.distributed as td
+
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Dist(), device
+    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    if device.startswith("cuda"):
+        device = f"cuda:{local}"
+        torch.cuda.set_device(device)
+    if not td.is_initialized():
+        td.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return Dist(rank, world, local), device
+
+
+# --- the run --------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """A run, checked and ready: everything needed before the first step."""
+
+    config: TrainConfig
+    corpus: Any  # lmladder.corpora.Corpus
+    split: str
+    tokenizer: Any
+    train_ids: np.ndarray
+    val_ids: np.ndarray | None
+    val_chars: int
+    test_docs: list[str]
+    out: Path
+    resume: dict[str, Any] | None  # the latest/ checkpoint's state when resuming
+    device: str
+
+
+def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, out: str | Path,
+            resume: bool = False, dist: Dist | None = None, device: str | None = None) -> Job:
+    """Load and check everything; every bad input fails here, before any training."""
+    from lmladder import corpora
+    from lmladder.tokens import encoded_split, load_tokenizer
+
+    out = Path(out)
+    state = None
+    if resume:
+        state = checkpoint.read(out / "latest")
+        header = artifacts.read_header(out, "lmladder-model")
+        corpus = corpora.load(corpus_name)
+        if corpus.sha256 != header["corpus"]["sha256"]:
+            raise LadderError(f"{out} was trained on corpus {header['corpus']['name']} (sha256 "
+                              f"{header['corpus']['sha256'][:12]}...), not {corpus.name} ({corpus.sha256[:12]}...); "
+                              "resume on the same corpus")
+        tokenizer = load_tokenizer(out / "tokenizer")
+        if tokenizer_spec is not None:
+            given = load_tokenizer(tokenizer_spec, corpus, header["split"])
+            if given.identity() != tokenizer.identity():
+                raise LadderError(f"--tokenizer {tokenizer_spec} is not the tokenizer {out} was trained with "
+                                  f"({tokenizer.kind}, sha256 {tokenizer.identity()['sha256'][:12]}...); "
+                                  "leave --tokenizer out when resuming")
+        split = header["split"]
+    else:
+        check_output_dir(out)
+        if (out / "latest").exists():
+            raise LadderError(f"{out} already holds a training run; continue it with --resume {out} "
+                              "or choose a new --out")
+        corpus = corpora.load(corpus_name)
+        split = str(corpus.split(config.data.split or None).spec)
+        tokenizer = load_tokenizer(tokenizer_spec or "char", corpus, split)
+    problems = []
+    m = config.model
+    if m.vocab_size == 0:
+        m.vocab_size = padded_vocab(tokenizer.vocab_size) if config.model_kind == "gpt" else tokenizer.vocab_size
+    elif m.vocab_size < tokenizer.vocab_size:
+        problems.append(f"vocab_size {m.vocab_size} is smaller than the tokenizer's {tokenizer.vocab_size}")
+    if config.model_kind == "mlp":
+        m.pad_id = tokenizer.eot_id
+    splits = corpus.split(split)
+    train_ids = encoded_split(tokenizer, corpus, split, "train")
+    if len(train_ids) < config.seq_len + 1:
+        problems.append(f"the train split of {corpus.name} has {len(train_ids):,} tokens, shorter than one "
+                        f"training window of {config.seq_len + 1}; use a longer corpus or a smaller --block-size")
+    val_ids = encoded_split(tokenizer, corpus, split, "val") if any(splits["val"]) else None
+    world = (dist or Dist()).world
+    o = config.optim
+    if o.batch_size % world:
+        problems.append(f"batch_size {o.batch_size} does not split evenly over {world} processes")
+    elif o.micro_batch_size and (o.batch_size // world) % o.micro_batch_size:
+        problems.append(f"each process's share of the batch ({o.batch_size // world}) is not a multiple of "
+                        f"micro_batch_size {o.micro_batch_size}")
+    device = device or pick_device(config.run.device)
+    available = device_memory(device)
+    micro = o.micro_batch_size or o.batch_size // world
+    needed = memory_needed(config, micro)
+    if available is not None and needed > available:
+        problems.append(f"this model needs about {needed / 2**30:.1f} GiB of GPU memory with micro_batch_size "
+                        f"{micro}, but the GPU has {available / 2**30:.1f} GiB; lower --micro-batch-size")
+    if problems:
+        raise LadderError("; ".join(problems))
+    return Job(config, corpus, split, tokenizer, train_ids, val_ids, sum(len(d) for d in splits["val"]),
+               list(splits["test"]), out, state, device)
+
+
+def lr_at(o, progress: float, step: int) -> float:
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    p = min(1.0, max(0.0, progress))
+    if o.schedule == "wsd":
+        return o.lr if p < 0.7 else o.min_lr + (o.lr - o.min_lr) * (1 - p) / 0.3
+    return o.min_lr + 0.5 * (o.lr - o.min_lr) * (1 + math.cos(math.pi * p))
+
+
+def batch_windows(ids: np.ndarray, seed: int, step: int, batch: int, seq_len: int) -> np.ndarray:
+    """The `batch` windows of seq_len + 1 ids of optimizer step `step` (int64, (batch, seq_len + 1))."""
+    starts = np.random.default_rng([seed, step]).integers(0, len(ids) - seq_len, size=batch)
+    return np.asarray(ids[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int64)
+
+
+def make_optimizer(model, o, device: str):
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), fused=device.startswith("cuda"))
+
+
+def evaluate(model, ids: np.ndarray, config: TrainConfig, device: str) -> tuple[float, float]:
+    """(total nats, tokens) of predicting ids[1:] over all of `ids`, in fixed windows."""
+    from lmladder.neural import _autocast_dtype
+
+    model.eval()
+    window = config.seq_len if config.model_kind == "mlp" else config.model.block_size
+    overlap = context_overlap("mlp", config.model.block_size) if config.model_kind == "mlp" else 0
+    lp = window_logprobs(model, [np.asarray(ids)], window, overlap, config.run.eval_batch_size, device,
+                         _autocast_dtype(config.run.dtype))[0]
+    model.train()
+    return float(-lp.sum()), int(lp.size)
+
+
+class Stopper:
+    """Remembers SIGINT/SIGTERM instead of dying, so the loop can save and stop."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    from lmladder.neural import _autocast_dtype
+
+    dist = dist or Dist()
+    config, out, device = job.config, job.out, job.device
+    o, r = config.optim, config.run
+    cuda = device.startswith("cuda")
+    torch.manual_seed(r.seed + dist.rank)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = build_model(config).to(device)
+    optimizer = make_optimizer(model, o, device)
+    step, tokens_seen, best_val, elapsed_before = 0, 0, math.inf, 0.0
+    if job.resume is not None:
+        checkpoint.load_weights(model, out / "latest" / "model.safetensors")
+        checkpoint.load_optimizer(optimizer, out / "latest")
+        step, tokens_seen = job.resume["step"], job.resume["tokens"]
+        best_val, elapsed_before = job.resume.get("best_val") or math.inf, job.resume.get("elapsed", 0.0)
+        if dist.world == 1:
+            checkpoint.set_rng_state(job.resume["rng"])
+        else:
+            torch.manual_seed(hash((r.seed, dist.rank, step)) % 2**31)
+    raw = model
+    if r.compile:
+        model = torch.compile(model)
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[dist.local_rank] if cuda else None)
+    share = o.batch_size // dist.world
+    micro = o.micro_batch_size or share
+    accum = share // micro
+    seq = config.seq_len
+    skip = config.model.block_size - 1 if config.model_kind == "mlp" else 0  # MLP: full contexts only
+    dtype = _autocast_dtype(r.dtype)
+    autocast = torch.autocast("cuda", dtype=dtype) if cuda and dtype is not None else torch.autocast("cpu", enabled=False)
+    flops_per_token = raw.flops_per_token()
+    peak = peak_flops(device)
+    tokens_per_step = o.batch_size * seq
+    nparams = sum(p.numel() for p in raw.parameters())
+
+    def save_header(weights: str | None, status: str, extra: dict | None = None) -> None:
+        write_json(out / MARKER, artifacts.header(
+            "lmladder-model", kind=config.model_kind, unit=job.tokenizer.kind, corpus=job.corpus.identity(),
+            split=job.split, tokenizer=job.tokenizer.identity(), config=config.to_dict(), parameters=nparams,
+            weights=weights, status=status, step=step, best_val=None if math.isinf(best_val) else best_val,
+            **(extra or {})))
+
+    def state() -> dict[str, Any]:
+        return {"config": config.to_dict(), "step": step, "tokens": tokens_seen, "data_position": step,
+                "best_val": None if math.isinf(best_val) else best_val, "elapsed": elapsed_before + clock()}
+
+    best_weights = "best/model.safetensors" if (out / "best").exists() else None
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if job.resume is None:
+            job.tokenizer.save(out / "tokenizer")
+            write_json(out / "config.json", config.to_dict())
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        save_header(best_weights, "training")
+        log(f"[bold]{config.model_kind}[/] {nparams / 1e6:.2f}M parameters on {device}"
+            + (f" x{dist.world}" if dist.world > 1 else "") + f"; {tokens_per_step:,} tokens a step, "
+            f"{accum} micro-step(s) of {micro}; config (also in {out / 'config.json'}):")
+        for section in ("model", "optim", "data", "run"):
+            log(f"  [{section}] " + " ".join(f"{k}={v}" for k, v in config.to_dict()[section].items()))
+    metrics_file = open(out / "metrics.jsonl", "a", encoding="utf-8") if dist.main else None
+
+    def record(row: dict) -> None:
+        if metrics_file is not None:
+            metrics_file.write(json.dumps(row) + "\n")
+            metrics_file.flush()
+
+    start = time.perf_counter()
+    clock = lambda: time.perf_counter() - start  # noqa: E731
+
+    def progress_frac() -> float:
+        fracs = [0.0]
+        if r.max_steps:
+            fracs.append(step / r.max_steps)
+        if r.max_tokens:
+            fracs.append(tokens_seen / r.max_tokens)
+        if r.time_budget:
+            fracs.append((elapsed_before + clock()) / r.time_budget)
+        return max(fracs)
+
+    time_frac = progress_frac()
+
+    def run_eval() -> dict[str, Any] | None:
+        nonlocal best_val, best_weights
+        if job.val_ids is None or len(job.val_ids) < 2:
+            return None
+        nats, n = evaluate(raw, job.val_ids, config, device)
+        row = {"step": step, "time": clock(), "unix": time.time(), "val_loss": nats / n,
+               "val_bits_per_char": nats / math.log(2) / max(1, job.val_chars), "val_tokens": n}
+        if dist.main and row["val_loss"] < best_val:
+            best_val = row["val_loss"]
+            checkpoint.save(out / "best", raw, None, state())
+            best_weights = "best/model.safetensors"
+        record(row)
+        return row
+
+    def save_latest(status: str) -> None:
+        if dist.main:
+            checkpoint.save(out / "latest", raw, optimizer, state())
+            save_header(best_weights or "latest/model.safetensors", status)
+
+    loss_acc = torch.zeros((), device=device)
+    last_log = (step, clock())
+    last_val = None
+    stop_reason = None
+    model.train()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                   TextColumn("ETA"), TimeRemainingColumn(), console=stderr, transient=True,
+                   disable=not (dist.main and progress_enabled()))
+    with Stopper() as stopper, bar:
+        task = bar.add_task("train", total=1000, info="")
+        while True:
+            done = (r.max_steps and step >= r.max_steps) or (r.max_tokens and tokens_seen >= r.max_tokens) \
+                or (r.time_budget and time_frac >= 1.0)
+            if done:
+                stop_reason = "finished"
+                break
+            lr = lr_at(o, time_frac if r.time_budget else progress_frac(), step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            windows = batch_windows(job.train_ids, r.seed, step, o.batch_size, seq)
+            mine = torch.from_numpy(windows[dist.rank * share : (dist.rank + 1) * share])
+            if cuda:
+                mine = mine.pin_memory().to(device, non_blocking=True)
+            for k in range(accum):
+                xy = mine[k * micro : (k + 1) * micro]
+                x, y = xy[:, :-1], xy[:, 1:]
+                last = k == accum - 1
+                sync = model.no_sync() if dist.world > 1 and not last else _Null()
+                with sync, autocast:
+                    logits = model(x)
+                    loss = F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(),
+                                           y[:, skip:].reshape(-1))
+                (loss / accum).backward()
+                loss_acc += loss.detach() / accum
+            if o.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(raw.parameters(), o.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += tokens_per_step
+            at_log = step % r.log_interval == 0 or (r.max_steps and step >= r.max_steps)
+            if dist.world == 1:
+                time_frac = progress_frac()
+            elif at_log:  # every process must use the same learning rate: rank 0's clock decides
+                t = torch.tensor([progress_frac(), float(stopper.signal or 0)], device=device)
+                torch.distributed.broadcast(t, 0)
+                time_frac = float(t[0])
+                stopper.signal = int(t[1]) or stopper.signal
+            if at_log:
+                steps = step - last_log[0]
+                train_loss = float(loss_acc) / steps
+                loss_acc.zero_()
+                if not math.isfinite(train_loss):
+                    if dist.main:
+                        save_header(best_weights or ("latest/model.safetensors" if (out / "latest").exists() else None),
+                                    "diverged")
+                    raise TrainingDiverged(
+                        f"the training loss became {train_loss} at step {step} (lr {lr:.3g}); stopped. The last good "
+                        f"checkpoint is in {out / 'latest'}: lower --lr or raise --warmup-steps and --resume, or start again")
+                now = clock()
+                tps = steps * tokens_per_step / max(1e-9, now - last_log[1])
+                mfu = tps * flops_per_token / peak if peak else None
+                mem = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None
+                record({"step": step, "time": now, "unix": time.time(), "lr": lr, "train_loss": train_loss,
+                        "tokens": tokens_seen, "tokens_per_s": tps, "mfu": mfu, "memory_gb": mem})
+                last_log = (step, clock())
+                info = f"step {step} loss {train_loss:.4f} {tps / 1e3:,.0f}k tok/s" + (f" MFU {mfu:.0%}" if mfu else "")
+                if last_val:
+                    info += f" val {last_val['val_loss']:.4f}"
+                bar.update(task, completed=int(1000 * min(1.0, progress_frac())), info=info)
+            if r.eval_interval and step % r.eval_interval == 0:
+                last_val = run_eval() or last_val
+            if r.checkpoint_interval and step % r.checkpoint_interval == 0:
+                save_latest("training")
+            if stopper.signal is not None and (dist.world == 1 or at_log):
+                stop_reason = signal.Signals(stopper.signal).name
+                break
+    if stop_reason == "finished" and not (r.eval_interval and step % r.eval_interval == 0 and last_val):
+        last_val = run_eval() or last_val
+    save_latest("interrupted" if stop_reason != "finished" else "trained")
+    if metrics_file is not None:
+        metrics_file.close()
+    result = {"out": str(out), "model": config.model_kind, "steps": step, "tokens": tokens_seen,
+              "seconds": clock(), "parameters": nparams, "stopped": stop_reason,
+              "val_loss": last_val["val_loss"] if last_val else None,
+              "val_bits_per_char": last_val["val_bits_per_char"] if last_val else None,
+              "best_val_loss": None if math.isinf(best_val) else best_val}
+    if stop_reason != "finished":
+        if dist.main:
+            log(f"stopped by {stop_reason} at step {step}; checkpoint saved in {out / 'latest'}; "
+                f"continue with --resume {out}")
+        return result
+    if dist.main and any(job.test_docs):
+        from lmladder import metrics
+        from lmladder.neural import load as load_rung
+
+        rung = load_rung(out, artifacts.read_header(out, "lmladder-model"))
+        scores = metrics.evaluate(rung, job.test_docs)
+        result["test"] = scores.to_dict()
+        save_header(best_weights or "latest/model.safetensors", "trained", {"test": scores.to_dict()})
+    return result
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+# --- the neural kinds of lmladder.bench -------------------------------------------------------
+
+# profile -> rung kind -> (preset, overrides): cpu is sized for a few minutes on 2 cores in all
+BENCH_PROFILES = {
+    "cpu": {"mlp": ("mlp", {"model": dict(block_size=8, n_hidden=128), "optim": dict(batch_size=64, lr=1e-2),
+                            "data": dict(seq_len=64), "run": dict(max_steps=400, eval_interval=200)}),
+            "gpt": ("gpt-char", {"model": dict(n_layer=2, n_head=4, n_embd=64, block_size=64, dropout=0.0),
+                                 "optim": dict(batch_size=32, lr=6e-3, min_lr=6e-4, warmup_steps=20),
+                                 "run": dict(max_steps=500, eval_interval=250, eval_batch_size=128)})},
+    "gpu": {"mlp": ("mlp", {"optim": dict(batch_size=512), "run": dict(max_steps=5000, eval_batch_size=512)}),
+            "gpt": ("gpt-char", {"run": dict(max_steps=2500, eval_interval=250, eval_batch_size=256)})},
+}
+
+
+class _BenchCorpus:
+    def __init__(self, splits):
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name in ("train", "val", "test"):
+            for doc in splits[name]:
+                digest.update(doc.encode("utf-8"))
+        self.name, self.sha256 = "bench", digest.hexdigest()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "bench", "sha256": self.sha256}
+
+
+def bench_rung(kind: str, settings: dict, splits, profile: str):
+    """The `gpt` and `mlp` rung kinds of lmladder.bench. Settings: tokenizer ("char" or "bpe"),
+    bpe_vocab (the BPE's vocabulary size, default 1024). Trained in a scratch folder under the
+    cache, which is removed once the model is loaded."""
+    import shutil
+    import tempfile
+
+    from lmladder import home, tokens
+    from lmladder.bench import Built
+    from lmladder.neural import load as load_rung
+    from lmladder.neural import resolve
+
+    preset, overrides = BENCH_PROFILES[profile][kind]
+    config = resolve(kind, preset, None, overrides)
+    train_docs = splits.require("train")
+    if settings.get("tokenizer", "char") == "bpe":
+        from lmladder import bpe
+
+        tok = bpe.train(train_docs, bpe.BPESettings(vocab_size=int(settings.get("bpe_vocab", 1024))))
+    elif settings.get("tokenizer", "char") == "char":
+        from lmladder.vocab import CharVocab
+
+        tok = tokens.CharTokenizer(CharVocab.from_texts(train_docs))
+    else:
+        raise LadderError(f"tokenizer must be char or bpe (got {settings['tokenizer']!r})")
+    m = config.model
+    m.vocab_size = padded_vocab(tok.vocab_size) if kind == "gpt" else tok.vocab_size
+    if kind == "mlp":
+        m.pad_id = tok.eot_id
+    train_ids = tokens.encode_documents(tok, train_docs)
+    val_ids = tokens.encode_documents(tok, splits["val"]) if any(splits["val"]) else None
+    if len(train_ids) < config.seq_len + 1:
+        raise LadderError(f"the train split has {len(train_ids):,} tokens, shorter than one window of "
+                          f"{config.seq_len + 1} for the {kind} rung")
+    scratch = home.cache_dir("bench-train")
+    scratch.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=scratch))
+    try:
+        job = Job(config, _BenchCorpus(splits), str(splits.spec), tok, train_ids, val_ids,
+                  sum(len(d) for d in splits["val"]), [], out / "run", None, pick_device(config.run.device))
+        train(job)
+        rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+        curve = [(r["time"], r["val_bits_per_char"]) for r in rows if "val_bits_per_char" in r]
+        rung = load_rung(out / "run", artifacts.read_header(out / "run", "lmladder-model"))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return Built(rung, rung.parameters, "parameters", curve=curve or None)

@@ -1,0 +1,233 @@
+"""`lmladder train` for the neural rungs, on the CPU with tiny models: exact resume, two
+processes matching one, checkpoints, config files, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, assert_error
+
+torch = pytest.importorskip("torch")
+
+TINY = ("--preset", "gpt-tiny", "--seed", "3", "--split", "0.96,0.02,0.02")
+
+
+def weights(folder: Path, which: str = "latest") -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / which / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=atol, rtol=0), (k, (a[k] - b[k]).abs().max())
+
+
+def test_help_lists_every_config_field(cli):
+    from lmladder.neural import option_fields
+
+    result = cli("train", "--help")
+    assert result.exit_code == 0
+    text = result.stdout
+    for section, entries in option_fields().items():
+        for name, _, _ in entries:
+            assert f"--{name.replace('_', '-')}" in text, (section, name)
+
+
+def test_train_gpt_writes_a_self_describing_model(cli, tmp_path):
+    out = tmp_path / "gpt"
+    result = cli("train", "tinyshakespeare", *TINY, "--out", out, "--json")
+    assert result.exit_code == 0, result
+    report = json.loads(result.stdout)
+    assert report["steps"] == 20 and report["test"]["bits_per_char"] < 6
+    for name in ("lmladder.json", "config.json", "metrics.jsonl", "tokenizer/lmladder.json",
+                 "latest/model.safetensors", "latest/optimizer.pt", "latest/lmladder.json", "best/model.safetensors"):
+        assert (out / name).is_file(), name
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"step", "time", "lr", "train_loss", "tokens_per_s", "mfu", "memory_gb"} <= set(rows[0])
+    assert [r["step"] for r in rows if "val_loss" in r] == [10, 20]
+    assert not any(k.startswith("_orig_mod") for k in weights(out))
+    # scored again through `lmladder score`: the same test bits/char
+    scored = cli("score", out, "tinyshakespeare", "--json")
+    assert scored.exit_code == 0, scored
+    assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(report["test"]["bits_per_char"], rel=1e-9)
+    from lmladder.artifacts import load_model
+
+    samples = load_model(out).sample("ROMEO:", 20, seed=1, num_samples=2)
+    assert len(samples) == 2 and all(len(s) == 26 for s in samples)
+
+
+def test_train_mlp(cli, tmp_path):
+    out = tmp_path / "mlp"
+    result = cli("train", "tinyshakespeare", "--preset", "mlp", "--n-hidden", "32", "--batch-size", "16", "--split", "0.96,0.02,0.02",
+                 "--max-steps", "30", "--eval-interval", "0", "--out", out, "--json")
+    assert result.exit_code == 0, result
+    report = json.loads(result.stdout)
+    assert report["model"] == "mlp" and report["test"]["bits_per_char"] < 7
+    header = json.loads((out / "lmladder.json").read_text())
+    assert header["config"]["model"]["n_embd"] == 30 and header["kind"] == "mlp"
+
+
+def test_resume_is_exact(cli, tmp_path):
+    """N steps straight == N/2, then --resume for N/2 more (dropout on: the RNG state resumes too)."""
+    common = (*TINY, "--dropout", "0.1", "--min-lr", "0.003", "--eval-interval", "3")
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    assert cli("train", "tinyshakespeare", *common, "--max-steps", "8", "--out", straight).exit_code == 0
+    assert cli("train", "tinyshakespeare", *common, "--max-steps", "4", "--out", halves).exit_code == 0
+    result = cli("train", "tinyshakespeare", "--resume", halves, "--max-steps", "8")
+    assert result.exit_code == 0, result
+    assert_same_weights(weights(straight), weights(halves), atol=1e-6)
+    a = json.loads((straight / "latest" / "lmladder.json").read_text())
+    b = json.loads((halves / "latest" / "lmladder.json").read_text())
+    assert a["step"] == b["step"] == 8 and a["best_val"] == pytest.approx(b["best_val"], abs=1e-6)
+
+
+def test_two_processes_match_one(tmp_path):
+    """torchrun with 2 gloo processes trains the same model as one process (same global batch)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = ["train", "tinyshakespeare", *TINY, "--max-steps", "6", "--micro-batch-size", "2",
+            "--eval-interval", "0", "--device", "cpu"]
+    one = subprocess.run([sys.executable, "-m", "lmladder", *args, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "lmladder", *args, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert two.returncode == 0, two.stderr
+    assert_same_weights(weights(tmp_path / "one"), weights(tmp_path / "two"), atol=1e-5)
+
+
+def test_sigint_saves_and_stops(tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "lmladder", "train", "tinyshakespeare", *TINY,
+                             "--max-steps", "1000000", "--eval-interval", "0", "--log-interval", "1",
+                             "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text().strip():
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    state = json.loads((out / "latest" / "lmladder.json").read_text())
+    assert state["step"] >= 1 and json.loads((out / "lmladder.json").read_text())["status"] == "interrupted"
+
+
+def test_config_file_and_precedence(cli, tmp_path):
+    conf = tmp_path / "run.toml"
+    conf.write_text("[model]\nn_layer = 1\nn_embd = 16\n[optim]\nlr = 0.002\n[run]\nmax_steps = 3\n")
+    out = tmp_path / "run"
+    result = cli("train", "tinyshakespeare", *TINY, "--config", conf, "--n-embd", "24", "--out", out, "--json")
+    assert result.exit_code == 0, result
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["n_layer"] == 1 and saved["model"]["n_embd"] == 24  # option beats file
+    assert saved["optim"]["lr"] == 0.002 and saved["run"]["max_steps"] == 3 and saved["model"]["n_head"] == 2
+
+
+def test_schedule():
+    from lmladder.neural import OptimConfig
+    from lmladder.train import lr_at
+
+    o = OptimConfig(lr=1.0, min_lr=0.1, warmup_steps=10)
+    assert lr_at(o, 0.0, 0) == pytest.approx(0.1) and lr_at(o, 0.0, 9) == 1.0
+    assert lr_at(o, 0.5, 50) == pytest.approx(0.55) and lr_at(o, 1.0, 100) == pytest.approx(0.1)
+    o.schedule = "wsd"
+    assert lr_at(o, 0.5, 50) == 1.0 and lr_at(o, 1.0, 100) == pytest.approx(0.1)
+
+
+def test_batches_are_a_function_of_the_step():
+    from lmladder.train import batch_windows
+
+    ids = np.arange(1000)
+    a = batch_windows(ids, 1, 5, 4, 16)
+    assert a.shape == (4, 17) and np.array_equal(a, batch_windows(ids, 1, 5, 4, 16))
+    assert np.all(np.diff(a, axis=1) == 1) and not np.array_equal(a, batch_windows(ids, 1, 6, 4, 16))
+
+
+def test_nan_loss_stops_with_an_error(cli, tmp_path):
+    result = cli("train", "tinyshakespeare", *TINY, "--lr", "1e30", "--grad-clip", "0", "--warmup-steps", "0",
+                 "--max-steps", "40", "--log-interval", "1", "--out", tmp_path / "nan")
+    assert result.exit_code == 1, result
+    assert "error: the training loss became" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- bad input: one error line, exit 2, before any training ---------------------------------
+
+
+def test_corpus_shorter_than_a_window(cli, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("to be\nor not\n")
+    assert_error(cli("train", short, *TINY, "--split", "1,0,0", "--out", tmp_path / "o"),
+                 "shorter than one training window")
+
+
+def test_batch_size_zero(cli, tmp_path):
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--batch-size", "0", "--out", tmp_path / "o"),
+                 "batch_size must be at least 1")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_config_key(cli, tmp_path):
+    conf = tmp_path / "bad.toml"
+    conf.write_text("[model]\nn_layers = 3\n")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--config", conf, "--out", tmp_path / "o"),
+                 "unknown config key [model] n_layers")
+    conf.write_text("[optimizer]\nlr = 3\n")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--config", conf, "--out", tmp_path / "o"),
+                 "unknown section [optimizer]")
+    conf.write_text("[optim]\nlr = 'fast'\n")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--config", conf, "--out", tmp_path / "o"),
+                 "lr must be a float")
+
+
+def test_option_of_the_other_model(cli, tmp_path):
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--n-hidden", "8", "--out", tmp_path / "o"),
+                 "--n-hidden does not apply to a gpt model")
+    assert_error(cli("train", "tinyshakespeare", "--model", "unigram", "--n-layer", "2", "--out", tmp_path / "o"),
+                 "--n-layer does not apply to --model unigram")
+
+
+def test_preset_that_does_not_fit_the_gpu(cli, tmp_path, monkeypatch):
+    import lmladder.train
+
+    monkeypatch.setattr(lmladder.train, "device_memory", lambda device: 8 * 2**30)
+    assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
+                     "--out", tmp_path / "o"), "GiB of GPU memory", "lower --micro-batch-size")
+
+
+def test_resume_on_a_folder_that_is_not_a_checkpoint(cli, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_error(cli("train", "tinyshakespeare", "--resume", empty), "--resume", "not an lmladder")
+    assert_error(cli("train", "tinyshakespeare", "--resume", tmp_path / "missing"), "not a folder")
+    uni = tmp_path / "uni"
+    assert cli("train", "tinyshakespeare", "--model", "unigram", "--out", uni).exit_code == 0
+    assert_error(cli("train", "tinyshakespeare", "--resume", uni), "not a checkpoint")
+
+
+def test_resume_mismatches(cli, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "tinyshakespeare", *TINY, "--max-steps", "2", "--out", out).exit_code == 0
+    other = tmp_path / "other.txt"
+    other.write_text("A different corpus, long enough for a window or two.\n" * 40)
+    assert_error(cli("train", other, "--resume", out, "--max-steps", "4"), "resume on the same corpus")
+    tok = tmp_path / "tok"
+    from lmladder.tokens import load_tokenizer
+
+    load_tokenizer("char", str(other)).save(tok)
+    assert_error(cli("train", "tinyshakespeare", "--resume", out, "--tokenizer", tok, "--max-steps", "4"),
+                 "is not the tokenizer")
+    assert_error(cli("train", "tinyshakespeare", "--resume", out, "--lr", "1"), "--lr cannot change on --resume")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--out", out), "already holds a training run")
