@@ -1,0 +1,114 @@
+"""Decoding the GPT rung with a key-value cache.
+
+Without a cache (nanoGPT's sample.py) every new token re-runs the whole context: T positions of
+work for one token. Here each block's keys and values are kept, so a new token costs one
+position: the query of the new token attends to the cached keys. When the cache is full
+(block_size positions), it slides: the last 3/4 of the block is re-encoded from scratch (one
+prefill) and decoding goes on, so the model always sees at least 3/4 of a block of context.
+(With learned absolute position embeddings, keys cannot simply be shifted.)
+
+The next token is chosen by lmladder.sampling.choose, the one sampler of every rung; batches of
+samples decode in parallel, each with its own random generator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from lmladder.sampling import SampleSettings, choose
+
+
+class KVCache:
+    def __init__(self, model, batch: int, device, dtype: torch.dtype):
+        c = model.config
+        shape = (c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head)  # (L, B, nh, T, hs)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+
+def _attend(attn, x: torch.Tensor, cache: KVCache, layer: int, start: int) -> torch.Tensor:
+    B, T, C = x.shape
+    nh = attn.n_head
+    q, k, v = attn.c_attn(x).split(C, dim=2)  # each (B, T, C)
+    q = q.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
+    cache.k[layer, :, :, start:start + T] = k.view(B, T, nh, C // nh).transpose(1, 2)
+    cache.v[layer, :, :, start:start + T] = v.view(B, T, nh, C // nh).transpose(1, 2)
+    keys = cache.k[layer, :, :, : start + T]  # (B, nh, start+T, hs)
+    values = cache.v[layer, :, :, : start + T]
+    # a prefill (start 0) is causal; a single new query may see every cached position
+    y = F.scaled_dot_product_attention(q, keys.to(q.dtype), values.to(q.dtype), is_causal=(T > 1 and start == 0))
+    return attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+@torch.no_grad()
+def forward_cached(model, idx: torch.Tensor, cache: KVCache, start: int) -> torch.Tensor:
+    """Logits (B, V) after the last of `idx` (B, T), which sits at positions start..start+T-1;
+    fills the cache for those positions."""
+    if start > 0 and idx.shape[1] > 1:
+        raise ValueError("only a prefill (start 0) may feed several positions at once")
+    tr = model.transformer
+    pos = torch.arange(start, start + idx.shape[1], device=idx.device)
+    x = tr.wte(idx) + tr.wpe(pos)  # (B, T, C)
+    for i, block in enumerate(tr.h):
+        x = x + _attend(block.attn, block.ln_1(x), cache, i, start)
+        x = x + block.mlp(block.ln_2(x))
+    cache.length = start + idx.shape[1]
+    return model.lm_head(tr.ln_f(x[:, -1]))  # (B, V)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if device.type == "cuda" and dtype is not None:
+        return torch.autocast("cuda", dtype=dtype)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSettings,
+             rngs: Sequence[np.random.Generator], *, vocab_size: int, stop_id: int | None = None,
+             ban_id: int | None = None, dtype: torch.dtype | None = None, use_cache: bool = True,
+             on_tokens: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[list[int]]:
+    """New token ids for len(rngs) samples continuing `prompt` (ids; the last block_size are used).
+
+    `stop_id` ends a sample (it is not returned); `ban_id` is never drawn; `on_tokens(ids,
+    alive)` sees each step's tokens and may return True to stop every sample. `use_cache=False`
+    re-runs the whole window every step, as nanoGPT does (the baseline of the benchmark)."""
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    batch = len(rngs)
+    prompt = list(prompt)[-block:]
+    history = torch.tensor([prompt] * batch, dtype=torch.long, device=device)  # (B, T)
+    out: list[list[int]] = [[] for _ in range(batch)]
+    alive = np.ones(batch, dtype=bool)
+    keep = max(1, (3 * block) // 4)
+    with _autocast(device, dtype):
+        if use_cache:
+            cache = KVCache(model, batch, device, dtype if device.type == "cuda" and dtype else torch.float32)
+            logits = forward_cached(model, history, cache, 0)
+        else:
+            logits = model(history)[:, -1]
+        for _ in range(max_new):
+            z = logits.float()[:, :vocab_size]
+            if ban_id is not None:
+                z[:, ban_id] = -float("inf")
+            ids = choose(z.cpu().numpy(), settings, rngs)
+            if stop_id is not None:
+                alive &= ids != stop_id
+            for i in np.flatnonzero(alive):
+                out[i].append(int(ids[i]))
+            if (on_tokens and on_tokens(ids, alive)) or not alive.any():
+                break
+            nxt = torch.as_tensor(ids, device=device).view(batch, 1)
+            history = torch.cat([history, nxt], dim=1)[:, -block:]
+            if not use_cache:
+                logits = model(history)[:, -1]
+            elif cache.length < block:
+                logits = forward_cached(model, nxt, cache, cache.length)
+            else:  # the cache is full: slide, re-encoding the last 3/4 of the block
+                logits = forward_cached(model, history[:, -keep:], cache, 0)
+    return out
