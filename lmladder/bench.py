@@ -19,11 +19,6 @@ from typing import Any, Callable
 from lmladder import __version__
 from lmladder.errors import LadderError
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[no-redef]
-
 DEFAULT_LADDER = Path(__file__).resolve().parent.parent / "benchmarks" / "ladders" / "default.toml"
 
 
@@ -74,14 +69,12 @@ RUNG_KINDS: dict[str, tuple[Callable[..., Built], dict[str, bool]]] = {
 
 def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
     """Read and check a ladder file: every problem is collected and reported at once."""
+    from lmladder.textio import read_toml
+
     path = Path(path) if path else DEFAULT_LADDER
     if not path.is_file():
         raise LadderError(f"ladder file {path} does not exist; see benchmarks/ladders/ for examples")
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise LadderError(f"ladder file {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "ladder file")
     rungs = data.get("rung")
     problems = []
     if not isinstance(rungs, list) or not rungs:

@@ -20,6 +20,7 @@ End-of-text is not a unit of the text, so its probability is removed and the res
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
@@ -29,11 +30,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from lmladder.errors import LadderError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[no-redef]
 
 MODEL_KINDS = ("gpt", "mlp")
 
@@ -162,14 +158,9 @@ def _type(f) -> type:
 
 
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
-    path = Path(path)
-    if not path.is_file():
-        raise LadderError(f"config file {path} does not exist")
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise LadderError(f"config file {path} is not valid TOML: {exc}") from None
+    from lmladder.textio import read_toml
+
+    data = read_toml(path, "config file")
     problems = [f"unknown section [{k}] (valid: {', '.join(SECTIONS)})" for k in data
                 if k not in SECTIONS or not isinstance(data[k], dict)]
     if problems:
@@ -301,7 +292,7 @@ def window_logprobs(model, seqs: Sequence[np.ndarray], window: int, overlap: int
         jobs.extend((s, start, first) for start, first in window_plan(len(seq), window, overlap))
     out = [np.zeros(max(0, len(seq) - 1)) for seq in seqs]
     autocast = (torch.autocast("cuda", dtype=dtype) if dtype is not None and torch.device(device).type == "cuda"
-                else _null())
+                else contextlib.nullcontext())
     for i in range(0, len(jobs), batch_size):
         part = jobs[i : i + batch_size]
         x = np.zeros((len(part), window), dtype=np.int64)
@@ -327,14 +318,6 @@ def window_logprobs(model, seqs: Sequence[np.ndarray], window: int, overlap: int
         for j, (s, start, first) in enumerate(part):
             out[s][start + first : start + lengths[j]] = picked[j, first : lengths[j]]
     return out
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class NeuralRung:

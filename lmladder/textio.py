@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 from lmladder.errors import LadderError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 def decode_utf8(data: bytes, source: str) -> str:
@@ -55,3 +61,15 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables; a missing or malformed file is a LadderError naming `what` it is."""
+    path = Path(path)
+    if not path.is_file():
+        raise LadderError(f"{what} {path} does not exist")
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise LadderError(f"{what} {path} is not valid TOML: {exc}") from None

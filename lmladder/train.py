@@ -18,6 +18,7 @@ GPUs through torchrun (DistributedDataParallel, NCCL on GPUs, gloo on CPUs).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -396,7 +397,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
                 xy = mine[k * micro : (k + 1) * micro]
                 x, y = xy[:, :-1], xy[:, 1:]
                 last = k == accum - 1
-                sync = model.no_sync() if dist.world > 1 and not last else _Null()
+                sync = model.no_sync() if dist.world > 1 and not last else contextlib.nullcontext()
                 with sync, autocast:
                     logits = model(x)
                     loss = F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(),
@@ -470,14 +471,6 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
         result["test"] = scores.to_dict()
         save_header(best_weights or "latest/model.safetensors", "trained", {"test": scores.to_dict()})
     return result
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # --- the neural kinds of lmladder.bench -------------------------------------------------------
