@@ -27,9 +27,11 @@ def emit_json(obj: Any) -> None:
 
 
 def stdout_console():
+    """Rich output on stdout; when stdout is not a terminal (a pipe, a file, CI) tables get 140
+    columns instead of rich's 80, so wide tables stay readable in logs."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def fmt(value: Any, digits: int = 4) -> str:
