@@ -107,6 +107,33 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _device() -> str:
+    """The GPU's name when torch sees one, else the CPU's model and core count."""
+    import os
+    import sys
+
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        return sys.modules["torch"].cuda.get_device_name()
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model} ({os.cpu_count()} cores)"
+
+
+def _torch_version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
@@ -189,7 +216,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
     manifest = {
         "corpus": corpus.identity(), "split": str(splits.spec), "ladder": str(ladder_path or DEFAULT_LADDER),
         "profile": profile, "lmladder_version": __version__, "git_commit": _git_commit(),
-        "device": platform.processor() or platform.machine(), "python": platform.python_version(),
+        "device": _device(), "torch": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return {"manifest": manifest, "results": results}

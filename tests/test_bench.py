@@ -177,3 +177,15 @@ def test_ladder_plot_is_a_png(cli, small_corpus, ladder, tmp_path):
     out = tmp_path / "out"
     assert cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)).exit_code == 0
     assert (out / "ladder.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_committed_baseline_matches_the_default_ladder():
+    from pathlib import Path
+
+    from lmladder import corpora
+    from lmladder.bench import load_baseline, load_ladder
+
+    baseline = load_baseline(Path(__file__).resolve().parents[1] / "benchmarks/baselines/cpu-tinyshakespeare.json")
+    assert baseline["manifest"]["corpus"]["sha256"] == corpora.load("tinyshakespeare").sha256
+    assert baseline["manifest"]["profile"] == "cpu"
+    assert [r["rung"] for r in baseline["results"]] == [r["name"] for r in load_ladder(None)]
