@@ -71,6 +71,21 @@ class Counts:
         return out
 
 
+def bracket(ids: np.ndarray, lengths: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Concatenated sequences (`ids`, cut into pieces of `lengths`) with `first` before and `last`
+    after each piece: `first a1 .. ak last first b1 .. last`, without a Python loop."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = np.empty(len(ids) + 2 * len(lengths), dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths + 2)[:-1]]).astype(np.int64) if len(lengths) else np.zeros(0, np.int64)
+    out[starts] = first
+    out[starts + lengths + 1] = last
+    mask = np.ones(len(out), dtype=bool)
+    mask[starts] = False
+    mask[starts + lengths + 1] = False
+    out[mask] = ids
+    return out
+
+
 def lookup(table: np.ndarray, queries: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
     """Index of each query in the sorted unique uint64 `table`, or -1 if absent.
 

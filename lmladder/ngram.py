@@ -345,16 +345,7 @@ def kenlm_stream(lines: Sequence[str], index: dict[str, int], bos: int, eos: int
     ids_of = np.asarray(list(index.values()), dtype=np.int64)
     pos = pc.index_in(pa.array(tokens, pa.string()), value_set=vocab).fill_null(-1).to_numpy().astype(np.int64)
     ids = np.where(pos >= 0, ids_of[np.maximum(pos, 0)], unk)
-    lengths = np.asarray(lengths, dtype=np.int64)
-    out = np.empty(len(ids) + 2 * len(lengths), dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths + 2)[:-1]]) if len(lengths) else np.zeros(0, np.int64)
-    out[starts] = bos
-    out[starts + lengths + 1] = eos
-    mask = np.ones(len(out), dtype=bool)
-    mask[starts] = False
-    mask[starts + lengths + 1] = False
-    out[mask] = ids
-    return out
+    return counting.bracket(ids, np.asarray(lengths, dtype=np.int64), bos, eos)
 
 
 def from_counts(config: NgramConfig, units: list[str], bos: int, escape: int, eos: int | None,

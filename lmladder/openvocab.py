@@ -55,17 +55,10 @@ def word_stream(documents: Sequence[str], index: dict[str, int], bos: int, unk: 
 
 def spelling_stream(words: Sequence[str], vocab: CharVocab, bos: int, eow: int) -> np.ndarray:
     """`BOS c1 ... cm EOW` for every word."""
+    from lmladder.counts import bracket
+
     lengths = np.array([len(w) for w in words], dtype=np.int64)
-    chars = vocab.encode("".join(words))
-    out = np.empty(len(chars) + 2 * len(lengths), dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths + 2)[:-1]]).astype(np.int64) if len(words) else np.zeros(0, np.int64)
-    out[starts] = bos
-    out[starts + lengths + 1] = eow
-    mask = np.ones(len(out), dtype=bool)
-    mask[starts] = False
-    mask[starts + lengths + 1] = False
-    out[mask] = chars
-    return out
+    return bracket(vocab.encode("".join(words)), lengths, bos, eow)
 
 
 def spelling_logprob(model, ids: np.ndarray, texts: list[str]) -> np.ndarray:
