@@ -29,6 +29,7 @@ class Built:
     size_unit: str | None
     has_tokens: bool = True
     curve: list[tuple[float, float]] | None = None  # (seconds, val bits/char) for neural rungs
+    details: dict[str, Any] | None = None  # what the rung chose, e.g. the best order on val
 
 
 def _baseline(kind: str, settings: dict, splits, profile: str) -> Built:
@@ -61,7 +62,7 @@ RUNG_KINDS: dict[str, tuple[Callable[..., Built], dict[str, bool]]] = {
     "uniform": (_baseline, {}),
     "unigram": (_baseline, {}),
     "compressor": (_compressor, {"method": True}),
-    "ngram": (_ngram, {"unit": False, "order": True, "smoothing": False, "min_count": False}),
+    "ngram": (_ngram, {"unit": False, "order": True, "smoothing": False, "min_count": False, "max_order": False}),
     "mlp": (_neural, {"tokenizer": False, "bpe_vocab": False}),
     "gpt": (_neural, {"tokenizer": False, "bpe_vocab": False}),
 }
@@ -208,6 +209,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
             row["token_perplexity"] = None
         row.pop("nll_nats")
         row["curve"] = built.curve
+        row["details"] = built.details
         write_json(folder / "result.json", row)
         row["cached"] = False
         results.append(row)

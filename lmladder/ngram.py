@@ -501,10 +501,26 @@ def _load_part(folder: Path, info: Any, prefix: str) -> NgramModel:
 
 
 def bench_rung(kind: str, settings: dict, splits, profile: str):
-    """The `ngram` rung kind of lmladder.bench: settings unit, order, smoothing, min_count (0: tune on val)."""
+    """The `ngram` rung kind of lmladder.bench: settings unit, order, smoothing, min_count (0: tune
+    on val). `order = "best"` trains every order from 1 to `max_order` (default 10) and keeps the
+    one with the lowest bits/char on val."""
+    from lmladder import metrics
     from lmladder.bench import Built
 
-    config = NgramConfig(unit=settings.get("unit", "char"), order=int(settings["order"]),
-                         smoothing=settings.get("smoothing", "kn"), min_count=int(settings.get("min_count", 0)))
-    model = train(config, splits.require("train"), val=splits["val"])
-    return Built(model, model.parameters, "n-grams")
+    def build(order: int) -> NgramModel:
+        config = NgramConfig(unit=settings.get("unit", "char"), order=order,
+                             smoothing=settings.get("smoothing", "kn"), min_count=int(settings.get("min_count", 0)))
+        return train(config, splits.require("train"), val=splits["val"])
+
+    if settings["order"] != "best":
+        model = build(int(settings["order"]))
+        return Built(model, model.parameters, "n-grams")
+    val = splits.require("val")
+    best = None
+    for order in range(1, int(settings.get("max_order", 10)) + 1):
+        model = build(order)
+        bpc = metrics.evaluate(model, val).bits_per_char
+        if best is None or bpc < best[0]:
+            best = (bpc, order, model)
+    bpc, order, model = best
+    return Built(model, model.parameters, "n-grams", details={"order": order, "val_bits_per_char": bpc})

@@ -189,3 +189,15 @@ def test_committed_baseline_matches_the_default_ladder():
     assert baseline["manifest"]["corpus"]["sha256"] == corpora.load("tinyshakespeare").sha256
     assert baseline["manifest"]["profile"] == "cpu"
     assert [r["rung"] for r in baseline["results"]] == [r["name"] for r in load_ladder(None)]
+
+
+def test_best_order_on_val(cli, small_corpus, tmp_path):
+    ladder = tmp_path / "best.toml"
+    ladder.write_text('[[rung]]\nname = "best"\nkind = "ngram"\norder = "best"\nmax_order = 4\n\n'
+                      '[[rung]]\nname = "two"\nkind = "ngram"\norder = 2\n')
+    result = cli("bench", str(small_corpus), "--ladder", str(ladder), "--json", "--force")
+    assert result.exit_code == 0, result
+    rows = {r["rung"]: r for r in json.loads(result.stdout)["results"]}
+    assert 1 <= rows["best"]["details"]["order"] <= 4
+    assert rows["best"]["details"]["val_bits_per_char"] > 0
+    assert rows["two"]["details"] is None

@@ -34,7 +34,8 @@ def bench(
     report = lib.run(corpus, ladder, profile, split, baseline=baseline, force=force,
                      on_rung=lambda r: log(f"{r['rung']}: {r['bits_per_char']:.4f} bits/char "
                                            f"({r['train_seconds']:.1f} s train, {r['score_seconds']:.1f} s score"
-                                           f"{', cached' if r.get('cached') else ''})"))
+                                           f"{', cached' if r.get('cached') else ''})"
+                                           f"{' ' + str(r['details']) if r.get('details') else ''}"))
     rows = lib.check(report, baseline, tolerance) if baseline else None
     if out:
         lib.write_outputs(report, out)
