@@ -26,6 +26,14 @@ def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(_clean(obj), indent=2, ensure_ascii=False) + "\n")
 
 
+def report(result: Any, json: bool, message: str) -> None:
+    """A command's result: the JSON document with --json, else one line for a person."""
+    if json:
+        emit_json(result)
+    else:
+        typer.echo(message)
+
+
 def stdout_console():
     """Rich output on stdout; when stdout is not a terminal (a pipe, a file, CI) tables get 140
     columns instead of rich's 80, so wide tables stay readable in logs."""

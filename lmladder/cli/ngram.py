@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console
+from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console, report
 from lmladder.errors import LadderError
 
 app = typer.Typer(help="Letter and word n-grams: counts, sparsity statistics, Kneser-Ney models, ARPA.",
@@ -46,10 +46,7 @@ def count(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
     data = corpora.load(corpus)
     splits = data.split(split)
     result = ngramio.count_corpus(config, splits, data.identity(), out, budget)
-    if json:
-        emit_json(result)
-    else:
-        typer.echo(f"counted {unit} n-grams of orders 1..{order} on {data.name} ({splits.spec}) -> {out}")
+    report(result, json, f"counted {unit} n-grams of orders 1..{order} on {data.name} ({splits.spec}) -> {out}")
 
 
 @app.command("stats")
@@ -114,10 +111,7 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
     result = {"out": out, "corpus": data.identity(), "split": str(splits.spec), "config": model.config.__dict__,
               "parameters": model.parameters, "ngrams": [len(t.keys) for t in model.tables],
               "discounts": model.meta.get("discounts"), "seconds": seconds}
-    if json:
-        emit_json(result)
-    else:
-        typer.echo(f"trained {unit} {order}-gram ({smoothing}) on {data.name} ({splits.spec}) -> {out}")
+    report(result, json, f"trained {unit} {order}-gram ({smoothing}) on {data.name} ({splits.spec}) -> {out}")
 
 
 @app.command("export")
@@ -134,7 +128,4 @@ def export(model_dir: str = typer.Argument(..., help="A Kneser-Ney model folder 
     model = artifacts.load_model(model_dir)
     arpa_io.write(model, arpa)
     result = {"model": model_dir, "arpa": arpa, "ngrams": [len(t.keys) for t in model.tables]}
-    if json:
-        emit_json(result)
-    else:
-        typer.echo(f"wrote {arpa}")
+    report(result, json, f"wrote {arpa}")

@@ -9,7 +9,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console
+from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console, report
 from lmladder.errors import LadderError
 
 app = typer.Typer(help="Train, inspect and measure tokenizers (byte-level BPE, or characters).",
@@ -62,10 +62,7 @@ def train(
     tok.save(out)
     result = {"kind": kind, "out": out, "corpus": data.identity(), "split": str(splits.spec),
               "vocab_size": tok.vocab_size, "eot_id": tok.eot_id, "sha256": tok.hash}
-    if json:
-        emit_json(result)
-    else:
-        typer.echo(f"trained {kind} tokenizer ({tok.vocab_size:,} ids) on {data.name} ({splits.spec}) -> {out}")
+    report(result, json, f"trained {kind} tokenizer ({tok.vocab_size:,} ids) on {data.name} ({splits.spec}) -> {out}")
 
 
 def _read_input(text: Optional[str], file: Optional[str], what: str) -> str:

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from lmladder.cli.common import JSON_OPTION, emit_json
+from lmladder.cli.common import JSON_OPTION, emit_json, report
 from lmladder.errors import LadderError
 
 BASELINES = ("uniform", "unigram")
@@ -95,10 +95,7 @@ def _baseline(corpus: str, model: str, out: str, split: Optional[str], json: boo
     rung.save(out, data.identity(), str(splits.spec))
     result = {"model": model, "out": out, "corpus": data.identity(), "split": str(splits.spec),
               "parameters": rung.parameters}
-    if json:
-        emit_json(result)
-    else:
-        typer.echo(f"trained {model} on {data.name} ({splits.spec}) -> {out}")
+    report(result, json, f"trained {model} on {data.name} ({splits.spec}) -> {out}")
 
 
 RESUMABLE = ("max_steps", "max_tokens", "time_budget", "eval_interval", "eval_batch_size", "log_interval",
