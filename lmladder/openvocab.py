@@ -16,6 +16,7 @@ bound. k is chosen on the validation split when it is 0 ("auto").
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Sequence
 
 import numpy as np
@@ -28,29 +29,38 @@ from lmladder.vocab import CharVocab
 AUTO_CANDIDATES = (2, 3, 4, 6)
 
 
-def _units(documents: Sequence[str]) -> list[list[str]]:
-    return [wordtok.units(d) for d in documents]
+class WordUnits:
+    """The word units of some documents, tokenised once: all units as one Arrow string array,
+    and how many units each document has."""
+
+    def __init__(self, documents: Sequence[str]):
+        import pyarrow as pa
+
+        per_doc = [wordtok.units(d) for d in documents]
+        self.lengths = np.array([len(d) for d in per_doc], dtype=np.int64)
+        self.array = pa.array(list(chain.from_iterable(per_doc)), pa.string())
+
+    def texts(self) -> list[str]:
+        return self.array.to_pylist()
+
+    def ids(self, keys, bos: int, unk: int, values: np.ndarray | None = None) -> np.ndarray:
+        """Unit ids with BOS before each document: the i-th string of `keys` (an Arrow array)
+        is id `values[i]` (default i), any other unit is `unk`."""
+        import pyarrow.compute as pc
+
+        pos = pc.index_in(self.array, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False)
+        ids = np.where(pos >= 0, pos if values is None else values[np.maximum(pos, 0)], unk)
+        return counting.bracket(ids, self.lengths, bos)
 
 
 def word_stream(documents: Sequence[str], index: dict[str, int], bos: int, unk: int):
-    """Unit ids with BOS before each document, and the unit strings (without BOS)."""
+    """Unit ids with BOS before each document (`index` maps the vocabulary to ids, anything
+    else is `unk`), and the unit strings (without BOS)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    per_doc = _units(documents)
-    flat = [u for doc in per_doc for u in doc]
-    keys = pa.array(list(index.keys()), pa.string())
-    ids_of = np.asarray(list(index.values()), dtype=np.int64)
-    pos = pc.index_in(pa.array(flat, pa.string()), value_set=keys).fill_null(-1).to_numpy()
-    ids = np.where(pos >= 0, ids_of[np.maximum(pos, 0)], unk)
-    lengths = np.array([len(d) for d in per_doc], dtype=np.int64)
-    out = np.empty(len(ids) + len(lengths), dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
-    out[starts] = bos
-    mask = np.ones(len(out), dtype=bool)
-    mask[starts] = False
-    out[mask] = ids
-    return out, flat
+    units = WordUnits(documents)
+    values = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    return units.ids(pa.array(list(index), pa.string()), bos, unk, values), units.texts()
 
 
 def spelling_stream(words: Sequence[str], vocab: CharVocab, bos: int, eow: int) -> np.ndarray:
@@ -92,32 +102,32 @@ def sample_spelling(sp, rng: np.random.Generator, limit: int = 40) -> str:
     return text
 
 
-def _build(config, documents, memory_bytes, min_count: int):
+def _build(config, units: WordUnits, memory_bytes, min_count: int):
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from lmladder import ngram
 
-    flat = [u for doc in _units(documents) for u in doc]
-    if not flat:
+    if len(units.array) == 0:
         raise LadderError("the train split is empty; give a corpus with text in it")
-    vc = pc.value_counts(pa.array(flat, pa.string()))
-    values, freq = vc.field("values").to_pylist(), vc.field("counts").to_numpy()
+    vc = pc.value_counts(units.array)
+    freq = vc.field("counts").to_numpy()
     order = np.argsort(-freq, kind="stable")
-    words = [values[i] for i in order.tolist() if freq[i] >= min_count]
-    rare = set(values[i] for i in order.tolist() if freq[i] < min_count)
-    if len(words) + (1 if rare else 0) < 2:
+    common = order[freq[order] >= min_count]
+    if len(common) + (1 if len(common) < len(order) else 0) < 2:
         raise LadderError("the train split has only one distinct word; a word n-gram needs at least two")
-    units = words + [ngram.UNK_NAME, ngram.BOS_NAME]
+    keys = vc.field("values").take(pa.array(common))
+    words = keys.to_pylist()
+    units_list = words + [ngram.UNK_NAME, ngram.BOS_NAME]
     unk, bos = len(words), len(words) + 1
-    index = {w: i for i, w in enumerate(words)}
-    seq, _ = word_stream(documents, index, bos, unk)
-    c = counting.count(seq, config.order, len(units), bos, memory_bytes)
-    model = ngram.from_counts(config, units, bos, unk, None, c, {"min_count": min_count})
+    seq = units.ids(keys, bos, unk)
+    c = counting.count(seq, config.order, len(units_list), bos, memory_bytes)
+    model = ngram.from_counts(config, units_list, bos, unk, None, c, {"min_count": min_count})
     # the speller: a letter n-gram over the rare words' spellings (every token, so frequent
     # rare words weigh more); with no rare words it is trained on all spellings
-    spell_words = [u for u in flat if u in rare] or flat
-    cv = CharVocab.from_texts(spell_words)
+    rare = seq[seq != bos] == unk
+    spell_words = (units.array.filter(pa.array(rare)) if rare.any() else units.array).to_pylist()
+    cv = CharVocab.from_texts(["".join(spell_words)])
     sunits = list(cv.chars) + ["\ufffd", "</w>", ngram.BOS_NAME]
     sconf = ngram.NgramConfig(unit="char", order=config.spelling_order, smoothing="kn")
     sseq = spelling_stream(spell_words, cv, len(sunits) - 1, len(sunits) - 2)
@@ -131,14 +141,15 @@ def train(config, documents: Sequence[str], memory_bytes: int | None = None,
     """The open-vocabulary word model; min_count 0 tunes k on `val` (bits per character)."""
     from lmladder import metrics
 
+    units = WordUnits(documents)
     if config.min_count > 0:
-        return _build(config, documents, memory_bytes, config.min_count)
+        return _build(config, units, memory_bytes, config.min_count)
     if not val or not any(val):
         config.min_count = AUTO_CANDIDATES[0]
-        return _build(config, documents, memory_bytes, config.min_count)
+        return _build(config, units, memory_bytes, config.min_count)
     best = None
     for k in AUTO_CANDIDATES:
-        model = _build(config, documents, memory_bytes, k)
+        model = _build(config, units, memory_bytes, k)
         bpc = metrics.evaluate(model, val).bits_per_char
         model.meta["val_bits_per_char"] = bpc
         if best is None or bpc < best[0]:

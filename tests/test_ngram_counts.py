@@ -47,7 +47,10 @@ def test_lookup_finds_and_misses():
 def test_sorted_runs_merge_like_one_sort():
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 1000, 5000).astype(np.uint64)
-    assert np.array_equal(counts.sorted_unique(keys, chunk=300), np.unique(keys))
+    want = np.unique(keys, return_counts=True)
+    for chunk in (300, 10**6):
+        got = counts.sorted_counts(keys.copy(), chunk=chunk)
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
 @pytest.mark.parametrize("text", ["Hello  world's 12 x_y \n\n  end  ", "", "naïve café — “quoted”\ttab\r\n"])
@@ -59,15 +62,18 @@ def test_word_units_keep_the_leading_space():
     assert wordtok.units("the cat sat.\n") == ["the", " cat", " sat", ".", "\n"]
 
 
-def test_packed_hierarchical_and_chunked_counting_agree():
+def test_packed_hierarchical_and_chunked_counting_agree(monkeypatch):
     text = ("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40) + "zq\n"
     units, bos, _, _, seq = ngram.prepare(ngram.NgramConfig(unit="char", order=5), [text[:900], text[900:]])
     packed = counts.count(seq, 5, len(units), bos)  # fits in 64 bits: one sort per order
     wide = counts.count(seq, 5, len(units) << 20, bos)  # too wide to pack: order-by-order ids
     small = counts.count(seq, 5, len(units), bos, memory_bytes=24 * 300)  # sorted runs, merged
+    monkeypatch.setattr(counts, "PACK_BITS", 0)
+    argsorted = counts.count(seq, 5, len(units) << 20, bos)  # key and position do not share an int64
     for n in range(1, 6):
-        a, b, c = packed.tables[n - 1], wide.tables[n - 1], small.tables[n - 1]
+        a, b, c, d = packed.tables[n - 1], wide.tables[n - 1], small.tables[n - 1], argsorted.tables[n - 1]
         k = len(a) if n > 1 else len(units)
         for name in ("ctx", "word", "suffix", "count", "adjusted", "bos"):
             assert np.array_equal(getattr(a, name)[:k], getattr(b, name)[:k]), (n, name)
+            assert np.array_equal(getattr(b, name), getattr(d, name)), (n, name)
             assert np.array_equal(getattr(a, name), getattr(c, name)), (n, name)
