@@ -11,6 +11,12 @@
 Only Kneser-Ney models have the backoff form ARPA needs. A unit that contains whitespace (a
 space or newline letter, a word unit with its leading space) cannot be written as an ARPA token,
 so each whitespace character is written as <U+XXXX> (e.g. " the" -> "<U+0020>the").
+
+Letter and open-vocabulary word models have a document boundary (written <s>) and an escape
+(written <unk>) but no end symbol; KenLM refuses a file without </s>, so one is written with
+log10 p = -99 (never predicted): score such files with KenLM without the end symbol
+(`query -n`, or `Model.score(text, eos=False)`). For word models the ARPA file holds P(<unk> |
+context) only, not the spelling model behind it.
 """
 
 from __future__ import annotations
@@ -41,10 +47,11 @@ def write(model, path: str | Path) -> None:
         names[model.bos] = ngram.BOS_NAME
         names[model.escape] = ngram.UNK_NAME
     ln10 = math.log(10)
+    no_end = not model.config.kenlm_compat
     with atomic_file(path, "w") as out:
         out.write("\\data\\\n")
         for n, t in enumerate(model.tables, 1):
-            out.write(f"ngram {n}={len(t.keys)}\n")
+            out.write(f"ngram {n}={len(t.keys) + (no_end and n == 1)}\n")
         for n, t in enumerate(model.tables, 1):
             out.write(f"\n\\{n}-grams:\n")
             grams = ngram.readable(model, n)
@@ -59,6 +66,8 @@ def write(model, path: str | Path) -> None:
                 g = " ".join(words[r * n:(r + 1) * n])
                 p = 0.0 if (n == 1 and r == model.bos) else lp[r]
                 rows.append(f"{p:.7g}\t{g}" if last else f"{p:.7g}\t{g}\t{bo[r]:.7g}")
+            if no_end and n == 1:
+                rows.append(f"-99\t{ngram.EOS_NAME}" + ("" if last else "\t0"))
             out.write("\n".join(rows) + "\n")
         out.write("\n\\end\\\n")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -94,7 +95,11 @@ def test_cli_count_stats_train_score_export(cli, corpus_file, tmp_path):
     assert 0 < json.loads(r.stdout)["bits_per_char"] < 3
     r = cli("ngram", "export", tmp_path / "m", "--arpa", tmp_path / "m.arpa")
     assert r.exit_code == 0, r
-    assert (tmp_path / "m.arpa").read_text().startswith("\\data\\")
+    text = (tmp_path / "m.arpa").read_text()
+    assert text.startswith("\\data\\") and "\n-99\t</s>\t0\n" in text  # KenLM refuses a file without </s>
+    n1 = int(text.split("ngram 1=")[1].split()[0])
+    assert n1 == len(text.split("\\1-grams:\n")[1].split("\n\n")[0].splitlines())
+    assert (tmp_path / "m.arpa").stat().st_mode & 0o044 == 0o044 & ~_umask()  # readable as new files are
     r = cli("ngram", "train", corpus_file, "--unit", "word", "--order", "2", "--kenlm-compat", "--split", "1,0,0",
             "--out", tmp_path / "k")
     assert r.exit_code == 0, r
@@ -140,3 +145,9 @@ def test_bad_input(cli, corpus_file, tmp_path):
     assert_error(cli("score", out, corpus_file), "version")
     assert_error(cli("ngram", "stats", out), "not an lmladder n-gram counts folder")
     assert_error(cli("ngram", "stats", tmp_path / "missing"), "not a folder")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
