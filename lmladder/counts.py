@@ -20,13 +20,14 @@ The tables. Order n holds every distinct n-gram seen, sorted lexicographically, 
 
 Unigrams are the whole vocabulary 0..V-1, seen or not (BOS and the unknown/escape symbol have
 count 0). Keys of order n are built from the previous order's per-position index, so any
-vocabulary size and order fit in 64 bits. Memory: the per-position arrays are O(T); sorting is
-done in runs of `chunk` positions (set from the `--memory` budget) that are merged by a final
-sort of the much smaller unique runs.
+vocabulary size and order fit in 64 bits. Memory: counting a stream of T positions at once takes
+~58 bytes per position; with a `--memory` budget the stream is counted in pieces that fit it
+and the pieces' tables are merged one by one (see count()), as KenLM merges sorted runs.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,44 +112,62 @@ def lookup(table: np.ndarray, queries: np.ndarray, chunk: int = 1 << 20) -> np.n
     return out
 
 
-def chunk_for_memory(memory_bytes: int | None) -> int:
-    """Positions per sorted run: about 24 bytes of working memory each."""
-    if not memory_bytes:
-        return 1 << 26
-    return max(1 << 16, int(memory_bytes) // 24)
+BYTES_PER_POSITION = 64  # counting working memory per position of the stream (measured: ~58)
+MIN_PIECE = 256
 
 
-def sorted_counts(keys: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of `keys` and how often each occurs: sorted runs of `chunk` values, merged."""
-    if len(keys) <= chunk:
-        keys.sort()  # in place: the caller hands over a scratch array
-        merged = keys
-        weights = None
-    else:
-        parts = [np.unique(keys[s:s + chunk], return_counts=True) for s in range(0, len(keys), chunk)]
-        cat = np.concatenate([p[0] for p in parts])
-        order = np.argsort(cat, kind="stable")
-        merged = cat[order]
-        weights = np.concatenate([p[1] for p in parts])[order]
-    if len(merged) == 0:
-        return merged, np.zeros(0, np.int64)
-    start = np.empty(len(merged), dtype=bool)
-    start[0] = True
-    np.not_equal(merged[1:], merged[:-1], out=start[1:])
-    first = np.flatnonzero(start)
-    if weights is None:
-        counts = np.diff(np.append(first, len(merged)))
-    else:
-        counts = np.add.reduceat(weights, first)
-    return merged[first], counts.astype(np.int64)
+def default_memory() -> int:
+    """A quarter of the physical memory (KenLM's lmplz takes 80% by default)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
 
 
-def _count_packed(seq: np.ndarray, order: int, V: int, bos: int, chunk: int, counts: "Counts") -> None:
+def piece_for_memory(memory_bytes: int | None) -> int:
+    """Positions counted at a time under a `--memory` budget (None: default_memory())."""
+    return max(MIN_PIECE, int(memory_bytes or default_memory()) // BYTES_PER_POSITION)
+
+
+def _sort_with(keys: np.ndarray, payload: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """`keys` (>= 0, int64, consumed) sorted, and `payload` (values < limit) in the same order.
+    The payload rides in the low bits of the key when both fit, so one in-place np.sort
+    (vectorised, ~5x faster than np.argsort) does it."""
+    bits = max(int(limit).bit_length(), 1)
+    if int(keys.max(initial=0)).bit_length() + bits <= PACK_BITS:
+        keys <<= bits
+        keys |= payload
+        keys.sort()
+        out = keys & ((1 << bits) - 1)
+        keys >>= bits
+        return keys, out
+    by = np.argsort(keys)
+    return keys[by], payload[by]
+
+
+def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
+    """True where a run of equal values begins."""
+    start = np.empty(len(sorted_keys), dtype=bool)
+    start[:1] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=start[1:])
+    return start
+
+
+def sorted_counts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of `keys` (a scratch array, sorted in place) and how often each occurs."""
+    keys.sort()
+    first = np.flatnonzero(_group_starts(keys))
+    return keys[first], np.diff(np.append(first, len(keys))).astype(np.int64)
+
+
+def _count_packed(seq: np.ndarray, order: int, V: int, bos: int, skip: int, counts: "Counts") -> None:
     """Orders 2..N when a whole n-gram fits in one uint64 (ids + 1 packed, last unit lowest):
     one fast np.sort per order instead of a unique-with-inverse."""
     T = len(seq)
     bits = V.bit_length()
     starts = np.flatnonzero(seq == bos)
+    if len(starts) == 0 or starts[0] != 0:  # a piece that starts inside a document
+        starts = np.concatenate([[0], starts])
     lengths = np.diff(np.append(starts, T))
     since = np.arange(T) - np.repeat(starts, lengths)  # 0 at each BOS
     ids1 = (seq + 1).astype(np.uint64)
@@ -165,16 +184,20 @@ def _count_packed(seq: np.ndarray, order: int, V: int, bos: int, chunk: int, cou
         fixed[ok] |= ids1[near[ok] - j] << np.uint64(bits * j)
     key[near] = fixed
     del ids1
+    context_only = key[:skip].copy()
     low = np.uint64((1 << bits) - 1)
     prev_packed = None
     scratch = np.empty_like(key)
     for n in range(2, order + 1):
         mask = np.uint64((1 << (bits * n)) - 1)
         np.bitwise_and(key, mask, out=scratch)
-        packed, raw = sorted_counts(scratch, chunk)
+        packed, raw = sorted_counts(scratch)
         # windows cut short by a BOS have a zero first unit and sort first: they are not n-grams
-        cut = np.searchsorted(packed, np.uint64(1 << (bits * (n - 1))))
+        shortest = np.uint64(1 << (bits * (n - 1)))
+        cut = np.searchsorted(packed, shortest)
         packed, raw = packed[cut:].copy(), raw[cut:]
+        ctx_only = context_only & mask
+        np.subtract.at(raw, np.searchsorted(packed, ctx_only[ctx_only >= shortest]), 1)
         word = ((packed & low) - np.uint64(1)).astype(np.int64)
         head = packed >> np.uint64(bits)
         if n == 2:
@@ -188,60 +211,94 @@ def _count_packed(seq: np.ndarray, order: int, V: int, bos: int, chunk: int, cou
         prev_packed = packed
 
 
-def _count_chained(seq: np.ndarray, order: int, V: int, is_bos: np.ndarray, counts: "Counts") -> None:
+def _count_chained(seq: np.ndarray, order: int, V: int, bos: int, skip: int, counts: "Counts") -> None:
     """Orders 2..N for any vocabulary: the key of the n-gram ending at position p is
-    (index of the (n-1)-gram ending at p-1) * V + unit p. The position rides in the low bits of
-    the key when both fit in 63 bits, so one in-place np.sort (vectorised, ~5x faster than
-    np.argsort) both groups equal n-grams and says where each occurs."""
+    (index of the (n-1)-gram ending at p-1) * V + unit p."""
     T = len(seq)
-    tbits = max(T.bit_length(), 1)
+    is_bos = seq == bos
     prev = seq  # index of the (n-1)-gram ending at each position (-1: none)
     for n in range(2, order + 1):
         valid = np.zeros(T, dtype=bool)
         valid[1:] = (prev[:-1] >= 0) & ~is_bos[1:]
         pos = np.flatnonzero(valid)
-        key = prev[pos - 1] * V + seq[pos]
-        if (len(counts.tables[-1]) * V).bit_length() + tbits <= PACK_BITS:
-            key <<= tbits
-            key |= pos
-            key.sort()
-            at = key & ((1 << tbits) - 1)
-            key >>= tbits
-        else:
-            by = np.argsort(key)
-            at, key = pos[by], key[by]
+        key, at = _sort_with(prev[pos - 1] * V + seq[pos], pos, T)
         del pos
-        start = np.empty(len(key), dtype=bool)
-        start[:1] = True
-        np.not_equal(key[1:], key[:-1], out=start[1:])
+        start = _group_starts(key)
         first = np.flatnonzero(start)
         cur = np.full(T, -1, dtype=np.int64)
         cur[at] = start.astype(np.int64).cumsum() - 1  # (a bool cumsum is 5x slower)
         where = at[first]
         raw = np.diff(np.append(first, len(key))).astype(np.int64)
+        ctx_only = cur[:skip]
+        np.subtract.at(raw, ctx_only[ctx_only >= 0], 1)
         ctx = prev[where - 1]
         below = counts.tables[-1]
         counts.tables.append(OrderTable(ctx, seq[where], prev[where], raw, raw.copy(), below.bos[ctx]))
         prev = cur
 
 
-def count(seq: np.ndarray, order: int, vocab_size: int, bos: int, memory_bytes: int | None = None) -> Counts:
-    """Count every n-gram of orders 1..order in the unit stream `seq` (see the module doc)."""
-    if not 1 <= order <= MAX_ORDER:
-        raise LadderError(f"--order must be between 1 and {MAX_ORDER} (got {order})")
-    seq = np.asarray(seq, dtype=np.int64)
-    chunk = chunk_for_memory(memory_bytes)
-    V = int(vocab_size)
-    is_bos = seq == bos
+def _count_piece(seq: np.ndarray, order: int, V: int, bos: int, skip: int) -> Counts:
+    """Raw counts of the n-grams ending at positions >= `skip` of `seq`; the first `skip`
+    units are context only (the end of the previous piece). An n-gram seen only in that
+    context keeps count 0 here: the previous piece has it."""
     counts = Counts(order, V, bos)
-    raw1 = np.bincount(seq[~is_bos], minlength=V).astype(np.int64)
+    units = seq[skip:]
+    raw1 = np.bincount(units[units != bos], minlength=V).astype(np.int64)
     counts.tables.append(OrderTable(np.zeros(V, np.int64), np.arange(V, dtype=np.int64),
                                     np.zeros(0, np.int64), raw1, raw1.copy(), np.arange(V) == bos))
-    if V.bit_length() * order <= 64 and len(seq) and seq[0] == bos:
-        _count_packed(seq, order, V, bos, chunk, counts)
-        _adjust(counts)
-        return counts
-    _count_chained(seq, order, V, is_bos, counts)
+    if V.bit_length() * order <= 64 and len(seq):
+        _count_packed(seq, order, V, bos, skip, counts)
+    else:
+        _count_chained(seq, order, V, bos, skip, counts)
+    return counts
+
+
+def _merge(a: Counts, b: Counts) -> Counts:
+    """The counts of two pieces of one stream as one: order by order, the n-grams of both
+    (keyed by their prefix's index in the merged order n-1 and their last unit) are sorted
+    together and equal ones summed; indices of both sides are re-mapped into the result."""
+    V = a.vocab_size
+    a.tables[0].count += b.tables[0].count
+    remap_a = remap_b = None  # unigrams: the vocabulary ids on both sides
+    for n in range(2, a.order + 1):
+        x, y = a.tables[n - 1], b.tables[n - 1]
+        xs = (x.ctx, x.suffix) if remap_a is None else (remap_a[x.ctx], remap_a[x.suffix])
+        ys = (y.ctx, y.suffix) if remap_b is None else (remap_b[y.ctx], remap_b[y.suffix])
+        ctx, suffix = np.concatenate([xs[0], ys[0]]), np.concatenate([xs[1], ys[1]])
+        word = np.concatenate([x.word, y.word])
+        key, at = _sort_with(ctx * V + word, np.arange(len(word)), len(word))
+        start = _group_starts(key)
+        first = np.flatnonzero(start)
+        index = np.empty(len(word), dtype=np.int64)
+        index[at] = start.astype(np.int64).cumsum() - 1
+        remap_a, remap_b = index[:len(x)], index[len(x):]
+        raw = np.add.reduceat(np.concatenate([x.count, y.count])[at], first) if len(first) else np.zeros(0, np.int64)
+        pick = at[first]
+        a.tables[n - 1] = OrderTable(ctx[pick], word[pick], suffix[pick], raw, raw.copy(),
+                                     np.concatenate([x.bos, y.bos])[pick])
+    return a
+
+
+def count(seq: np.ndarray, order: int, vocab_size: int, bos: int, memory_bytes: int | None = None) -> Counts:
+    """Count every n-gram of orders 1..order in the unit stream `seq` (see the module doc).
+
+    With a `memory_bytes` budget the stream is counted in pieces of piece_for_memory()
+    positions (each piece sees the previous n-1 units as context) that are merged into the
+    running tables one by one, so the working memory is the budget plus the distinct n-grams,
+    whatever the length of the stream."""
+    if not 1 <= order <= MAX_ORDER:
+        raise LadderError(f"--order must be between 1 and {MAX_ORDER} (got {order})")
+    seq = np.asarray(seq)  # any integer type: each piece is made int64 as it is counted
+    V = int(vocab_size)
+    piece = piece_for_memory(memory_bytes)
+    if len(seq) <= piece:
+        counts = _count_piece(seq.astype(np.int64, copy=False), order, V, bos, 0)
+    else:
+        counts = None
+        for s in range(0, len(seq), piece):
+            lo = max(0, s - (order - 1))
+            part = _count_piece(seq[lo:s + piece].astype(np.int64), order, V, bos, s - lo)
+            counts = part if counts is None else _merge(counts, part)
     _adjust(counts)
     return counts
 

@@ -386,21 +386,27 @@ def prepare(config: NgramConfig, documents: Sequence[str]) -> tuple[list[str], i
         return units, 1, 0, 2, kenlm_stream(documents, index, 1, 2, 0)
     from lmladder.vocab import codepoints
 
-    # the training vocabulary, and ids through a lookup table: O(T), no sort (same ids as CharVocab)
-    cps = [codepoints(doc) for doc in documents]
-    seen = np.flatnonzero(np.bincount(np.concatenate(cps), minlength=1).astype(bool))
+    # the training vocabulary, and ids through a lookup table: O(T), no sort (same ids as CharVocab);
+    # the stream is int32 (4 bytes a character) and nothing else of size T is held at once
+    seen_mask = np.zeros(0x110000, dtype=bool)
+    for doc in documents:
+        seen_mask[codepoints(doc)] = True
+    seen = np.flatnonzero(seen_mask)
     cv = CharVocab(seen.astype(np.uint32).tobytes().decode("utf-32-le"))
     if len(cv.chars) < 2:
         raise LadderError(f"the train split has only one distinct character ({cv.chars!r}); "
                           "an n-gram model needs at least two")
     units = list(cv.chars) + ["\ufffd", BOS_NAME]  # the escape (shown as U+FFFD), then the boundary
     bos = len(units) - 1
-    lut = np.full(int(seen[-1]) + 1, cv.escape_id, dtype=np.int64)
+    lut = np.full(int(seen[-1]) + 1, cv.escape_id, dtype=np.int32)
     lut[seen] = np.arange(len(seen))
-    parts = []
-    for c in cps:
-        parts += [np.array([bos]), lut[c]]
-    return units, bos, cv.escape_id, None, np.concatenate(parts)
+    seq = np.empty(sum(len(d) for d in documents) + len(documents), dtype=np.int32)
+    at = 0
+    for doc in documents:
+        seq[at] = bos
+        seq[at + 1:at + 1 + len(doc)] = lut[codepoints(doc)]
+        at += len(doc) + 1
+    return units, bos, cv.escape_id, None, seq
 
 
 def train(config: NgramConfig, documents: Sequence[str], memory_bytes: int | None = None,

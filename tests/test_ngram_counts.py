@@ -44,13 +44,12 @@ def test_lookup_finds_and_misses():
     assert counts.lookup(t, q, chunk=2).tolist() == [2, -1, 0, 1, -1]
 
 
-def test_sorted_runs_merge_like_one_sort():
+def test_sorted_counts_are_unique_with_counts():
     rng = np.random.default_rng(0)
     keys = rng.integers(0, 1000, 5000).astype(np.uint64)
     want = np.unique(keys, return_counts=True)
-    for chunk in (300, 10**6):
-        got = counts.sorted_counts(keys.copy(), chunk=chunk)
-        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    got = counts.sorted_counts(keys.copy())
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
 
 
 @pytest.mark.parametrize("text", ["Hello  world's 12 x_y \n\n  end  ", "", "naïve café — “quoted”\ttab\r\n"])
@@ -67,7 +66,7 @@ def test_packed_hierarchical_and_chunked_counting_agree(monkeypatch):
     units, bos, _, _, seq = ngram.prepare(ngram.NgramConfig(unit="char", order=5), [text[:900], text[900:]])
     packed = counts.count(seq, 5, len(units), bos)  # fits in 64 bits: one sort per order
     wide = counts.count(seq, 5, len(units) << 20, bos)  # too wide to pack: order-by-order ids
-    small = counts.count(seq, 5, len(units), bos, memory_bytes=24 * 300)  # sorted runs, merged
+    small = counts.count(seq, 5, len(units), bos, memory_bytes=1)  # pieces of 256 units, merged
     monkeypatch.setattr(counts, "PACK_BITS", 0)
     argsorted = counts.count(seq, 5, len(units) << 20, bos)  # key and position do not share an int64
     for n in range(1, 6):
@@ -77,3 +76,22 @@ def test_packed_hierarchical_and_chunked_counting_agree(monkeypatch):
             assert np.array_equal(getattr(a, name)[:k], getattr(b, name)[:k]), (n, name)
             assert np.array_equal(getattr(b, name), getattr(d, name)), (n, name)
             assert np.array_equal(getattr(a, name), getattr(c, name)), (n, name)
+        if n > 1:
+            assert (c.count > 0).all()  # no n-gram of a piece's context-only start is left at 0
+
+
+@pytest.mark.parametrize("widen", [0, 12])
+def test_counting_in_pieces_equals_counting_at_once(widen):
+    """Pieces cut inside documents, at document starts and between them; packed keys (letters)
+    and, with the vocabulary widened past 64 bits at order 4, chained keys (as for words)."""
+    text = "one two three one two four.\n" * 40
+    docs = [text, "x", "ab\n" * 90, text[:300]]
+    units, bos, _, _, seq = ngram.prepare(ngram.NgramConfig(unit="char", order=4), docs)
+    V = len(units) << widen
+    whole = counts.count(seq, 4, V, bos)
+    for budget in (1, 64 * 300, 64 * 1000):
+        pieces = counts.count(seq, 4, V, bos, memory_bytes=budget)
+        for n in range(1, 5):
+            for name in ("ctx", "word", "suffix", "count", "adjusted", "bos"):
+                assert np.array_equal(getattr(whole.tables[n - 1], name), getattr(pieces.tables[n - 1], name)), \
+                    (budget, n, name)

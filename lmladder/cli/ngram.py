@@ -17,7 +17,8 @@ CORPUS = typer.Argument("tinyshakespeare", help="A registered corpus name, or a 
 UNIT = typer.Option("char", "--unit", help="char (letters) or word (reversible word units).")
 ORDER = typer.Option(5, "--order", help="Longest n-gram (1..12).")
 SPLIT = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's).")
-MEMORY = typer.Option(None, "--memory", help="Memory budget for sorting, e.g. 2G or 500M (default: no limit).")
+MEMORY = typer.Option(None, "--memory", help="Working memory for counting, e.g. 2G or 500M: longer text is counted "
+                      "in pieces and merged (default: a quarter of physical memory). The n-gram tables come on top.")
 
 
 def parse_memory(text: Optional[str]) -> Optional[int]:
