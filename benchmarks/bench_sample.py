@@ -3,7 +3,8 @@ step (nanoGPT's sample.py), for the `gpt-char` shape (6 layers, 6 heads, 384 wid
 
     PYTHONPATH=. python3 benchmarks/bench_sample.py [--device cuda|cpu] [--out DIR]
 
-Tokens per second for batch 1 and batch 16, 1,000 new tokens each, bf16 on a GPU. Speed does
+Tokens per second for batch 1 and batch 16, 1,000 new tokens each, bf16 on a GPU (there also
+the cached step launched from Python, without the CUDA graph, to show what the graph buys). Speed does
 not depend on the weights, so the model is freshly initialised. Prints a table; writes JSON.
 """
 
@@ -29,14 +30,15 @@ from lmladder.sampling import SampleSettings, sample_rngs  # noqa: E402
 NANOGPT = {"cuda": {1: 74.0, 16: 1273.0}, "cpu": {1: 17.0}}  # tokens/s quoted in issue 6
 
 
-def measure(model, batch: int, new: int, use_cache: bool, dtype) -> float:
+def measure(model, batch: int, new: int, use_cache: bool, dtype, static: bool | None = None) -> float:
     settings = SampleSettings(temperature=0.8)
-    generate(model, [0], 8, settings, sample_rngs(0, batch), vocab_size=65, dtype=dtype, use_cache=use_cache)
+    generate(model, [0], 8, settings, sample_rngs(0, batch), vocab_size=65, dtype=dtype, use_cache=use_cache,
+             static=static)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     start = time.perf_counter()
     out = generate(model, [0], new, settings, sample_rngs(1, batch), vocab_size=65, dtype=dtype,
-                   use_cache=use_cache)
+                   use_cache=use_cache, static=static)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
@@ -62,10 +64,12 @@ def main() -> None:
     with_baseline = ({int(b) for b in args.baseline_batches.split(",")} if args.baseline_batches
                      else set(batches) if kind == "cuda" else {1})
     for batch in batches:
-        cached = measure(model, batch, args.new, True, dtype)
+        cached = measure(model, batch, args.new, True, dtype)  # on a GPU: replayed as a CUDA graph
+        eager = measure(model, batch, args.new, True, dtype, static=False) if kind == "cuda" else None
         base = measure(model, batch, args.new, False, dtype) if batch in with_baseline else None
         ref = NANOGPT[kind].get(batch)
         rows.append({"batch": batch, "kv_cache_tokens_per_s": cached, "no_cache_tokens_per_s": base,
+                     "kv_cache_eager_tokens_per_s": eager,
                      "speedup_vs_no_cache": cached / base if base else None, "nanogpt_tokens_per_s": ref,
                      "ratio_vs_nanogpt": cached / ref if ref else None})
     device_name = torch.cuda.get_device_name() if kind == "cuda" else (platform.processor() or platform.machine())
@@ -73,6 +77,9 @@ def main() -> None:
               "cpu_threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": dt.date.today().isoformat(), "dtype": str(dtype) if dtype else "float32",
               "new_tokens": args.new, "rows": rows}
+    for r in rows:
+        if r["kv_cache_eager_tokens_per_s"]:
+            print(f"batch {r['batch']}: kv-cache without the CUDA graph {r['kv_cache_eager_tokens_per_s']:,.0f} tok/s")
     print(f"{'batch':>5} {'kv-cache tok/s':>15} {'no-cache tok/s':>15} {'speedup':>8} {'nanoGPT':>8} {'x nanoGPT':>9}")
     for r in rows:
         ref = r["nanogpt_tokens_per_s"]

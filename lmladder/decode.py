@@ -7,6 +7,12 @@ position: the query of the new token attends to the cached keys. When the cache 
 prefill) and decoding goes on, so the model always sees at least 3/4 of a block of context.
 (With learned absolute position embeddings, keys cannot simply be shifted.)
 
+On a GPU a one-token step is a few hundred small kernels, and launching them from Python costs
+far more than running them. So there the step is written with fixed shapes (`StaticStep`: the
+new keys go in at a position held in a tensor, and the query attends to the whole cache through
+a mask of the filled positions), captured once as a CUDA graph, and replayed: one launch per
+token. The same step runs eagerly on the CPU in the tests, against `forward_cached`.
+
 The next token is chosen by lmladder.sampling.choose, the one sampler of every rung; batches of
 samples decode in parallel, each with its own random generator.
 """
@@ -62,9 +68,68 @@ def forward_cached(model, idx: torch.Tensor, cache: KVCache, start: int) -> torc
     return model.lm_head(tr.ln_f(x[:, -1]))  # (B, V)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
+class StaticStep:
+    """One decoding step with fixed shapes, for a CUDA graph: `tok` (B, 1) at position `pos` (a
+    0-d tensor) -> `logits` (B, V), with keys and values written into `cache` at `pos`."""
+
+    def __init__(self, model, cache: KVCache):
+        self.model, self.cache = model, cache
+        device = cache.k.device
+        batch = cache.k.shape[1]
+        self.tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros((), dtype=torch.long, device=device)
+        self.slots = torch.arange(model.config.block_size, device=device)
+        self.logits: torch.Tensor | None = None
+        self.graph = None
+
+    @torch.no_grad()
+    def run(self) -> torch.Tensor:
+        model, cache = self.model, self.cache
+        tr = model.transformer
+        B, C = self.tok.shape[0], model.config.n_embd
+        pos = self.pos.view(1)
+        visible = (self.slots <= self.pos).view(1, 1, 1, -1)  # (1, 1, 1, block): the filled positions
+        x = tr.wte(self.tok) + tr.wpe(pos)  # (B, 1, C)
+        for i, block in enumerate(tr.h):
+            attn = block.attn
+            nh = attn.n_head
+            q, k, v = attn.c_attn(block.ln_1(x)).split(C, dim=2)  # each (B, 1, C)
+            q = q.view(B, 1, nh, C // nh).transpose(1, 2)  # (B, nh, 1, hs)
+            cache.k[i].index_copy_(2, pos, k.view(B, 1, nh, C // nh).transpose(1, 2).to(cache.k.dtype))
+            cache.v[i].index_copy_(2, pos, v.view(B, 1, nh, C // nh).transpose(1, 2).to(cache.v.dtype))
+            y = F.scaled_dot_product_attention(q, cache.k[i].to(q.dtype), cache.v[i].to(q.dtype), attn_mask=visible)
+            x = x + attn.c_proj(y.transpose(1, 2).reshape(B, 1, C))
+            x = x + block.mlp(block.ln_2(x))
+        self.logits = model.lm_head(tr.ln_f(x[:, -1]))  # (B, V)
+        return self.logits
+
+    def capture(self, dtype: torch.dtype | None) -> None:
+        """Record run() as a CUDA graph (after a few warm-up runs on a side stream)."""
+        saved = (self.cache.k.clone(), self.cache.v.clone())
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream), _autocast(self.tok.device, dtype, cache=False):
+            for _ in range(3):
+                self.run()
+        torch.cuda.current_stream().wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), _autocast(self.tok.device, dtype, cache=False):
+            self.run()
+        self.cache.k.copy_(saved[0])  # the warm-up wrote into the cache: put it back
+        self.cache.v.copy_(saved[1])
+
+    def __call__(self, tok: torch.Tensor, pos: int) -> torch.Tensor:
+        self.tok.copy_(tok)
+        self.pos.fill_(pos)
+        if self.graph is None:
+            return self.run()
+        self.graph.replay()
+        return self.logits
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = True):
     if device.type == "cuda" and dtype is not None:
-        return torch.autocast("cuda", dtype=dtype)
+        return torch.autocast("cuda", dtype=dtype, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
@@ -72,12 +137,13 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSettings,
              rngs: Sequence[np.random.Generator], *, vocab_size: int, stop_id: int | None = None,
              ban_id: int | None = None, dtype: torch.dtype | None = None, use_cache: bool = True,
-             on_tokens: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[list[int]]:
+             static: bool | None = None, on_tokens: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[list[int]]:
     """New token ids for len(rngs) samples continuing `prompt` (ids; the last block_size are used).
 
     `stop_id` ends a sample (it is not returned); `ban_id` is never drawn; `on_tokens(ids,
     alive)` sees each step's tokens and may return True to stop every sample. `use_cache=False`
-    re-runs the whole window every step, as nanoGPT does (the baseline of the benchmark)."""
+    re-runs the whole window every step, as nanoGPT does (the baseline of the benchmark).
+    `static` decodes through StaticStep (default: on a GPU, where it is replayed as a CUDA graph)."""
     device = next(model.parameters()).device
     block = model.config.block_size
     batch = len(rngs)
@@ -90,6 +156,11 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
         if use_cache:
             cache = KVCache(model, batch, device, dtype if device.type == "cuda" and dtype else torch.float32)
             logits = forward_cached(model, history, cache, 0)
+            step = None
+            if static or (static is None and device.type == "cuda" and max_new > 1):
+                step = StaticStep(model, cache)
+                if device.type == "cuda":
+                    step.capture(dtype)
         else:
             logits = model(history)[:, -1]
         for _ in range(max_new):
@@ -107,6 +178,9 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
             history = torch.cat([history, nxt], dim=1)[:, -block:]
             if not use_cache:
                 logits = model(history)[:, -1]
+            elif cache.length < block and step is not None:
+                logits = step(nxt, cache.length)
+                cache.length += 1
             elif cache.length < block:
                 logits = forward_cached(model, nxt, cache, cache.length)
             else:  # the cache is full: slide, re-encoding the last 3/4 of the block

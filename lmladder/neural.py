@@ -65,7 +65,7 @@ class RunConfig:
     checkpoint_interval: int = 1000  # steps between saves of latest/ (also at the end)
     seed: int = 1337
     device: str = "auto"  # auto, cpu, cuda, cuda:N
-    compile: bool = False  # torch.compile the model (pays off on long runs)
+    compile: bool = False  # torch.compile the model with its loss (pays off on long runs)
     dtype: str = "bfloat16"  # autocast dtype on CUDA: bfloat16, float16 or float32
 
 

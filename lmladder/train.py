@@ -285,8 +285,6 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
         else:
             torch.manual_seed(hash((r.seed, dist.rank, step)) % 2**31)
     raw = model
-    if r.compile:
-        model = torch.compile(model)
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -302,6 +300,13 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     peak = peak_flops(device)
     tokens_per_step = o.batch_size * seq
     nparams = sum(p.numel() for p in raw.parameters())
+
+    def forward_loss(x, y):
+        logits = model(x)
+        return F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(), y[:, skip:].reshape(-1))
+
+    if r.compile:  # the loss inside the compiled graph: the (B, T, V) logits are never written out in float32
+        forward_loss = torch.compile(forward_loss)
 
     def save_header(weights: str | None, status: str, extra: dict | None = None) -> None:
         write_json(out / MARKER, artifacts.header(
@@ -399,9 +404,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
                 last = k == accum - 1
                 sync = model.no_sync() if dist.world > 1 and not last else contextlib.nullcontext()
                 with sync, autocast:
-                    logits = model(x)
-                    loss = F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(),
-                                           y[:, skip:].reshape(-1))
+                    loss = forward_loss(x, y)
                 (loss / accum).backward()
                 loss_acc += loss.detach() / accum
             if o.grad_clip > 0:
@@ -482,7 +485,8 @@ BENCH_PROFILES = {
             "gpt": ("gpt-char", {"model": dict(n_layer=2, n_head=4, n_embd=64, block_size=64, dropout=0.0),
                                  "optim": dict(batch_size=32, lr=6e-3, min_lr=6e-4, warmup_steps=20),
                                  "run": dict(max_steps=500, eval_interval=250, eval_batch_size=128)})},
-    "gpu": {"mlp": ("mlp", {"optim": dict(batch_size=512), "run": dict(max_steps=5000, eval_batch_size=512)}),
+    "gpu": {"mlp": ("mlp", {"model": dict(n_hidden=1024, dropout=0.1), "optim": dict(batch_size=512),
+                            "run": dict(max_steps=5000, eval_interval=250, eval_batch_size=512)}),
             "gpt": ("gpt-char", {"run": dict(max_steps=2500, eval_interval=250, eval_batch_size=256)})},
 }
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmladder.decode import KVCache, forward_cached, generate
+from lmladder.decode import KVCache, StaticStep, forward_cached, generate
 from lmladder.gpt import GPT, GPTConfig
 from lmladder.sampling import SampleSettings, sample_rngs
 
@@ -52,3 +52,24 @@ def test_batch_does_not_change_a_sample(model):
     one = generate(model, [3], 20, SampleSettings(0.9, top_k=5), sample_rngs(9, 1), vocab_size=11)
     four = generate(model, [3], 20, SampleSettings(0.9, top_k=5), sample_rngs(9, 4), vocab_size=11)
     assert four[0] == one[0]
+
+
+def test_static_step_matches_the_growing_cache(model):
+    """The fixed-shape step (what a GPU replays as a CUDA graph) gives forward_cached's logits."""
+    idx = torch.randint(0, 11, (2, 16))
+    a, b = KVCache(model, 2, "cpu", torch.float32), KVCache(model, 2, "cpu", torch.float32)
+    forward_cached(model, idx[:, :4], a, 0)
+    forward_cached(model, idx[:, :4], b, 0)
+    step = StaticStep(model, b)
+    for t in range(4, 16):
+        want = forward_cached(model, idx[:, t:t + 1], a, t)
+        torch.testing.assert_close(step(idx[:, t:t + 1], t), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(b.k, a.k)
+
+
+def test_static_decoding_gives_the_same_samples(model):
+    settings = SampleSettings(temperature=0.9)
+    for prompt in ([1, 2, 3], list(range(11)) * 3):  # the second fills the block at once
+        a = generate(model, prompt, 50, settings, sample_rngs(2, 3), vocab_size=11, static=False)
+        b = generate(model, prompt, 50, settings, sample_rngs(2, 3), vocab_size=11, static=True)
+        assert a == b and len(a[0]) == 50

@@ -92,6 +92,25 @@ def test_resume_is_exact(cli, tmp_path):
     assert a["step"] == b["step"] == 8 and a["best_val"] == pytest.approx(b["best_val"], abs=1e-6)
 
 
+def test_compiled_loss_matches_eager(cli, tmp_path, monkeypatch):
+    """--compile wraps model + loss in torch.compile; with Dynamo's eager backend (no C++ compiler
+    needed) the run must give the weights of the uncompiled one."""
+    calls = []
+    real = torch.compile
+
+    def eager_compile(fn, **kw):
+        calls.append(fn.__name__)
+        return real(fn, backend="eager", **kw)
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    common = (*TINY, "--max-steps", "4", "--eval-interval", "0")
+    assert cli("train", "tinyshakespeare", *common, "--out", tmp_path / "a").exit_code == 0
+    result = cli("train", "tinyshakespeare", *common, "--compile", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result
+    assert calls == ["forward_loss"]
+    assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"), atol=1e-5)
+
+
 def test_two_processes_match_one(tmp_path):
     """torchrun with 2 gloo processes trains the same model as one process (same global batch)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

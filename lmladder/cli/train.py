@@ -64,7 +64,7 @@ def train(
     checkpoint_interval: Optional[int] = O(None, help="Steps between checkpoints (0: only at the end)."),
     seed: Optional[int] = O(None, help="Seed of the weights and the batches."),
     device: Optional[str] = O(None, help="auto, cpu, cuda or cuda:N."),
-    compile: Optional[bool] = O(None, "--compile/--no-compile", help="torch.compile the model."),
+    compile: Optional[bool] = O(None, "--compile/--no-compile", help="torch.compile the model with its loss (pays off on long GPU runs)."),
     dtype: Optional[str] = O(None, help="Autocast dtype on CUDA: bfloat16, float16 or float32."),
     json: bool = JSON_OPTION,
 ) -> None:
