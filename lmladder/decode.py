@@ -11,7 +11,9 @@ On a GPU a one-token step is a few hundred small kernels, and launching them fro
 far more than running them. So there the step is written with fixed shapes (`StaticStep`: the
 new keys go in at a position held in a tensor, and the query attends to the whole cache through
 a mask of the filled positions), captured once as a CUDA graph, and replayed: one launch per
-token. The same step runs eagerly on the CPU in the tests, against `forward_cached`.
+token. The next token is then drawn on the GPU too (the host sampler's arithmetic, from the
+same per-sample uniforms), so the host only looks at the tokens every SYNC_EVERY steps. The same
+step and sampler run eagerly on the CPU in the tests, against `forward_cached` and `choose`.
 
 The next token is chosen by lmladder.sampling.choose, the one sampler of every rung; batches of
 samples decode in parallel, each with its own random generator.
@@ -26,7 +28,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lmladder.sampling import SampleSettings, choose
+from lmladder.sampling import SampleSettings, choose, choose_torch
+
+SYNC_EVERY = 32  # device sampling: steps between looks at the tokens (stops, streaming)
 
 
 class KVCache:
@@ -143,7 +147,10 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
     `stop_id` ends a sample (it is not returned); `ban_id` is never drawn; `on_tokens(ids,
     alive)` sees each step's tokens and may return True to stop every sample. `use_cache=False`
     re-runs the whole window every step, as nanoGPT does (the baseline of the benchmark).
-    `static` decodes through StaticStep (default: on a GPU, where it is replayed as a CUDA graph)."""
+    `static` decodes through StaticStep (default: on a GPU, where it is replayed as a CUDA graph);
+    then the next token is also drawn on the device (choose_torch, from the uniforms each
+    sample's generator would give `choose`), and the host looks at the tokens every SYNC_EVERY
+    steps instead of after each one."""
     device = next(model.parameters()).device
     block = model.config.block_size
     batch = len(rngs)
@@ -152,37 +159,63 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
     out: list[list[int]] = [[] for _ in range(batch)]
     alive = np.ones(batch, dtype=bool)
     keep = max(1, (3 * block) // 4)
+    step = None
+
+    def take(ids: np.ndarray) -> bool:
+        """Book one step's ids; True when sampling should stop."""
+        nonlocal alive
+        if stop_id is not None:
+            alive &= ids != stop_id
+        for i in np.flatnonzero(alive):
+            out[i].append(int(ids[i]))
+        return bool(on_tokens and on_tokens(ids, alive)) or not alive.any()
+
+    def advance(nxt: torch.Tensor) -> torch.Tensor:
+        """Feed the (B, 1) new ids; the logits after them."""
+        nonlocal history
+        history = torch.cat([history, nxt], dim=1)[:, -block:]
+        if not use_cache:
+            return model(history)[:, -1]
+        if cache.length < block and step is not None:
+            logits = step(nxt, cache.length)
+            cache.length += 1
+            return logits
+        if cache.length < block:
+            return forward_cached(model, nxt, cache, cache.length)
+        return forward_cached(model, history[:, -keep:], cache, 0)  # full: slide, re-encode 3/4 of a block
+
     with _autocast(device, dtype):
         if use_cache:
             cache = KVCache(model, batch, device, dtype if device.type == "cuda" and dtype else torch.float32)
             logits = forward_cached(model, history, cache, 0)
-            step = None
             if static or (static is None and device.type == "cuda" and max_new > 1):
                 step = StaticStep(model, cache)
                 if device.type == "cuda":
                     step.capture(dtype)
         else:
             logits = model(history)[:, -1]
-        for _ in range(max_new):
-            z = logits.float()[:, :vocab_size]
-            if ban_id is not None:
-                z[:, ban_id] = -float("inf")
-            ids = choose(z.cpu().numpy(), settings, rngs)
-            if stop_id is not None:
-                alive &= ids != stop_id
-            for i in np.flatnonzero(alive):
-                out[i].append(int(ids[i]))
-            if (on_tokens and on_tokens(ids, alive)) or not alive.any():
-                break
-            nxt = torch.as_tensor(ids, device=device).view(batch, 1)
-            history = torch.cat([history, nxt], dim=1)[:, -block:]
-            if not use_cache:
-                logits = model(history)[:, -1]
-            elif cache.length < block and step is not None:
-                logits = step(nxt, cache.length)
-                cache.length += 1
-            elif cache.length < block:
-                logits = forward_cached(model, nxt, cache, cache.length)
-            else:  # the cache is full: slide, re-encoding the last 3/4 of the block
-                logits = forward_cached(model, history[:, -keep:], cache, 0)
+        if step is None:  # sample on the host, step by step
+            for _ in range(max_new):
+                z = logits.float()[:, :vocab_size]
+                if ban_id is not None:
+                    z[:, ban_id] = -float("inf")
+                ids = choose(z.cpu().numpy(), settings, rngs)
+                if take(ids):
+                    break
+                logits = advance(torch.as_tensor(ids, device=device).view(batch, 1))
+            return out
+        draws = np.stack([g.random(max_new) for g in rngs], axis=1) if settings.temperature > 0 \
+            else np.zeros((max_new, batch))
+        uniforms = torch.as_tensor(draws, device=device)  # (max_new, B)
+        made = torch.empty(max_new, batch, dtype=torch.long, device=device)
+        done = 0
+        for t in range(max_new):
+            made[t] = choose_torch(logits[:, :vocab_size], settings, uniforms[t], ban_id)
+            if (t + 1 - done) == SYNC_EVERY or t + 1 == max_new:
+                for ids in made[done : t + 1].cpu().numpy():
+                    if take(ids):
+                        return out
+                done = t + 1
+            if t + 1 < max_new:
+                logits = advance(made[t].view(batch, 1))
     return out

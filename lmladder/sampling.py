@@ -85,6 +85,36 @@ def choose(logits: np.ndarray, settings: SampleSettings,
     return np.minimum(idx, p.shape[1] - 1)
 
 
+def choose_torch(logits, settings: SampleSettings, u, ban_id: int | None = None):
+    """`choose` on torch tensors, on whatever device they live: (B, V) logits and the (B,)
+    uniform draws that `choose` would take from each sample's generator -> (B,) ids. The same
+    arithmetic (float64, stable ranking), so it picks what `choose` picks, without a round trip
+    to the host; the GPU decoder samples with it."""
+    import torch
+
+    z = logits.to(torch.float64, copy=True)
+    if ban_id is not None:
+        z[:, ban_id] = -float("inf")
+    if settings.temperature == 0:
+        return torch.argmax(z, dim=-1)  # the first maximum: ties to the lower id
+    z = z / settings.temperature
+    if settings.top_k is not None or settings.top_p is not None:
+        order = torch.sort(-z, dim=-1, stable=True).indices
+        ranked = torch.gather(z, -1, order)
+        keep = torch.ones_like(ranked, dtype=torch.bool)
+        if settings.top_k is not None:
+            keep[:, settings.top_k:] = False
+        if settings.top_p is not None:
+            p = torch.softmax(ranked, dim=-1)
+            keep &= (torch.cumsum(p, dim=-1) - p) < settings.top_p - 1e-12
+        keep[:, 0] = True
+        z = torch.empty_like(z).scatter_(-1, order, torch.where(keep, ranked, -float("inf")))
+    p = torch.exp(z - z.max(dim=-1, keepdim=True).values)
+    p = p / p.sum(dim=-1, keepdim=True)
+    idx = (torch.cumsum(p, dim=-1) < u.view(-1, 1)).sum(dim=-1)
+    return torch.clamp(idx, max=p.shape[1] - 1)
+
+
 def _ngram_hashes(ids: np.ndarray, n: int) -> np.ndarray:
     """A 64-bit polynomial hash of every n-gram of an integer sequence (vectorised)."""
     ids = np.asarray(ids, dtype=np.uint64)

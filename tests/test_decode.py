@@ -73,3 +73,32 @@ def test_static_decoding_gives_the_same_samples(model):
         a = generate(model, prompt, 50, settings, sample_rngs(2, 3), vocab_size=11, static=False)
         b = generate(model, prompt, 50, settings, sample_rngs(2, 3), vocab_size=11, static=True)
         assert a == b and len(a[0]) == 50
+
+
+@pytest.mark.parametrize("settings", [SampleSettings(0.0), SampleSettings(0.8), SampleSettings(1.0, top_k=3),
+                                      SampleSettings(0.7, top_p=0.6), SampleSettings(1.3, top_k=4, top_p=0.9)])
+def test_device_sampler_picks_what_the_host_sampler_picks(settings):
+    from lmladder.sampling import choose, choose_torch
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(400, 9)).astype(np.float32)
+    logits[:50, 2:5] = 1.5  # ties, for top-k and argmax
+    want = choose(logits, settings, [np.random.default_rng([1, i]) for i in range(400)])
+    u = torch.tensor([np.random.default_rng([1, i]).random() for i in range(400)], dtype=torch.float64)
+    got = choose_torch(torch.from_numpy(logits), settings, u).numpy()
+    assert (got == want).all()
+
+
+def test_static_decoding_stops_bans_and_streams_like_the_host_loop(model):
+    first = generate(model, [1, 2], 5, SampleSettings(0.0), sample_rngs(0, 1), vocab_size=11, static=False)[0][0]
+    for static in (False, True):
+        kw = dict(vocab_size=11, static=static)
+        assert generate(model, [1, 2], 40, SampleSettings(0.0), sample_rngs(0, 1), stop_id=first, **kw) == [[]]
+        assert first not in generate(model, [1, 2], 5, SampleSettings(0.0), sample_rngs(0, 1), ban_id=first, **kw)[0][:1]
+    seen = {}
+    for static in (False, True):
+        steps = []
+        out = generate(model, [3], 70, SampleSettings(0.9), sample_rngs(5, 2), vocab_size=11, static=static,
+                       on_tokens=lambda ids, alive: steps.append(ids.copy()) or len(steps) == 45)
+        seen[static] = (out, [s.tolist() for s in steps])
+    assert seen[True] == seen[False] and len(seen[True][0][0]) == 45
