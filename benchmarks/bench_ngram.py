@@ -5,7 +5,9 @@
 1. Timing: a letter 8-gram and a word 5-gram modified Kneser-Ney model on all of gutenberg-en
    (split 1,0,0), each built in a fresh subprocess (peak RSS from getrusage), best of 3 runs.
    KenLM's lmplz numbers are quoted from issue 3 (same machine type, 2 cores).
-2. Quality: bits per character on the test split for letter orders 1..10 and open-vocabulary
+2. Memory: a letter 5-gram on gutenberg-en repeated 4 times (~100 M characters), counted with
+   no budget and with --memory 256M (counting in pieces, then merging): time and peak memory.
+3. Quality: bits per character on the test split for letter orders 1..10 and open-vocabulary
    word orders 1..5 (k tuned on val) on tinyshakespeare and gutenberg-en.
 Writes ngram-cpu-<date>.json and .md.
 """
@@ -27,10 +29,10 @@ TARGETS = {"char8": {"seconds": 16.0, "peak_gb": 2.0}, "word5": {"seconds": 10.0
 CHILD = r"""
 import json, resource, sys, time
 from lmladder import corpora, ngram
-unit, order = sys.argv[1], int(sys.argv[2])
-docs = corpora.load("gutenberg-en").split("1,0,0")["train"]
+unit, order, copies, memory = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]) or None
+docs = corpora.load("gutenberg-en").split("1,0,0")["train"] * copies
 start = time.perf_counter()
-model = ngram.train(ngram.NgramConfig(unit=unit, order=order, min_count=2), docs)
+model = ngram.train(ngram.NgramConfig(unit=unit, order=order, min_count=2), docs, memory_bytes=memory)
 seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
                   "ngrams": [len(t.keys) for t in model.tables], "chars": sum(len(d) for d in docs),
@@ -38,11 +40,11 @@ print(json.dumps({"seconds": seconds, "peak_gb": resource.getrusage(resource.RUS
 """
 
 
-def timing(unit: str, order: int, repeats: int) -> dict:
+def timing(unit: str, order: int, repeats: int, copies: int = 1, memory: int = 0) -> dict:
     runs = []
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", CHILD, unit, str(order)], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run([sys.executable, "-c", CHILD, unit, str(order), str(copies), str(memory)],
+                             capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = min(runs, key=lambda r: r["seconds"])
     return {**best, "all_seconds": [r["seconds"] for r in runs], "peak_gb_max": max(r["peak_gb"] for r in runs)}
@@ -87,6 +89,16 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {t['seconds']:.1f} | {t['peak_gb_max']:.2f} | {k['seconds']} | {k['peak_gb']} | "
                      f"{t['seconds'] / k['seconds']:.2f} | <= {target['seconds']} s"
                      f"{', <= %s GB' % target['peak_gb'] if 'peak_gb' in target else ''}: {'met' if ok else 'NOT met'} |")
+    if report.get("memory"):
+        lines += ["", "## Counting under a memory budget (letter 5-gram, gutenberg-en x4)", "",
+                  f"{report['memory']['none']['chars']:,} characters. With `--memory`, the text is counted in pieces "
+                  "that fit the budget (each sorted and counted, with n-1 characters of overlap), and the pieces' "
+                  "tables are merged order by order; the model is the same (a test checks the counts).", "",
+                  "| budget | seconds | peak GB | n-grams |", "|---|---:|---:|---:|"]
+        for key, name in (("none", "default (a quarter of physical memory)"),
+                          ("256M", "--memory 256M")):
+            t = report["memory"][key]
+            lines.append(f"| {name} | {t['seconds']:.1f} | {t['peak_gb']:.2f} | {sum(t['ngrams']):,} |")
     lines += ["", "## Bits per character on the test split (default split 0.9,0.05,0.05)", "",
               "Letter models: modified Kneser-Ney; word models: open vocabulary (rare words spelled by a letter "
               "6-gram, k tuned on val). Reference: KenLM's char 8-gram on the fixture split of tinyshakespeare "
@@ -120,6 +132,9 @@ def main() -> None:
     report["timing"]["word5"] = timing("word", 5, repeats)
     for key in ("char8", "word5"):
         report["timing"][key]["ratio_to_kenlm"] = report["timing"][key]["seconds"] / KENLM[key]["seconds"]
+    if not args.quick:
+        report["memory"] = {"none": timing("char", 5, 1, copies=4),
+                            "256M": timing("char", 5, 1, copies=4, memory=256 * 2**20)}
     for corpus in (("tinyshakespeare",) if args.quick else ("tinyshakespeare", "gutenberg-en")):
         report["quality"] += quality(corpus, "char", list(range(1, 11)))
         report["quality"] += quality(corpus, "word", list(range(1, 6)))

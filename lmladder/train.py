@@ -478,13 +478,14 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
 
 # --- the neural kinds of lmladder.bench -------------------------------------------------------
 
-# profile -> rung kind -> (preset, overrides): cpu is sized for a few minutes on 2 cores in all
+# profile -> rung kind -> (preset, overrides): cpu is sized so the default ladder on Tiny Shakespeare
+# takes ~10 minutes on 2 cores (each GPT ~4 minutes); gpu uses the presets
 BENCH_PROFILES = {
-    "cpu": {"mlp": ("mlp", {"model": dict(block_size=8, n_hidden=128), "optim": dict(batch_size=64, lr=1e-2),
-                            "data": dict(seq_len=64), "run": dict(max_steps=400, eval_interval=200)}),
-            "gpt": ("gpt-char", {"model": dict(n_layer=2, n_head=4, n_embd=64, block_size=64, dropout=0.0),
-                                 "optim": dict(batch_size=32, lr=6e-3, min_lr=6e-4, warmup_steps=20),
-                                 "run": dict(max_steps=500, eval_interval=250, eval_batch_size=128)})},
+    "cpu": {"mlp": ("mlp", {"model": dict(block_size=16, n_hidden=256), "optim": dict(batch_size=64, lr=1e-2),
+                            "data": dict(seq_len=64), "run": dict(max_steps=1500, eval_interval=750)}),
+            "gpt": ("gpt-char", {"model": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
+                                 "optim": dict(batch_size=32, lr=3e-3, min_lr=3e-4, warmup_steps=50),
+                                 "run": dict(max_steps=1500, eval_interval=750, eval_batch_size=64)})},
     "gpu": {"mlp": ("mlp", {"model": dict(n_hidden=1024, dropout=0.1), "optim": dict(batch_size=512),
                             "run": dict(max_steps=5000, eval_interval=250, eval_batch_size=512)}),
             "gpt": ("gpt-char", {"run": dict(max_steps=2500, eval_interval=250, eval_batch_size=256)})},
