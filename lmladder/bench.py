@@ -216,7 +216,8 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
         if on_rung:
             on_rung(row)
     manifest = {
-        "corpus": corpus.identity(), "split": str(splits.spec), "ladder": str(ladder_path or DEFAULT_LADDER),
+        "corpus": corpus.identity(), "split": str(splits.spec),
+        "ladder": str(ladder_path) if ladder_path else "benchmarks/ladders/default.toml",
         "profile": profile, "lmladder_version": __version__, "git_commit": _git_commit(),
         "device": _device(), "torch": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
