@@ -171,15 +171,11 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
         return bool(on_tokens and on_tokens(ids, alive)) or not alive.any()
 
     def advance(nxt: torch.Tensor) -> torch.Tensor:
-        """Feed the (B, 1) new ids; the logits after them."""
+        """Feed the (B, 1) new ids; the logits after them (the host loop's step)."""
         nonlocal history
         history = torch.cat([history, nxt], dim=1)[:, -block:]
         if not use_cache:
             return model(history)[:, -1]
-        if cache.length < block and step is not None:
-            logits = step(nxt, cache.length)
-            cache.length += 1
-            return logits
         if cache.length < block:
             return forward_cached(model, nxt, cache, cache.length)
         return forward_cached(model, history[:, -keep:], cache, 0)  # full: slide, re-encode 3/4 of a block
@@ -216,6 +212,10 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
                     if take(ids):
                         return out
                 done = t + 1
-            if t + 1 < max_new:
-                logits = advance(made[t].view(batch, 1))
+            if t + 1 < max_new and cache.length < block:
+                logits = step(made[t].view(batch, 1), cache.length)
+                cache.length += 1
+            elif t + 1 < max_new:  # full: slide, re-encoding the last 3/4 of a block of prompt + made
+                recent = torch.cat([history, made[: t + 1].T], dim=1)[:, -keep:]
+                logits = forward_cached(model, recent, cache, 0)
     return out

@@ -387,10 +387,17 @@ def prepare(config: NgramConfig, documents: Sequence[str]) -> tuple[list[str], i
     from lmladder.vocab import codepoints
 
     # the training vocabulary, and ids through a lookup table: O(T), no sort (same ids as CharVocab);
-    # the stream is int32 (4 bytes a character) and nothing else of size T is held at once
-    seen_mask = np.zeros(0x110000, dtype=bool)
+    # the stream is int32 (4 bytes a character), first holding code points, then mapped in place
+    seq = np.empty(sum(len(d) for d in documents) + len(documents), dtype=np.int32)
+    spans = []
+    at = 0
     for doc in documents:
-        seen_mask[codepoints(doc)] = True
+        spans.append((at + 1, at + 1 + len(doc)))
+        seq[at + 1:at + 1 + len(doc)] = codepoints(doc)
+        at += len(doc) + 1
+    seen_mask = np.zeros(0x110000, dtype=bool)
+    for a, b in spans:
+        seen_mask[seq[a:b]] = True
     seen = np.flatnonzero(seen_mask)
     cv = CharVocab(seen.astype(np.uint32).tobytes().decode("utf-32-le"))
     if len(cv.chars) < 2:
@@ -400,12 +407,9 @@ def prepare(config: NgramConfig, documents: Sequence[str]) -> tuple[list[str], i
     bos = len(units) - 1
     lut = np.full(int(seen[-1]) + 1, cv.escape_id, dtype=np.int32)
     lut[seen] = np.arange(len(seen))
-    seq = np.empty(sum(len(d) for d in documents) + len(documents), dtype=np.int32)
-    at = 0
-    for doc in documents:
-        seq[at] = bos
-        seq[at + 1:at + 1 + len(doc)] = lut[codepoints(doc)]
-        at += len(doc) + 1
+    for a, b in spans:
+        seq[a:b] = lut[seq[a:b]]
+        seq[a - 1] = bos
     return units, bos, cv.escape_id, None, seq
 
 
