@@ -8,12 +8,13 @@ prefill) and decoding goes on, so the model always sees at least 3/4 of a block 
 (With learned absolute position embeddings, keys cannot simply be shifted.)
 
 On a GPU a one-token step is a few hundred small kernels, and launching them from Python costs
-far more than running them. So there the step is written with fixed shapes (`StaticStep`: the
-new keys go in at a position held in a tensor, and the query attends to the whole cache through
-a mask of the filled positions), captured once as a CUDA graph, and replayed: one launch per
-token. The next token is then drawn on the GPU too (the host sampler's arithmetic, from the
-same per-sample uniforms), so the host only looks at the tokens every SYNC_EVERY steps. The same
-step and sampler run eagerly on the CPU in the tests, against `forward_cached` and `choose`.
+far more than running them. So there decoding is written with fixed shapes (`StaticDecoder`:
+the new keys go in at a position held in a tensor, and the query attends to the whole cache
+through a mask of the filled positions), the next token is drawn on the device (the host
+sampler's arithmetic, from the same per-sample uniforms) and fed back, and CHUNK such steps are
+captured as one CUDA graph: one launch per CHUNK tokens. The host looks at the tokens every
+SYNC_EVERY steps (stops, streaming). The same steps run eagerly on the CPU in the tests, against
+`forward_cached` and `choose`.
 
 The next token is chosen by lmladder.sampling.choose, the one sampler of every rung; batches of
 samples decode in parallel, each with its own random generator.
@@ -30,6 +31,7 @@ from torch.nn import functional as F
 
 from lmladder.sampling import SampleSettings, choose, choose_torch
 
+CHUNK = 16  # device sampling: decoding steps recorded in one CUDA graph
 SYNC_EVERY = 32  # device sampling: steps between looks at the tokens (stops, streaming)
 
 
@@ -72,22 +74,41 @@ def forward_cached(model, idx: torch.Tensor, cache: KVCache, start: int) -> torc
     return model.lm_head(tr.ln_f(x[:, -1]))  # (B, V)
 
 
-class StaticStep:
-    """One decoding step with fixed shapes, for a CUDA graph: `tok` (B, 1) at position `pos` (a
-    0-d tensor) -> `logits` (B, V), with keys and values written into `cache` at `pos`."""
+class StaticDecoder:
+    """Decoding steps with fixed shapes, for CUDA graphs. One step draws the next token of every
+    sample from `logits` (B, V) with choose_torch and the step's uniforms (`uniforms[t]`), writes
+    it to `made[t]`, and feeds it: its keys and values go into the cache at position `pos` (a
+    tensor, so the same recorded kernels serve every position), the query attends to the cache
+    through a mask of the filled positions, and the new logits replace `logits`; then `t` and
+    `pos` move on, on the device. So `chunk` steps are one graph and one launch; the host only
+    checks how far they went. Runs eagerly (the CPU tests) with the same arithmetic."""
 
-    def __init__(self, model, cache: KVCache):
-        self.model, self.cache = model, cache
+    def __init__(self, model, cache: KVCache, settings: SampleSettings, uniforms: torch.Tensor, *,
+                 vocab_size: int, ban_id: int | None = None):
+        self.model, self.cache, self.settings = model, cache, settings
+        self.vocab_size, self.ban_id = vocab_size, ban_id
         device = cache.k.device
         batch = cache.k.shape[1]
+        self.uniforms = uniforms  # (N, B): the draws of step t in row t
+        self.made = torch.zeros(uniforms.shape, dtype=torch.long, device=device)  # (N, B)
         self.tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.pos = torch.zeros((), dtype=torch.long, device=device)
+        self.t = torch.zeros((), dtype=torch.long, device=device)
+        self.logits = torch.zeros(batch, model.config.vocab_size, device=device)
         self.slots = torch.arange(model.config.block_size, device=device)
-        self.logits: torch.Tensor | None = None
-        self.graph = None
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+
+    def draw(self) -> None:
+        """Step t's tokens from the current logits into made[t] and tok; t += 1."""
+        u = self.uniforms.index_select(0, self.t).view(-1)
+        ids = choose_torch(self.logits[:, : self.vocab_size], self.settings, u, self.ban_id)
+        self.made.index_copy_(0, self.t.view(1), ids.view(1, -1))
+        self.tok.copy_(ids.view(-1, 1))
+        self.t.add_(1)
 
     @torch.no_grad()
-    def run(self) -> torch.Tensor:
+    def feed(self) -> None:
+        """Run `tok` (B, 1) at position `pos`: cache its keys and values, set `logits`; pos += 1."""
         model, cache = self.model, self.cache
         tr = model.transformer
         B, C = self.tok.shape[0], model.config.n_embd
@@ -104,31 +125,49 @@ class StaticStep:
             y = F.scaled_dot_product_attention(q, cache.k[i].to(q.dtype), cache.v[i].to(q.dtype), attn_mask=visible)
             x = x + attn.c_proj(y.transpose(1, 2).reshape(B, 1, C))
             x = x + block.mlp(block.ln_2(x))
-        self.logits = model.lm_head(tr.ln_f(x[:, -1]))  # (B, V)
-        return self.logits
+        self.logits.copy_(model.lm_head(tr.ln_f(x[:, -1])))  # (B, V)
+        self.pos.add_(1)
 
-    def capture(self, dtype: torch.dtype | None) -> None:
-        """Record run() as a CUDA graph (after a few warm-up runs on a side stream)."""
-        saved = (self.cache.k.clone(), self.cache.v.clone())
+    @torch.no_grad()
+    def steps(self, n: int) -> None:
+        """n steps of draw + feed: the graph of n steps if one was captured, else eagerly."""
+        if n in self.graphs:
+            self.graphs[n].replay()
+            return
+        for _ in range(n):
+            self.draw()
+            self.feed()
+
+    def restart(self, logits: torch.Tensor, pos: int) -> None:
+        """After a prefill: its logits, and the next free position."""
+        self.logits.copy_(logits)
+        self.pos.fill_(pos)
+
+    def capture(self, sizes: Sequence[int], dtype: torch.dtype | None) -> None:
+        """Record `steps(n)` as a CUDA graph for each n (after warm-up runs on a side stream,
+        whose writes are then undone)."""
+        saved = [x.clone() for x in (self.cache.k, self.cache.v, self.made, self.tok, self.pos, self.t, self.logits)]
+        device = self.tok.device
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream), _autocast(self.tok.device, dtype, cache=False):
-            for _ in range(3):
-                self.run()
+        with torch.cuda.stream(stream), _autocast(device, dtype, cache=False):
+            for _ in range(2):
+                self.draw()
+                self.feed()
+                self.pos.fill_(int(saved[4]))
+                self.t.zero_()
         torch.cuda.current_stream().wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph), _autocast(self.tok.device, dtype, cache=False):
-            self.run()
-        self.cache.k.copy_(saved[0])  # the warm-up wrote into the cache: put it back
-        self.cache.v.copy_(saved[1])
-
-    def __call__(self, tok: torch.Tensor, pos: int) -> torch.Tensor:
-        self.tok.copy_(tok)
-        self.pos.fill_(pos)
-        if self.graph is None:
-            return self.run()
-        self.graph.replay()
-        return self.logits
+        pool = None
+        for n in sorted(set(sizes), reverse=True):
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool), _autocast(device, dtype, cache=False):
+                for _ in range(n):
+                    self.draw()
+                    self.feed()
+            pool = graph.pool()
+            self.graphs[n] = graph
+        for x, old in zip((self.cache.k, self.cache.v, self.made, self.tok, self.pos, self.t, self.logits), saved):
+            x.copy_(old)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = True):
@@ -147,10 +186,10 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
     `stop_id` ends a sample (it is not returned); `ban_id` is never drawn; `on_tokens(ids,
     alive)` sees each step's tokens and may return True to stop every sample. `use_cache=False`
     re-runs the whole window every step, as nanoGPT does (the baseline of the benchmark).
-    `static` decodes through StaticStep (default: on a GPU, where it is replayed as a CUDA graph);
-    then the next token is also drawn on the device (choose_torch, from the uniforms each
-    sample's generator would give `choose`), and the host looks at the tokens every SYNC_EVERY
-    steps instead of after each one."""
+    `static` decodes through StaticDecoder (default: on a GPU, where CHUNK steps are replayed as
+    one CUDA graph); then the next token is drawn on the device (choose_torch, from the uniforms
+    each sample's generator would give `choose`), and the host looks at the tokens every
+    SYNC_EVERY steps instead of after each one."""
     device = next(model.parameters()).device
     block = model.config.block_size
     batch = len(rngs)
@@ -159,7 +198,6 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
     out: list[list[int]] = [[] for _ in range(batch)]
     alive = np.ones(batch, dtype=bool)
     keep = max(1, (3 * block) // 4)
-    step = None
 
     def take(ids: np.ndarray) -> bool:
         """Book one step's ids; True when sampling should stop."""
@@ -184,13 +222,10 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
         if use_cache:
             cache = KVCache(model, batch, device, dtype if device.type == "cuda" and dtype else torch.float32)
             logits = forward_cached(model, history, cache, 0)
-            if static or (static is None and device.type == "cuda" and max_new > 1):
-                step = StaticStep(model, cache)
-                if device.type == "cuda":
-                    step.capture(dtype)
+            static = static or (static is None and device.type == "cuda" and max_new > 1)
         else:
             logits = model(history)[:, -1]
-        if step is None:  # sample on the host, step by step
+        if not (use_cache and static):  # sample on the host, step by step
             for _ in range(max_new):
                 z = logits.float()[:, :vocab_size]
                 if ban_id is not None:
@@ -202,20 +237,29 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
             return out
         draws = np.stack([g.random(max_new) for g in rngs], axis=1) if settings.temperature > 0 \
             else np.zeros((max_new, batch))
-        uniforms = torch.as_tensor(draws, device=device)  # (max_new, B)
-        made = torch.empty(max_new, batch, dtype=torch.long, device=device)
-        done = 0
-        for t in range(max_new):
-            made[t] = choose_torch(logits[:, :vocab_size], settings, uniforms[t], ban_id)
-            if (t + 1 - done) == SYNC_EVERY or t + 1 == max_new:
-                for ids in made[done : t + 1].cpu().numpy():
+        dec = StaticDecoder(model, cache, settings, torch.as_tensor(draws, device=device),
+                            vocab_size=vocab_size, ban_id=ban_id)
+        dec.restart(logits, cache.length)
+        if device.type == "cuda":
+            dec.capture((CHUNK, 1), dtype)
+        t = done = 0
+        pos = cache.length
+        while t < max_new:
+            room = block - pos
+            if room == 0:  # full: draw the next tokens, then slide, re-encoding the last 3/4 of a block
+                dec.draw()
+                t += 1
+                if t < max_new:
+                    recent = torch.cat([history, dec.made[:t].T], dim=1)[:, -keep:]
+                    dec.restart(forward_cached(model, recent, cache, 0), keep)
+                    pos = keep
+            else:
+                n = CHUNK if room >= CHUNK and max_new - t >= CHUNK else 1
+                dec.steps(n)
+                t, pos = t + n, pos + n
+            if t - done >= SYNC_EVERY or t == max_new:
+                for ids in dec.made[done:t].cpu().numpy():
                     if take(ids):
                         return out
-                done = t + 1
-            if t + 1 < max_new and cache.length < block:
-                logits = step(made[t].view(batch, 1), cache.length)
-                cache.length += 1
-            elif t + 1 < max_new:  # full: slide, re-encoding the last 3/4 of a block of prompt + made
-                recent = torch.cat([history, made[: t + 1].T], dim=1)[:, -keep:]
-                logits = forward_cached(model, recent, cache, 0)
+                done = t
     return out

@@ -212,13 +212,89 @@ def batch_windows(ids: np.ndarray, seed: int, step: int, batch: int, seq_len: in
     return np.asarray(ids[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int64)
 
 
-def make_optimizer(model, o, device: str):
+def make_optimizer(model, o, device: str, capturable: bool = False):
+    """AdamW, fused on CUDA; `capturable` (for a CUDA graph): the learning rate is a tensor on
+    the device, set in place each step."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), fused=device.startswith("cuda"))
+    lr = torch.tensor(o.lr, device=device) if capturable else o.lr
+    return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), fused=device.startswith("cuda"),
+                             capturable=capturable)
+
+
+def make_capturable(optimizer, device: str) -> None:
+    """After loading a state saved by any run: tensor learning rates and step counters on the
+    device, as a CUDA graph needs."""
+    import torch
+
+    for group in optimizer.param_groups:
+        group["capturable"] = True
+        if not torch.is_tensor(group["lr"]):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+    for state in optimizer.state.values():
+        if "step" in state:
+            state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(device)
+
+
+def graph_capable(device: str) -> bool:
+    return device.startswith("cuda")
+
+
+class GraphedStep:
+    """The whole training step (forward, backward of every micro-batch, clipping, AdamW)
+    recorded once as a CUDA graph and replayed: one launch a step instead of a thousand, which
+    is what bounds small models. Inputs go through a fixed buffer (`xy`); gradients live in the
+    graph's memory. The warm-up steps that recording needs are undone, so the run is the one
+    it would be without the graph. Off a GPU (the tests) the same warm-up and undo happen and
+    each replay runs the step eagerly."""
+
+    def __init__(self, step_fn, xy, model, optimizer, loss_acc):
+        import torch
+
+        self.xy = xy
+        cuda = xy.device.type == "cuda"
+        params = list(model.parameters())
+        saved_params = [p.detach().clone() for p in params]
+        saved_state = {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
+                       for p, st in optimizer.state.items()}
+        saved_loss = loss_acc.clone()
+        try:
+            stream = torch.cuda.Stream() if cuda else None
+            if cuda:
+                stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream) if cuda else contextlib.nullcontext():
+                for _ in range(3):
+                    optimizer.zero_grad(set_to_none=True)
+                    step_fn(xy)
+            optimizer.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.current_stream().wait_stream(stream)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    step_fn(xy)
+                self.replay = graph.replay
+            else:
+                def replay() -> None:
+                    optimizer.zero_grad(set_to_none=True)
+                    step_fn(xy)
+                self.replay = replay
+        finally:
+            with torch.no_grad():
+                for p, old in zip(params, saved_params):
+                    p.copy_(old)
+                for p, st in optimizer.state.items():  # back to the state before the warm-up
+                    before = saved_state.get(p, {})
+                    for k, v in st.items():
+                        if torch.is_tensor(v):
+                            v.copy_(before[k]) if k in before else v.zero_()
+                loss_acc.copy_(saved_loss)
+
+    def __call__(self, batch) -> None:
+        self.xy.copy_(batch, non_blocking=True)
+        self.replay()
 
 
 def evaluate(model, ids: np.ndarray, config: TrainConfig, device: str) -> tuple[float, float]:
@@ -272,12 +348,20 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        if r.attention != "auto":  # only the chosen kernel, with the plain one as the fallback
+            torch.backends.cuda.enable_flash_sdp(r.attention == "flash")
+            torch.backends.cuda.enable_cudnn_sdp(r.attention == "cudnn")
+            torch.backends.cuda.enable_mem_efficient_sdp(r.attention == "efficient")
+            torch.backends.cuda.enable_math_sdp(True)
     model = build_model(config).to(device)
-    optimizer = make_optimizer(model, o, device)
+    use_graph = r.cuda_graph and dist.world == 1 and graph_capable(device)
+    optimizer = make_optimizer(model, o, device, capturable=use_graph and cuda)
     step, tokens_seen, best_val, elapsed_before = 0, 0, math.inf, 0.0
     if job.resume is not None:
         checkpoint.load_weights(model, out / "latest" / "model.safetensors")
         checkpoint.load_optimizer(optimizer, out / "latest")
+        if use_graph and cuda:
+            make_capturable(optimizer, device)
         step, tokens_seen = job.resume["step"], job.resume["tokens"]
         best_val, elapsed_before = job.resume.get("best_val") or math.inf, job.resume.get("elapsed", 0.0)
         if dist.world == 1:
@@ -374,6 +458,22 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
             save_header(best_weights or "latest/model.safetensors", status)
 
     loss_acc = torch.zeros((), device=device)
+
+    def train_step(batch) -> None:
+        """Forward and backward of each micro-batch of `batch` (share, seq + 1), then AdamW."""
+        for k in range(accum):
+            xy = batch[k * micro : (k + 1) * micro]
+            last = k == accum - 1
+            sync = model.no_sync() if dist.world > 1 and not last else contextlib.nullcontext()
+            with sync, autocast:
+                loss = forward_loss(xy[:, :-1], xy[:, 1:])
+            (loss / accum).backward()
+            loss_acc.add_(loss.detach() / accum)
+        if o.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), o.grad_clip, foreach=True if cuda else None)
+        optimizer.step()
+
+    graphed = None  # a GraphedStep, recorded at the first step
     last_log = (step, clock())
     last_val = None
     stop_reason = None
@@ -393,24 +493,27 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
                 break
             lr = lr_at(o, time_frac if r.time_budget else progress_frac(), step)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                if torch.is_tensor(group["lr"]):
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = lr
             windows = batch_windows(job.train_ids, r.seed, step, o.batch_size, seq)
             mine = torch.from_numpy(windows[dist.rank * share : (dist.rank + 1) * share])
             if cuda:
-                mine = mine.pin_memory().to(device, non_blocking=True)
-            for k in range(accum):
-                xy = mine[k * micro : (k + 1) * micro]
-                x, y = xy[:, :-1], xy[:, 1:]
-                last = k == accum - 1
-                sync = model.no_sync() if dist.world > 1 and not last else contextlib.nullcontext()
-                with sync, autocast:
-                    loss = forward_loss(x, y)
-                (loss / accum).backward()
-                loss_acc += loss.detach() / accum
-            if o.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(raw.parameters(), o.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+                mine = mine.pin_memory()
+            if use_graph and graphed is None:
+                try:
+                    graphed = GraphedStep(train_step, mine.to(device), raw, optimizer, loss_acc)
+                except Exception as exc:  # noqa: BLE001 - any failure to record: train without the graph
+                    use_graph = False
+                    optimizer.zero_grad(set_to_none=True)
+                    log(f"[yellow]the training step could not be recorded as a CUDA graph ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:120]}); training without it[/]")
+            if graphed is not None:
+                graphed(mine)
+            else:
+                train_step(mine.to(device, non_blocking=True) if cuda else mine)
+                optimizer.zero_grad(set_to_none=True)
             step += 1
             tokens_seen += tokens_per_step
             at_log = step % r.log_interval == 0 or (r.max_steps and step >= r.max_steps)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmladder.decode import KVCache, StaticStep, forward_cached, generate
+from lmladder import decode
+from lmladder.decode import KVCache, StaticDecoder, forward_cached, generate
 from lmladder.gpt import GPT, GPTConfig
 from lmladder.sampling import SampleSettings, sample_rngs
 
@@ -54,25 +55,35 @@ def test_batch_does_not_change_a_sample(model):
     assert four[0] == one[0]
 
 
-def test_static_step_matches_the_growing_cache(model):
+def test_static_feed_matches_the_growing_cache(model):
     """The fixed-shape step (what a GPU replays as a CUDA graph) gives forward_cached's logits."""
     idx = torch.randint(0, 11, (2, 16))
     a, b = KVCache(model, 2, "cpu", torch.float32), KVCache(model, 2, "cpu", torch.float32)
     forward_cached(model, idx[:, :4], a, 0)
     forward_cached(model, idx[:, :4], b, 0)
-    step = StaticStep(model, b)
+    dec = StaticDecoder(model, b, SampleSettings(0.0), torch.zeros(1, 2, dtype=torch.float64), vocab_size=11)
+    dec.pos.fill_(4)
     for t in range(4, 16):
         want = forward_cached(model, idx[:, t:t + 1], a, t)
-        torch.testing.assert_close(step(idx[:, t:t + 1], t), want, atol=1e-5, rtol=1e-5)
+        dec.tok.copy_(idx[:, t:t + 1])
+        dec.feed()
+        torch.testing.assert_close(dec.logits, want, atol=1e-5, rtol=1e-5)
+    assert int(dec.pos) == 16
     torch.testing.assert_close(b.k, a.k)
 
 
-def test_static_decoding_gives_the_same_samples(model):
-    settings = SampleSettings(temperature=0.9)
-    for prompt in ([1, 2, 3], list(range(11)) * 3):  # the second fills the block at once
-        a = generate(model, prompt, 50, settings, sample_rngs(2, 3), vocab_size=11, static=False)
-        b = generate(model, prompt, 50, settings, sample_rngs(2, 3), vocab_size=11, static=True)
-        assert a == b and len(a[0]) == 50
+@pytest.mark.parametrize("chunk", [1, 4, 16])
+def test_static_decoding_gives_the_same_samples(chunk, monkeypatch):
+    """Chunks of device steps (draw, feed, draw, ...) with slides between them give the host
+    loop's samples, whatever the chunk size."""
+    monkeypatch.setattr(decode, "CHUNK", chunk)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=40, vocab_size=11, n_layer=2, n_head=2, n_embd=16)).eval()
+    for settings in (SampleSettings(temperature=0.9), SampleSettings(0.0), SampleSettings(1.1, top_k=3)):
+        for prompt in ([1, 2, 3], list(range(11)) * 4):  # the second fills the block at once
+            a = generate(model, prompt, 130, settings, sample_rngs(2, 3), vocab_size=11, static=False)
+            b = generate(model, prompt, 130, settings, sample_rngs(2, 3), vocab_size=11, static=True)
+            assert a == b and len(a[0]) == 130
 
 
 @pytest.mark.parametrize("settings", [SampleSettings(0.0), SampleSettings(0.8), SampleSettings(1.0, top_k=3),
