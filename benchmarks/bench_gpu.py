@@ -36,6 +36,9 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
     "b64-anneal12": ["--time-budget", "12"],
     "b64-anneal9": ["--time-budget", "9"],
     "b128-anneal10": ["--batch-size", "128", "--lr", "1.5e-3", "--min-lr", "1.5e-4", "--time-budget", "10"],
+    # compiled: each kernel does more, but compiling costs start-up (the second run finds the cache)
+    "b64-compile": ["--compile", "--time-budget", "40"],
+    "b64-compile-again": ["--compile", "--time-budget", "40"],
     # bigger models with more dropout, for the best val within 60 s
     "l8-e512-do0.3": ["--n-layer", "8", "--n-head", "8", "--n-embd", "512", "--dropout", "0.3"],
     "l6-e512-do0.3": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3"],

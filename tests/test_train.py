@@ -144,6 +144,19 @@ def test_graphed_step_matches_the_plain_loop(cli, tmp_path, monkeypatch):
     assert result.exit_code == 0 and recorded == []
 
 
+def test_training_without_compile_never_imports_dynamo(tmp_path):
+    """AdamW's wrappers would import torch._dynamo (seconds of start-up); a run that compiles
+    nothing trains, saves, resumes and scores without it."""
+    code = ("import atexit, os, sys; from lmladder.cli import main; "
+            "atexit.register(lambda: 'torch._dynamo' in sys.modules and os._exit(3)); main()")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = str(tmp_path / "run")
+    for args in ([*TINY, "--max-steps", "4", "--out", out], ["--resume", out, "--max-steps", "6"]):
+        run = subprocess.run([sys.executable, "-c", code, "train", "tinyshakespeare", *args], env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_two_processes_match_one(tmp_path):
     """torchrun with 2 gloo processes trains the same model as one process (same global batch)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
