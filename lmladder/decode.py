@@ -31,7 +31,6 @@ from torch.nn import functional as F
 
 from lmladder.sampling import SampleSettings, choose, choose_torch
 
-CHUNK = 16  # device sampling: decoding steps recorded in one CUDA graph
 SYNC_EVERY = 32  # device sampling: steps between looks at the tokens (stops, streaming)
 
 
@@ -75,44 +74,58 @@ def forward_cached(model, idx: torch.Tensor, cache: KVCache, start: int) -> torc
 
 
 class StaticDecoder:
-    """Decoding steps with fixed shapes, for CUDA graphs. One step draws the next token of every
-    sample from `logits` (B, V) with choose_torch and the step's uniforms (`uniforms[t]`), writes
-    it to `made[t]`, and feeds it: its keys and values go into the cache at position `pos` (a
-    tensor, so the same recorded kernels serve every position), the query attends to the cache
-    through a mask of the filled positions, and the new logits replace `logits`; then `t` and
-    `pos` move on, on the device. So `chunk` steps are one graph and one launch; the host only
-    checks how far they went. Runs eagerly (the CPU tests) with the same arithmetic."""
+    """Decoding with fixed shapes, for CUDA graphs.
+
+    `step()`: draw the next token of every sample from `logits` (B, V) with choose_torch and the
+    step's uniforms (`uniforms[t]`), write it to `made[t]`, and feed it: its keys and values go
+    into the cache at position `pos` (a tensor, so the same recorded kernels serve every
+    position), the query attends to the cache through a mask of the filled positions, and the
+    new logits replace `logits`; `t` and `pos` move on, on the device.
+    `slide()` (the cache is full): draw, then re-encode the last `keep` tokens (those in the
+    cache, `ctx`, and the new one) from position 0: one prefill of a fixed shape.
+    On a GPU each is recorded once as a CUDA graph and replayed: one launch per token, no look
+    at the tokens needed. Without a GPU (the tests) they run eagerly, with the same arithmetic."""
 
     def __init__(self, model, cache: KVCache, settings: SampleSettings, uniforms: torch.Tensor, *,
-                 vocab_size: int, ban_id: int | None = None):
+                 vocab_size: int, ban_id: int | None = None, keep: int | None = None):
         self.model, self.cache, self.settings = model, cache, settings
         self.vocab_size, self.ban_id = vocab_size, ban_id
         device = cache.k.device
         batch = cache.k.shape[1]
+        block = model.config.block_size
+        self.keep = keep or max(1, (3 * block) // 4)
         self.uniforms = uniforms  # (N, B): the draws of step t in row t
         self.made = torch.zeros(uniforms.shape, dtype=torch.long, device=device)  # (N, B)
         self.tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.ctx = torch.zeros(batch, block, dtype=torch.long, device=device)  # the token at each cache position
+        self.recent = torch.zeros(batch, self.keep, dtype=torch.long, device=device)
         self.pos = torch.zeros((), dtype=torch.long, device=device)
         self.t = torch.zeros((), dtype=torch.long, device=device)
         self.logits = torch.zeros(batch, model.config.vocab_size, device=device)
-        self.slots = torch.arange(model.config.block_size, device=device)
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.slots = torch.arange(block, device=device)
+        self.graphs: dict[str, torch.cuda.CUDAGraph] = {}
 
-    def draw(self) -> None:
+    def start(self, prompt: torch.Tensor) -> None:
+        """Prefill the (B, P) prompt ids (P <= block); the next step draws after them."""
+        self.ctx[:, : prompt.shape[1]] = prompt
+        self.logits.copy_(forward_cached(self.model, prompt, self.cache, 0))
+        self.pos.fill_(prompt.shape[1])
+
+    def _draw(self) -> None:
         """Step t's tokens from the current logits into made[t] and tok; t += 1."""
-        u = self.uniforms.index_select(0, self.t).view(-1)
+        u = self.uniforms.index_select(0, self.t.view(1)).view(-1)
         ids = choose_torch(self.logits[:, : self.vocab_size], self.settings, u, self.ban_id)
         self.made.index_copy_(0, self.t.view(1), ids.view(1, -1))
         self.tok.copy_(ids.view(-1, 1))
         self.t.add_(1)
 
-    @torch.no_grad()
-    def feed(self) -> None:
+    def _feed(self) -> None:
         """Run `tok` (B, 1) at position `pos`: cache its keys and values, set `logits`; pos += 1."""
         model, cache = self.model, self.cache
         tr = model.transformer
         B, C = self.tok.shape[0], model.config.n_embd
         pos = self.pos.view(1)
+        self.ctx.index_copy_(1, pos, self.tok)
         visible = (self.slots <= self.pos).view(1, 1, 1, -1)  # (1, 1, 1, block): the filled positions
         x = tr.wte(self.tok) + tr.wpe(pos)  # (B, 1, C)
         for i, block in enumerate(tr.h):
@@ -128,46 +141,75 @@ class StaticDecoder:
         self.logits.copy_(model.lm_head(tr.ln_f(x[:, -1])))  # (B, V)
         self.pos.add_(1)
 
+    def _slide(self) -> None:
+        """Draw after a full cache, then re-encode the last `keep` tokens from position 0."""
+        self._draw()
+        block = self.ctx.shape[1]
+        self.recent.copy_(torch.cat([self.ctx[:, block - self.keep + 1:], self.tok], dim=1))
+        self.ctx[:, : self.keep] = self.recent
+        self.logits.copy_(forward_cached(self.model, self.recent, self.cache, 0))
+        self.pos.fill_(self.keep)
+
     @torch.no_grad()
-    def steps(self, n: int) -> None:
-        """n steps of draw + feed: the graph of n steps if one was captured, else eagerly."""
-        if n in self.graphs:
-            self.graphs[n].replay()
-            return
-        for _ in range(n):
-            self.draw()
-            self.feed()
+    def step(self) -> None:
+        self._run("step", lambda: (self._draw(), self._feed()))
 
-    def restart(self, logits: torch.Tensor, pos: int) -> None:
-        """After a prefill: its logits, and the next free position."""
-        self.logits.copy_(logits)
-        self.pos.fill_(pos)
+    @torch.no_grad()
+    def slide(self) -> None:
+        self._run("slide", self._slide)
 
-    def capture(self, sizes: Sequence[int], dtype: torch.dtype | None) -> None:
-        """Record `steps(n)` as a CUDA graph for each n (after warm-up runs on a side stream,
+    def _run(self, name: str, body) -> None:
+        graph = self.graphs.get(name)
+        if graph is not None:
+            graph.replay()
+        else:
+            body()
+
+    @torch.no_grad()
+    def capture(self, dtype: torch.dtype | None) -> None:
+        """Record step() and slide() as CUDA graphs (after a warm-up of each on a side stream,
         whose writes are then undone)."""
-        saved = [x.clone() for x in (self.cache.k, self.cache.v, self.made, self.tok, self.pos, self.t, self.logits)]
+        state = (self.cache.k, self.cache.v, self.made, self.tok, self.ctx, self.recent, self.pos, self.t, self.logits)
+        saved = [x.clone() for x in state]
         device = self.tok.device
+        bodies = {"step": lambda: (self._draw(), self._feed()), "slide": self._slide}
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream), _autocast(device, dtype, cache=False):
-            for _ in range(2):
-                self.draw()
-                self.feed()
-                self.pos.fill_(int(saved[4]))
+            for body in bodies.values():
+                body()
                 self.t.zero_()
+                self.pos.copy_(saved[6])
         torch.cuda.current_stream().wait_stream(stream)
         pool = None
-        for n in sorted(set(sizes), reverse=True):
+        for name, body in bodies.items():
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool), _autocast(device, dtype, cache=False):
-                for _ in range(n):
-                    self.draw()
-                    self.feed()
+                body()
             pool = graph.pool()
-            self.graphs[n] = graph
-        for x, old in zip((self.cache.k, self.cache.v, self.made, self.tok, self.pos, self.t, self.logits), saved):
+            self.graphs[name] = graph
+        for x, old in zip(state, saved):
             x.copy_(old)
+
+
+def decoding_copy(model, dtype: torch.dtype | None):
+    """The model for autocast decoding on a GPU: a copy whose blocks' Linear weights are stored
+    in `dtype` already, so that autocast does not cast each of them again at every token (the
+    same rounding, so the same logits; embeddings and norms stay as they are)."""
+    import copy
+
+    if dtype is None or next(model.parameters()).device.type != "cuda":
+        return model
+    return cast_block_linears(copy.deepcopy(model), dtype)
+
+
+def cast_block_linears(model, dtype: torch.dtype):
+    """Store the Linear layers of every block in `dtype` (in place); returns the model."""
+    for block in model.transformer.h:
+        for module in block.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.to(dtype)
+    return model
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = True):
@@ -218,48 +260,54 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
             return forward_cached(model, nxt, cache, cache.length)
         return forward_cached(model, history[:, -keep:], cache, 0)  # full: slide, re-encode 3/4 of a block
 
+    if use_cache and (static or (static is None and device.type == "cuda" and max_new > 1)):
+        _generate_static(decoding_copy(model, dtype), history, max_new, settings, rngs, take,
+                         vocab_size=vocab_size, ban_id=ban_id, dtype=dtype)
+        return out
     with _autocast(device, dtype):
         if use_cache:
             cache = KVCache(model, batch, device, dtype if device.type == "cuda" and dtype else torch.float32)
             logits = forward_cached(model, history, cache, 0)
-            static = static or (static is None and device.type == "cuda" and max_new > 1)
         else:
             logits = model(history)[:, -1]
-        if not (use_cache and static):  # sample on the host, step by step
-            for _ in range(max_new):
-                z = logits.float()[:, :vocab_size]
-                if ban_id is not None:
-                    z[:, ban_id] = -float("inf")
-                ids = choose(z.cpu().numpy(), settings, rngs)
-                if take(ids):
-                    break
-                logits = advance(torch.as_tensor(ids, device=device).view(batch, 1))
-            return out
-        draws = np.stack([g.random(max_new) for g in rngs], axis=1) if settings.temperature > 0 \
-            else np.zeros((max_new, batch))
+        for _ in range(max_new):
+            z = logits.float()[:, :vocab_size]
+            if ban_id is not None:
+                z[:, ban_id] = -float("inf")
+            ids = choose(z.cpu().numpy(), settings, rngs)
+            if take(ids):
+                break
+            logits = advance(torch.as_tensor(ids, device=device).view(batch, 1))
+    return out
+
+
+def _generate_static(model, history: torch.Tensor, max_new: int, settings: SampleSettings, rngs, take, *,
+                     vocab_size: int, ban_id: int | None, dtype: torch.dtype | None) -> None:
+    """generate()'s device loop: StaticDecoder steps (CUDA graphs on a GPU); `take` books the
+    tokens every SYNC_EVERY steps and says when to stop."""
+    device = history.device
+    batch, block = history.shape[0], model.config.block_size
+    draws = np.stack([g.random(max_new) for g in rngs], axis=1) if settings.temperature > 0 \
+        else np.zeros((max_new, batch))
+    with _autocast(device, dtype):
+        cache = KVCache(model, batch, device, dtype if device.type == "cuda" and dtype else torch.float32)
         dec = StaticDecoder(model, cache, settings, torch.as_tensor(draws, device=device),
                             vocab_size=vocab_size, ban_id=ban_id)
-        dec.restart(logits, cache.length)
+        dec.start(history)
         if device.type == "cuda":
-            dec.capture((CHUNK, 1), dtype)
+            dec.capture(dtype)
         t = done = 0
-        pos = cache.length
+        pos = history.shape[1]
         while t < max_new:
-            room = block - pos
-            if room == 0:  # full: draw the next tokens, then slide, re-encoding the last 3/4 of a block
-                dec.draw()
-                t += 1
-                if t < max_new:
-                    recent = torch.cat([history, dec.made[:t].T], dim=1)[:, -keep:]
-                    dec.restart(forward_cached(model, recent, cache, 0), keep)
-                    pos = keep
+            if pos == block:  # full: draw, then slide, re-encoding the last 3/4 of a block
+                dec.slide()
+                pos = dec.keep
             else:
-                n = CHUNK if room >= CHUNK and max_new - t >= CHUNK else 1
-                dec.steps(n)
-                t, pos = t + n, pos + n
+                dec.step()
+                pos += 1
+            t += 1
             if t - done >= SYNC_EVERY or t == max_new:
                 for ids in dec.made[done:t].cpu().numpy():
                     if take(ids):
-                        return out
+                        return
                 done = t
-    return out

@@ -66,6 +66,7 @@ class RunConfig:
     seed: int = 1337
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     compile: bool = False  # torch.compile the model with its loss (pays off on long runs)
+    compile_mode: str = "default"  # torch.compile's mode: default, or max-autotune-no-cudagraphs (slow to compile)
     cuda_graph: bool = True  # one GPU: record the whole training step once and replay it (no launch cost)
     attention: str = "auto"  # CUDA attention kernel: auto (torch's choice), flash, cudnn, efficient, math
     dtype: str = "bfloat16"  # autocast dtype on CUDA: bfloat16, float16 or float32
@@ -73,6 +74,7 @@ class RunConfig:
 
 SECTIONS = ("model", "optim", "data", "run")
 ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 
@@ -234,6 +236,8 @@ def check(config: TrainConfig) -> None:
         problems.append(f"dropout must be in [0, 1) (got {m.dropout})")
     if o.schedule not in ("cosine", "wsd"):
         problems.append(f"schedule must be cosine or wsd (got {o.schedule!r})")
+    if r.compile_mode not in COMPILE_MODES:
+        problems.append(f"compile_mode must be one of {', '.join(COMPILE_MODES)} (got {r.compile_mode!r})")
     if r.attention not in ATTENTION_KERNELS:
         problems.append(f"attention must be one of {', '.join(ATTENTION_KERNELS)} (got {r.attention!r})")
     if r.dtype not in ("bfloat16", "float16", "float32"):

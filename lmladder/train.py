@@ -439,7 +439,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
         return F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(), y[:, skip:].reshape(-1))
 
     if r.compile:  # the loss inside the compiled graph: the (B, T, V) logits are never written out in float32
-        forward_loss = torch.compile(forward_loss)
+        forward_loss = torch.compile(forward_loss, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))
 
     def save_header(weights: str | None, status: str, extra: dict | None = None) -> None:
         write_json(out / MARKER, artifacts.header(

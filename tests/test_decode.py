@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from lmladder import decode
 from lmladder.decode import KVCache, StaticDecoder, forward_cached, generate
 from lmladder.gpt import GPT, GPTConfig
 from lmladder.sampling import SampleSettings, sample_rngs
@@ -66,19 +65,18 @@ def test_static_feed_matches_the_growing_cache(model):
     for t in range(4, 16):
         want = forward_cached(model, idx[:, t:t + 1], a, t)
         dec.tok.copy_(idx[:, t:t + 1])
-        dec.feed()
+        dec._feed()
         torch.testing.assert_close(dec.logits, want, atol=1e-5, rtol=1e-5)
     assert int(dec.pos) == 16
     torch.testing.assert_close(b.k, a.k)
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 16])
-def test_static_decoding_gives_the_same_samples(chunk, monkeypatch):
-    """Chunks of device steps (draw, feed, draw, ...) with slides between them give the host
-    loop's samples, whatever the chunk size."""
-    monkeypatch.setattr(decode, "CHUNK", chunk)
+@pytest.mark.parametrize("block", [4, 16, 40])
+def test_static_decoding_gives_the_same_samples(block):
+    """Device steps (draw, feed, draw, ...) and fixed-shape slides (draw, re-encode the last 3/4
+    of the block) give the host loop's samples."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=40, vocab_size=11, n_layer=2, n_head=2, n_embd=16)).eval()
+    model = GPT(GPTConfig(block_size=block, vocab_size=11, n_layer=2, n_head=2, n_embd=16)).eval()
     for settings in (SampleSettings(temperature=0.9), SampleSettings(0.0), SampleSettings(1.1, top_k=3)):
         for prompt in ([1, 2, 3], list(range(11)) * 4):  # the second fills the block at once
             a = generate(model, prompt, 130, settings, sample_rngs(2, 3), vocab_size=11, static=False)
@@ -113,3 +111,19 @@ def test_static_decoding_stops_bans_and_streams_like_the_host_loop(model):
                        on_tokens=lambda ids, alive: steps.append(ids.copy()) or len(steps) == 45)
         seen[static] = (out, [s.tolist() for s in steps])
     assert seen[True] == seen[False] and len(seen[True][0][0]) == 45
+
+
+def test_blocks_stored_in_bf16_give_autocast_logits(model):
+    """The GPU decoder stores the blocks' Linear weights in bf16 so autocast need not cast them at
+    every token; autocast would round them the same way, so the logits do not change (checked
+    with the CPU's bf16 autocast)."""
+    import copy
+
+    from lmladder.decode import cast_block_linears
+
+    idx = torch.randint(0, 11, (2, 9))
+    twin = cast_block_linears(copy.deepcopy(model), torch.bfloat16)
+    assert twin.transformer.h[0].attn.c_attn.weight.dtype == torch.bfloat16
+    assert twin.transformer.wte.weight.dtype == torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model(idx), twin(idx))

@@ -67,6 +67,7 @@ def train(
     compile: Optional[bool] = O(None, "--compile/--no-compile", help="torch.compile the model with its loss (pays off on long GPU runs)."),
     cuda_graph: Optional[bool] = O(None, "--cuda-graph/--no-cuda-graph",
                                    help="On one GPU, replay each training step as a CUDA graph (default on)."),
+    compile_mode: Optional[str] = O(None, help="torch.compile mode: default or max-autotune-no-cudagraphs."),
     attention: Optional[str] = O(None, help="CUDA attention kernel: auto, flash, cudnn, efficient or math."),
     dtype: Optional[str] = O(None, help="Autocast dtype on CUDA: bfloat16, float16 or float32."),
     json: bool = JSON_OPTION,
