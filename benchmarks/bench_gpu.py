@@ -92,7 +92,8 @@ def time_to_quality(work: Path, budget: float, names: list[str]) -> dict:
 
 
 MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--no-cuda-graph"],
-                "autotune": ["--compile-mode", "max-autotune-no-cudagraphs"]}
+                "autotune": ["--compile-mode", "max-autotune-no-cudagraphs"],
+                "autotune-no-graph": ["--compile-mode", "max-autotune-no-cudagraphs", "--no-cuda-graph"]}
 
 
 def throughput(work: Path, nproc: int = 1, steps: int = 30, micro: int = 32, variant: str = "base") -> dict:

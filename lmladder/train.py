@@ -638,8 +638,8 @@ BENCH_PROFILES = {
             "gpt": ("gpt-char", {"model": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
                                  "optim": dict(batch_size=32, lr=3e-3, min_lr=3e-4, warmup_steps=50),
                                  "run": dict(max_steps=1500, eval_interval=750, eval_batch_size=64)})},
-    "gpu": {"mlp": ("mlp", {"model": dict(n_hidden=1024, dropout=0.1), "optim": dict(batch_size=512),
-                            "run": dict(max_steps=5000, eval_interval=250, eval_batch_size=512)}),
+    "gpu": {"mlp": ("mlp", {"model": dict(n_embd=48, n_hidden=2048, dropout=0.25), "optim": dict(batch_size=512),
+                            "run": dict(max_steps=12000, eval_interval=500, eval_batch_size=512)}),
             "gpt": ("gpt-char", {"run": dict(max_steps=2500, eval_interval=250, eval_batch_size=256)})},
 }
 
