@@ -114,7 +114,8 @@ def throughput(work: Path, nproc: int = 1, steps: int = 30, micro: int = 32, var
 
 def mlp(work: Path, budget: float) -> dict:
     out = work / "mlp"
-    args = ["--preset", "mlp", "--time-budget", str(budget), "--max-steps", "0", "--batch-size", "512", "--eval-interval", "500",
+    args = ["--preset", "mlp", "--n-embd", "48", "--n-hidden", "2048", "--dropout", "0.25",  # the gpu profile's shape
+            "--time-budget", str(budget), "--max-steps", "0", "--batch-size", "512", "--eval-interval", "500",
             "--eval-batch-size", "512", "--checkpoint-interval", "0", "--log-interval", "50", "--json"]
     t0, rows, text = run_train(args, out, budget + 200)
     try:

@@ -67,7 +67,7 @@ class RunConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     compile: bool = False  # torch.compile the model with its loss (pays off on long runs)
     compile_mode: str = "default"  # torch.compile's mode: default, or max-autotune-no-cudagraphs (slow to compile)
-    cuda_graph: bool = True  # one GPU: record the whole training step once and replay it (no launch cost)
+    cuda_graph: bool = True  # one GPU: record the whole training step once and replay it (not with max-autotune)
     attention: str = "auto"  # CUDA attention kernel: auto (torch's choice), flash, cudnn, efficient, math
     dtype: str = "bfloat16"  # autocast dtype on CUDA: bfloat16, float16 or float32
 

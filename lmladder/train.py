@@ -401,7 +401,8 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
             torch.backends.cuda.enable_mem_efficient_sdp(r.attention == "efficient")
             torch.backends.cuda.enable_math_sdp(True)
     model = build_model(config).to(device)
-    use_graph = r.cuda_graph and dist.world == 1 and graph_capable(device)
+    # max-autotune's kernels inside the recorded step crashed the GPU (illegal memory access, H100, torch 2.11)
+    use_graph = r.cuda_graph and dist.world == 1 and graph_capable(device) and r.compile_mode == "default"
     quiet = not r.compile and skip_dynamo_imports()
     optimizer = make_optimizer(model, o, device, capturable=use_graph and cuda)
     optimizer_step = plain_step(optimizer) if quiet else optimizer.step
