@@ -9,6 +9,10 @@ GPUs through torchrun (DistributedDataParallel, NCCL on GPUs, gloo on CPUs).
   CUDA) decays matrices only; the learning rate warms up linearly then follows a cosine (or
   warmup-stable-decay) to min_lr over the run's length in steps, tokens or seconds.
 - Gradient accumulation: gradients are all-reduced only on the last micro-step of a step.
+- One GPU: the whole step (every micro-batch's forward and backward, clipping, AdamW) is recorded
+  once as a CUDA graph and replayed (GraphedStep); a small model's eager step is bound by the
+  host launching its kernels. A run that compiles nothing never imports torch._dynamo
+  (skip_dynamo_imports): seconds of start-up.
 - Evaluation: a deterministic pass over all of val in fixed windows (lmladder.neural), in nats
   per token and bits per character; the final model is scored on test through lmladder.metrics.
 - Checkpoints (lmladder.checkpoint): latest/ every checkpoint_interval steps and at the end,
