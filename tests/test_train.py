@@ -257,6 +257,35 @@ def test_unknown_config_key(cli, tmp_path):
                  "lr must be a float")
 
 
+def test_unknown_attention_kernel_or_compile_mode(cli, tmp_path):
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--attention", "fastest", "--out", tmp_path / "o"),
+                 "attention must be one of auto, flash, cudnn, efficient, math")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--compile-mode", "turbo", "--out", tmp_path / "o"),
+                 "compile_mode must be one of default, max-autotune-no-cudagraphs")
+    assert not (tmp_path / "o").exists()
+
+
+def test_saved_optimizer_state_becomes_capturable():
+    """Resuming into a CUDA-graph run: whatever saved the state, the learning rates become
+    tensors and the step counters float32 tensors on the device (here the CPU)."""
+    from types import SimpleNamespace
+
+    from lmladder.train import make_capturable, make_optimizer
+
+    model = torch.nn.Linear(3, 2)
+    o = SimpleNamespace(lr=0.01, weight_decay=0.1, beta1=0.9, beta2=0.99)
+    plain = make_optimizer(model, o, "cpu")
+    model(torch.ones(1, 3)).sum().backward()
+    plain.step()
+    other = make_optimizer(model, o, "cpu")
+    other.load_state_dict(plain.state_dict())
+    make_capturable(other, "cpu")
+    assert all(g["capturable"] and torch.is_tensor(g["lr"]) for g in other.param_groups)
+    assert [float(g["lr"]) for g in other.param_groups] == pytest.approx([0.01, 0.01])
+    steps = [st["step"] for st in other.state.values()]
+    assert steps and all(s.dtype == torch.float32 and float(s) == 1.0 for s in steps)
+
+
 def test_option_of_the_other_model(cli, tmp_path):
     assert_error(cli("train", "tinyshakespeare", *TINY, "--n-hidden", "8", "--out", tmp_path / "o"),
                  "--n-hidden does not apply to a gpt model")
