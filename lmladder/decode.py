@@ -150,9 +150,13 @@ class StaticDecoder:
         self.logits.copy_(forward_cached(self.model, self.recent, self.cache, 0))
         self.pos.fill_(self.keep)
 
+    def _step(self) -> None:
+        self._draw()
+        self._feed()
+
     @torch.no_grad()
     def step(self) -> None:
-        self._run("step", lambda: (self._draw(), self._feed()))
+        self._run("step", self._step)
 
     @torch.no_grad()
     def slide(self) -> None:
@@ -172,7 +176,7 @@ class StaticDecoder:
         state = (self.cache.k, self.cache.v, self.made, self.tok, self.ctx, self.recent, self.pos, self.t, self.logits)
         saved = [x.clone() for x in state]
         device = self.tok.device
-        bodies = {"step": lambda: (self._draw(), self._feed()), "slide": self._slide}
+        bodies = {"step": self._step, "slide": self._slide}
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream), _autocast(device, dtype, cache=False):
