@@ -229,18 +229,21 @@ def make_optimizer(model, o, device: str, capturable: bool = False):
                              capturable=capturable)
 
 
-def make_capturable(optimizer, device: str) -> None:
-    """After loading a state saved by any run: tensor learning rates and step counters on the
-    device, as a CUDA graph needs."""
+def adopt_optimizer_state(optimizer, device: str, capturable: bool) -> None:
+    """After loading a state that any run saved (a CUDA-graph run on a GPU, a plain one on a
+    CPU): this run's fused and capturable flags, a tensor learning rate only for a CUDA graph,
+    and the step counters where those flags want them."""
     import torch
 
+    fused = device.startswith("cuda")
     for group in optimizer.param_groups:
-        group["capturable"] = True
-        if not torch.is_tensor(group["lr"]):
-            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        group["fused"], group["capturable"] = fused, capturable
+        lr = float(group["lr"])
+        group["lr"] = torch.tensor(lr, device=device) if capturable else lr
     for state in optimizer.state.values():
         if "step" in state:
-            state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(device)
+            step = torch.as_tensor(state["step"], dtype=torch.float32).detach().cpu()
+            state["step"] = step.to(device) if fused or capturable else step
 
 
 def skip_dynamo_imports() -> bool:
@@ -414,8 +417,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     if job.resume is not None:
         checkpoint.load_weights(model, out / "latest" / "model.safetensors")
         checkpoint.load_optimizer(optimizer, out / "latest")
-        if use_graph and cuda:
-            make_capturable(optimizer, device)
+        adopt_optimizer_state(optimizer, device, capturable=use_graph and cuda)
         step, tokens_seen = job.resume["step"], job.resume["tokens"]
         best_val, elapsed_before = job.resume.get("best_val") or math.inf, job.resume.get("elapsed", 0.0)
         if dist.world == 1:

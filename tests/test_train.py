@@ -265,24 +265,35 @@ def test_unknown_attention_kernel_or_compile_mode(cli, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_saved_optimizer_state_becomes_capturable():
-    """Resuming into a CUDA-graph run: whatever saved the state, the learning rates become
-    tensors and the step counters float32 tensors on the device (here the CPU)."""
+def test_a_saved_optimizer_state_takes_this_runs_settings():
+    """A state saved by a CUDA-graph run (tensor lr, capturable, fused) resumed on a CPU, and one
+    saved by a plain run resumed into a graph: the flags, the learning rate's type and the step
+    counters follow the resuming run, and stepping works."""
+    import copy
     from types import SimpleNamespace
 
-    from lmladder.train import make_capturable, make_optimizer
+    from lmladder.train import adopt_optimizer_state, make_optimizer
 
     model = torch.nn.Linear(3, 2)
     o = SimpleNamespace(lr=0.01, weight_decay=0.1, beta1=0.9, beta2=0.99)
-    plain = make_optimizer(model, o, "cpu")
+    first = make_optimizer(model, o, "cpu")
     model(torch.ones(1, 3)).sum().backward()
+    first.step()
+    saved = copy.deepcopy(first.state_dict())
+    for group in saved["param_groups"]:  # as a graphed GPU run saves it
+        group.update(capturable=True, fused=True, lr=torch.tensor(0.01))
+    plain = make_optimizer(model, o, "cpu")
+    plain.load_state_dict(saved)
+    adopt_optimizer_state(plain, "cpu", capturable=False)
+    assert all(not g["capturable"] and not g["fused"] and g["lr"] == pytest.approx(0.01) and not torch.is_tensor(g["lr"])
+               for g in plain.param_groups)
     plain.step()
-    other = make_optimizer(model, o, "cpu")
-    other.load_state_dict(plain.state_dict())
-    make_capturable(other, "cpu")
-    assert all(g["capturable"] and torch.is_tensor(g["lr"]) for g in other.param_groups)
-    assert [float(g["lr"]) for g in other.param_groups] == pytest.approx([0.01, 0.01])
-    steps = [st["step"] for st in other.state.values()]
+    graphed = make_optimizer(model, o, "cpu")
+    graphed.load_state_dict(copy.deepcopy(first.state_dict()))
+    adopt_optimizer_state(graphed, "cpu", capturable=True)
+    assert all(g["capturable"] and torch.is_tensor(g["lr"]) for g in graphed.param_groups)
+    assert [float(g["lr"]) for g in graphed.param_groups] == pytest.approx([0.01, 0.01])
+    steps = [st["step"] for st in graphed.state.values()]
     assert steps and all(s.dtype == torch.float32 and float(s) == 1.0 for s in steps)
 
 
