@@ -11,10 +11,10 @@ On a GPU a one-token step is a few hundred small kernels, and launching them fro
 far more than running them. So there decoding is written with fixed shapes (`StaticDecoder`:
 the new keys go in at a position held in a tensor, and the query attends to the whole cache
 through a mask of the filled positions), the next token is drawn on the device (the host
-sampler's arithmetic, from the same per-sample uniforms) and fed back, and CHUNK such steps are
-captured as one CUDA graph: one launch per CHUNK tokens. The host looks at the tokens every
-SYNC_EVERY steps (stops, streaming). The same steps run eagerly on the CPU in the tests, against
-`forward_cached` and `choose`.
+sampler's arithmetic, from the same per-sample uniforms) and fed back, and that step, like the
+slide of a full cache, is recorded once as a CUDA graph: one launch per token. The host looks
+at the tokens every SYNC_EVERY steps (stops, streaming). The same steps run eagerly on the CPU
+in the tests, against `forward_cached` and `choose`.
 
 The next token is chosen by lmladder.sampling.choose, the one sampler of every rung; batches of
 samples decode in parallel, each with its own random generator.
@@ -232,8 +232,8 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
     `stop_id` ends a sample (it is not returned); `ban_id` is never drawn; `on_tokens(ids,
     alive)` sees each step's tokens and may return True to stop every sample. `use_cache=False`
     re-runs the whole window every step, as nanoGPT does (the baseline of the benchmark).
-    `static` decodes through StaticDecoder (default: on a GPU, where CHUNK steps are replayed as
-    one CUDA graph); then the next token is drawn on the device (choose_torch, from the uniforms
+    `static` decodes through StaticDecoder (default: on a GPU, where each step is a replayed CUDA
+    graph); then the next token is drawn on the device (choose_torch, from the uniforms
     each sample's generator would give `choose`), and the host looks at the tokens every
     SYNC_EVERY steps instead of after each one."""
     device = next(model.parameters()).device
