@@ -19,7 +19,8 @@ from typing import Any, Callable
 from lmladder import __version__
 from lmladder.errors import LadderError
 
-DEFAULT_LADDER = Path(__file__).resolve().parent.parent / "benchmarks" / "ladders" / "default.toml"
+DEFAULT_LADDER_NAME = "benchmarks/ladders/default.toml"  # in the repository; manifests name it so
+DEFAULT_LADDER = Path(__file__).resolve().parent.parent / DEFAULT_LADDER_NAME
 
 
 @dataclass
@@ -217,7 +218,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
             on_rung(row)
     manifest = {
         "corpus": corpus.identity(), "split": str(splits.spec),
-        "ladder": str(ladder_path) if ladder_path else "benchmarks/ladders/default.toml",
+        "ladder": str(ladder_path) if ladder_path else DEFAULT_LADDER_NAME,
         "profile": profile, "lmladder_version": __version__, "git_commit": _git_commit(),
         "device": _device(), "torch": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -34,6 +34,11 @@ from lmladder.sampling import SampleSettings, choose, choose_torch
 SYNC_EVERY = 32  # device sampling: steps between looks at the tokens (stops, streaming)
 
 
+def slide_keep(block: int) -> int:
+    """How many of the latest tokens a full cache keeps (re-encoded from position 0): 3/4 of it."""
+    return max(1, (3 * block) // 4)
+
+
 class KVCache:
     def __init__(self, model, batch: int, device, dtype: torch.dtype):
         c = model.config
@@ -93,7 +98,7 @@ class StaticDecoder:
         device = cache.k.device
         batch = cache.k.shape[1]
         block = model.config.block_size
-        self.keep = keep or max(1, (3 * block) // 4)
+        self.keep = keep or slide_keep(block)
         self.uniforms = uniforms  # (N, B): the draws of step t in row t
         self.made = torch.zeros(uniforms.shape, dtype=torch.long, device=device)  # (N, B)
         self.tok = torch.zeros(batch, 1, dtype=torch.long, device=device)
@@ -243,7 +248,7 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
     history = torch.tensor([prompt] * batch, dtype=torch.long, device=device)  # (B, T)
     out: list[list[int]] = [[] for _ in range(batch)]
     alive = np.ones(batch, dtype=bool)
-    keep = max(1, (3 * block) // 4)
+    keep = slide_keep(block)
 
     def take(ids: np.ndarray) -> bool:
         """Book one step's ids; True when sampling should stop."""

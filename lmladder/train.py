@@ -293,6 +293,18 @@ def plain_step(optimizer):
     return step
 
 
+def set_attention_kernel(name: str) -> None:
+    """Let scaled_dot_product_attention use only the `name`d CUDA kernel (auto: any), with the
+    plain (math) one as the fallback. Every flag is set, so an earlier run's choice never lingers."""
+    import torch
+
+    for kernel, enable in (("flash", torch.backends.cuda.enable_flash_sdp),
+                           ("cudnn", torch.backends.cuda.enable_cudnn_sdp),
+                           ("efficient", torch.backends.cuda.enable_mem_efficient_sdp)):
+        enable(name in ("auto", kernel))
+    torch.backends.cuda.enable_math_sdp(True)
+
+
 def graph_capable(device: str) -> bool:
     return device.startswith("cuda")
 
@@ -342,8 +354,10 @@ class GraphedStep:
                 for p, st in optimizer.state.items():  # back to the state before the warm-up
                     before = saved_state.get(p, {})
                     for k, v in st.items():
-                        if torch.is_tensor(v):
-                            v.copy_(before[k]) if k in before else v.zero_()
+                        if k in before:
+                            v.copy_(before[k])
+                        elif torch.is_tensor(v):  # created by the warm-up: a fresh state is zeros
+                            v.zero_()
                 loss_acc.copy_(saved_loss)
 
     def __call__(self, batch) -> None:
@@ -402,11 +416,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        if r.attention != "auto":  # only the chosen kernel, with the plain one as the fallback
-            torch.backends.cuda.enable_flash_sdp(r.attention == "flash")
-            torch.backends.cuda.enable_cudnn_sdp(r.attention == "cudnn")
-            torch.backends.cuda.enable_mem_efficient_sdp(r.attention == "efficient")
-            torch.backends.cuda.enable_math_sdp(True)
+        set_attention_kernel(r.attention)
     model = build_model(config).to(device)
     # max-autotune's kernels inside the recorded step crashed the GPU (illegal memory access, H100, torch 2.11)
     use_graph = r.cuda_graph and dist.world == 1 and graph_capable(device) and r.compile_mode == "default"

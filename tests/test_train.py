@@ -157,6 +157,44 @@ def test_training_without_compile_never_imports_dynamo(tmp_path):
         assert run.returncode == 0, run.stderr[-2000:]
 
 
+def test_attention_kernel_flags():
+    """--attention leaves SDPA only the chosen CUDA kernel (math stays as the fallback), and auto
+    gives every kernel back, whatever an earlier run chose."""
+    from lmladder.train import set_attention_kernel
+
+    b = torch.backends.cuda
+    flags = lambda: (b.flash_sdp_enabled(), b.cudnn_sdp_enabled(), b.mem_efficient_sdp_enabled(),  # noqa: E731
+                     b.math_sdp_enabled())
+    try:
+        set_attention_kernel("cudnn")
+        assert flags() == (False, True, False, True)
+        set_attention_kernel("flash")
+        assert flags() == (True, False, False, True)
+        set_attention_kernel("math")
+        assert flags() == (False, False, False, True)
+    finally:
+        set_attention_kernel("auto")
+    assert flags() == (True, True, True, True)
+
+
+def test_max_autotune_is_passed_on_and_not_recorded_as_a_graph(cli, tmp_path, monkeypatch):
+    """--compile-mode reaches torch.compile; its kernels crashed inside a recorded step on an H100,
+    so that mode trains without the CUDA graph."""
+    from lmladder import train as train_mod
+
+    modes, recorded = [], []
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: modes.append(kw.get("mode")) or real(fn, backend="eager"))
+    monkeypatch.setattr(train_mod, "graph_capable", lambda device: True)
+    graphed = train_mod.GraphedStep
+    monkeypatch.setattr(train_mod, "GraphedStep", lambda *a, **kw: recorded.append(1) or graphed(*a, **kw))
+    common = (*TINY, "--max-steps", "2", "--eval-interval", "0", "--compile")
+    result = cli("train", "tinyshakespeare", *common, "--compile-mode", "max-autotune-no-cudagraphs",
+                 "--out", tmp_path / "a")
+    assert result.exit_code == 0, result
+    assert modes == ["max-autotune-no-cudagraphs"] and recorded == []
+
+
 def test_two_processes_match_one(tmp_path):
     """torchrun with 2 gloo processes trains the same model as one process (same global batch)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
