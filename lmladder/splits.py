@@ -9,9 +9,13 @@ split). Splits are contiguous:
   cut in two. With "0.9,0.1,0" on Tiny Shakespeare this is the split of the KenLM fixtures
   (cut at character 1,003,856). Append "@char" ("0.9,0.1,0@char") to cut at exactly int(f * n)
   instead, mid-line if need be: that is nanoGPT's prepare.py split, reproduced exactly.
+- The parts lie in the text in the order train, val, test unless the spec names them:
+  "val:0.05,train:0.85,test:0.1" holds out the first 5% as val and the last 10% as test
+  (Tiny Shakespeare's default: its test is the KenLM fixtures' test text and nanoGPT's val,
+  while val, used to pick n-gram orders and the best neural checkpoint, stays apart from it).
 - Several documents: documents stay whole. They are taken in a fixed order (by the sha256 of
   their names, so the order does not depend on file-system listing), and each goes to the
-  split that is furthest below its share of the characters (ties to the earlier split).
+  split that is furthest below its share of the characters (ties to the earlier split; a named order changes nothing here).
 
 A split that was asked for (fraction > 0) and comes out empty is an error.
 """
@@ -30,8 +34,9 @@ DEFAULT_SPLIT = "0.9,0.05,0.05"
 
 @dataclass(frozen=True)
 class SplitSpec:
-    fractions: tuple[float, float, float]
+    fractions: tuple[float, float, float]  # train, val, test
     exact_chars: bool = False
+    order: tuple[str, str, str] = SPLIT_NAMES  # the order of the parts in a single document
 
     @classmethod
     def parse(cls, spec: str | "SplitSpec" | None) -> "SplitSpec":
@@ -42,9 +47,17 @@ class SplitSpec:
         if exact:
             text = text[: -len("@char")]
         parts = text.split(",")
-        hint = "give three fractions TRAIN,VAL,TEST that sum to 1, e.g. --split 0.9,0.05,0.05"
+        hint = ("give three fractions TRAIN,VAL,TEST that sum to 1, e.g. --split 0.9,0.05,0.05, or name them "
+                "in the text's order, e.g. val:0.05,train:0.85,test:0.1")
         if len(parts) != 3:
             raise LadderError(f"split {spec!r} must have three parts; {hint}")
+        named = [p.partition(":") for p in parts]
+        order = SPLIT_NAMES
+        if any(sep for _, sep, _ in named):
+            order = tuple(name.strip() for name, _, _ in named)
+            if sorted(order) != sorted(SPLIT_NAMES):
+                raise LadderError(f"split {spec!r} must name each of train, val and test once; {hint}")
+            parts = [dict((n.strip(), v) for n, _, v in named)[k] for k in SPLIT_NAMES]
         try:
             fractions = tuple(float(p) for p in parts)
         except ValueError:
@@ -53,10 +66,13 @@ class SplitSpec:
             raise LadderError(f"split {spec!r} is not three fractions in [0, 1] summing to 1; {hint}")
         if fractions[0] <= 0:
             raise LadderError(f"split {spec!r} leaves no training text; {hint}")
-        return cls(fractions, exact)  # type: ignore[arg-type]
+        return cls(fractions, exact, order)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        text = ",".join(f"{f:g}" for f in self.fractions)
+        if self.order == SPLIT_NAMES:
+            text = ",".join(f"{f:g}" for f in self.fractions)
+        else:
+            text = ",".join(f"{k}:{self.fractions[SPLIT_NAMES.index(k)]:g}" for k in self.order)
         return text + ("@char" if self.exact_chars else "")
 
 
@@ -95,13 +111,13 @@ def _cut(text: str, fraction: float, exact: bool) -> int:
 
 def split_documents(names: Sequence[str], docs: Sequence[str], spec: SplitSpec | str | None) -> Splits:
     spec = SplitSpec.parse(spec)
-    f_train, f_val, _ = spec.fractions
     out = Splits(spec, {k: [] for k in SPLIT_NAMES}, {k: [] for k in SPLIT_NAMES})
     if len(docs) == 1:
         text = docs[0]
-        a = _cut(text, f_train, spec.exact_chars)
-        b = max(a, _cut(text, f_train + f_val, spec.exact_chars))
-        for key, piece in zip(SPLIT_NAMES, (text[:a], text[a:b], text[b:])):
+        first, second = (spec.fractions[SPLIT_NAMES.index(k)] for k in spec.order[:2])
+        a = _cut(text, first, spec.exact_chars)
+        b = max(a, _cut(text, first + second, spec.exact_chars))
+        for key, piece in zip(spec.order, (text[:a], text[a:b], text[b:])):
             if piece:
                 out.parts[key].append(piece)
                 out.names[key].append(names[0])

@@ -132,7 +132,7 @@ def test_train_and_score_round_trip(cli, tmp_path):
     scored = cli("score", str(out), "--json")
     assert scored.exit_code == 0, scored
     data = json.loads(scored.stdout)
-    assert data["split"] == "test" and data["chars"] == 55_758
+    assert data["split"] == "test" and data["chars"] == 111_538
     assert set(data) >= {"bits_per_char", "bits_per_byte", "word_perplexity", "token_perplexity"}
     assert 4.5 < data["bits_per_char"] < 5.0
     text = tmp_path / "new.txt"

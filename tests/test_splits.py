@@ -13,11 +13,12 @@ def test_tinyshakespeare_splits_cover_the_text_in_order():
     corpus = corpora.load("tinyshakespeare")
     text = corpus.documents[0]
     s = corpus.split()
-    assert "".join(s["train"] + s["val"] + s["test"]) == text
-    again = corpus.split("0.9,0.05,0.05")
+    assert "".join(s["val"] + s["train"] + s["test"]) == text  # val first, test last
+    again = corpus.split("val:0.05,train:0.85,test:0.1")
     assert again.parts == s.parts
     for part in s.parts.values():
         assert part[0].endswith("\n")  # whole lines
+    assert len(text) - len(s["test"][0]) == 1_003_856  # the KenLM fixtures' test text, nanoGPT's val
 
 
 def test_kenlm_fixture_cut_and_nanogpt_exact_cut():
@@ -37,6 +38,11 @@ def test_small_text_by_hand():
     assert (s["train"], s["val"], s["test"]) == (["a\nbb\n"], ["ccc\n"], ["dddd\n"])
     exact = split_documents(["t"], [text], "0.3,0.3,0.4@char")
     assert (exact["train"], exact["val"], exact["test"]) == (["a\nbb"], ["\nccc"], ["\ndddd\n"])
+    # the same fractions, named in the text's order: val first
+    named = split_documents(["t"], [text], "val:0.3,train:0.3,test:0.4")
+    assert (named["val"], named["train"], named["test"]) == (["a\nbb\n"], ["ccc\n"], ["dddd\n"])
+    assert str(named.spec) == "val:0.3,train:0.3,test:0.4"
+    assert split_documents(["t"], [text], "train:0.3,val:0.3,test:0.4").parts == s.parts
     # a cut that runs to the end leaves test empty, which is an error when test was asked for
     with pytest.raises(LadderError, match="test split empty"):
         split_documents(["t"], [text], "0.3,0.4,0.3")
@@ -67,6 +73,10 @@ def test_gutenberg_split_is_by_book():
     ("0.5,0.2,0.2", "summing to 1"),
     ("0,0.5,0.5", "no training text"),
     ("1.5,-0.5,0", "summing to 1"),
+    ("val:0.1,val:0.8,test:0.1", "each of train, val and test once"),
+    ("val:0.1,0.8,test:0.1", "each of train, val and test once"),
+    ("dev:0.1,train:0.8,test:0.1", "each of train, val and test once"),
+    ("val:x,train:0.8,test:0.1", "not a number"),
 ])
 def test_bad_specs(spec, fragment):
     with pytest.raises(LadderError, match=fragment):
@@ -84,3 +94,5 @@ def test_spec_round_trip():
     assert str(SplitSpec.parse("0.9,0.1,0")) == "0.9,0.1,0"
     assert str(SplitSpec.parse("0.9,0.1,0@char")) == "0.9,0.1,0@char"
     assert str(SplitSpec.parse(None)) == "0.9,0.05,0.05"
+    assert str(SplitSpec.parse(" val:0.05, train:0.85 ,test:0.1@char")) == "val:0.05,train:0.85,test:0.1@char"
+    assert SplitSpec.parse("test:0.1,train:0.85,val:0.05").fractions == (0.85, 0.05, 0.1)

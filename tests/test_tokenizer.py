@@ -136,7 +136,7 @@ def test_same_corpus_and_settings_give_identical_tokenizer_json(cli, tmp_path, b
     assert out.stdout == tokens.load_tokenizer(tmp_path / "a").hash
     header = json.loads((tmp_path / "a" / "lmladder.json").read_text())
     assert header["format"] == "lmladder-tokenizer" and header["kind"] == "bpe"
-    assert header["corpus"]["name"] == "tinyshakespeare" and header["split"] == "0.9,0.05,0.05"
+    assert header["corpus"]["name"] == "tinyshakespeare" and header["split"] == "val:0.05,train:0.85,test:0.1"
     assert header["settings"] == {"vocab_size": VOCAB, "min_frequency": 2}
     assert header["sha256"] == tokens.load_tokenizer(tmp_path / "a").identity()["sha256"]
 
@@ -180,7 +180,7 @@ def test_encoded_split_is_cached_and_keyed(tok, shakespeare, monkeypatch, fresh_
 
     with monkeypatch.context() as patch:
         patch.setattr(type(tok), "encode_batch", boom)
-        again = tokens.encoded_split(tok, "tinyshakespeare", "0.9,0.05,0.05", "val")
+        again = tokens.encoded_split(tok, "tinyshakespeare", "val:0.05,train:0.85,test:0.1", "val")
     assert np.array_equal(first, again)
     test = tokens.encoded_split(tok, shakespeare, None, "test")  # another split, another key
     assert not np.array_equal(test[: len(first)], first[: len(test)])
@@ -229,7 +229,7 @@ def test_cli_encode_decode_stats(cli, bpe_dir, tmp_path):
     result = cli("tokenizer", "stats", bpe_dir, "tinyshakespeare", "--json")
     assert result.exit_code == 0, result
     stats = json.loads(result.stdout)
-    assert stats["on"] == "val" and stats["chars"] == 55780 and 1.5 < stats["chars_per_token"] < 3
+    assert stats["on"] == "val" and stats["chars"] == 55793 and 1.5 < stats["chars_per_token"] < 3
     assert stats["bytes_per_token"] == stats["chars_per_token"]  # ASCII
     assert 0 < stats["vocab_used_share"] <= 1 and stats["tokens_per_word"] > 1
     assert len(stats["longest_tokens"]) == 10 and stats["longest_tokens"][0]["bytes"] >= 4
