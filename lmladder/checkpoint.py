@@ -4,7 +4,9 @@
                  optimizer.pt        AdamW state, read back with torch.load(weights_only=True)
                  lmladder.json       format "lmladder-checkpoint": config, step, tokens seen,
                                      data position, best val, RNG states (CPU and CUDA, base64)
-    OUT/best/    the same, without the optimizer: the weights of the best val loss
+                 ema.safetensors     the moving average of the weights, when the run keeps one
+    OUT/best/    the same, without the optimizer: the weights of the best val loss (the
+                 average's, when the run keeps one: that is what was evaluated)
 
 The training data position is the step: batch k is drawn from a generator seeded by (seed, k),
 so continuing at step k needs nothing else.
@@ -76,14 +78,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(states)
 
 
-def save(folder: Path, model, optimizer, state: dict[str, Any]) -> None:
-    """Write a checkpoint folder (weights, optimizer unless None, state) in one atomic swap."""
+def save(folder: Path, model, optimizer, state: dict[str, Any], average: dict[str, Any] | None = None) -> None:
+    """Write a checkpoint folder (weights, optimizer unless None, the weights' moving average
+    unless None, state) in one atomic swap."""
     import torch
+    from safetensors.torch import save_file
 
     with atomic_dir(folder) as tmp:
         save_weights(model, tmp / "model.safetensors")
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if average is not None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in average.items()}, str(tmp / "ema.safetensors"))
         write_json(tmp / MARKER, artifacts.header(FORMAT, **state, rng=rng_state()))
 
 

@@ -5,7 +5,8 @@ work for one token. Here each block's keys and values are kept, so a new token c
 position: the query of the new token attends to the cached keys. When the cache is full
 (block_size positions), it slides: the last 3/4 of the block is re-encoded from scratch (one
 prefill) and decoding goes on, so the model always sees at least 3/4 of a block of context.
-(With learned absolute position embeddings, keys cannot simply be shifted.)
+(With learned absolute position embeddings, keys cannot simply be shifted; rotary ones re-encode
+the same way.)
 
 On a GPU a one-token step is a few hundred small kernels, and launching them from Python costs
 far more than running them. So there decoding is written with fixed shapes (`StaticDecoder`:
@@ -48,13 +49,11 @@ class KVCache:
         self.length = 0
 
 
-def _attend(attn, x: torch.Tensor, cache: KVCache, layer: int, start: int) -> torch.Tensor:
+def _attend(attn, x: torch.Tensor, pos: torch.Tensor, cache: KVCache, layer: int, start: int) -> torch.Tensor:
     B, T, C = x.shape
-    nh = attn.n_head
-    q, k, v = attn.c_attn(x).split(C, dim=2)  # each (B, T, C)
-    q = q.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hs)
-    cache.k[layer, :, :, start:start + T] = k.view(B, T, nh, C // nh).transpose(1, 2)
-    cache.v[layer, :, :, start:start + T] = v.view(B, T, nh, C // nh).transpose(1, 2)
+    q, k, v = attn.heads(x, pos)  # each (B, nh, T, hs)
+    cache.k[layer, :, :, start:start + T] = k
+    cache.v[layer, :, :, start:start + T] = v
     keys = cache.k[layer, :, :, : start + T]  # (B, nh, start+T, hs)
     values = cache.v[layer, :, :, : start + T]
     # a prefill (start 0) is causal; a single new query may see every cached position
@@ -70,9 +69,9 @@ def forward_cached(model, idx: torch.Tensor, cache: KVCache, start: int) -> torc
         raise ValueError("only a prefill (start 0) may feed several positions at once")
     tr = model.transformer
     pos = torch.arange(start, start + idx.shape[1], device=idx.device)
-    x = tr.wte(idx) + tr.wpe(pos)  # (B, T, C)
+    x = model.embed(idx, pos)  # (B, T, C)
     for i, block in enumerate(tr.h):
-        x = x + _attend(block.attn, block.ln_1(x), cache, i, start)
+        x = x + _attend(block.attn, block.ln_1(x), pos, cache, i, start)
         x = x + block.mlp(block.ln_2(x))
     cache.length = start + idx.shape[1]
     return model.lm_head(tr.ln_f(x[:, -1]))  # (B, V)
@@ -132,14 +131,12 @@ class StaticDecoder:
         pos = self.pos.view(1)
         self.ctx.index_copy_(1, pos, self.tok)
         visible = (self.slots <= self.pos).view(1, 1, 1, -1)  # (1, 1, 1, block): the filled positions
-        x = tr.wte(self.tok) + tr.wpe(pos)  # (B, 1, C)
+        x = model.embed(self.tok, pos)  # (B, 1, C)
         for i, block in enumerate(tr.h):
             attn = block.attn
-            nh = attn.n_head
-            q, k, v = attn.c_attn(block.ln_1(x)).split(C, dim=2)  # each (B, 1, C)
-            q = q.view(B, 1, nh, C // nh).transpose(1, 2)  # (B, nh, 1, hs)
-            cache.k[i].index_copy_(2, pos, k.view(B, 1, nh, C // nh).transpose(1, 2).to(cache.k.dtype))
-            cache.v[i].index_copy_(2, pos, v.view(B, 1, nh, C // nh).transpose(1, 2).to(cache.v.dtype))
+            q, k, v = attn.heads(block.ln_1(x), pos)  # each (B, nh, 1, hs)
+            cache.k[i].index_copy_(2, pos, k.to(cache.k.dtype))
+            cache.v[i].index_copy_(2, pos, v.to(cache.v.dtype))
             y = F.scaled_dot_product_attention(q, cache.k[i].to(q.dtype), cache.v[i].to(q.dtype), attn_mask=visible)
             x = x + attn.c_proj(y.transpose(1, 2).reshape(B, 1, C))
             x = x + block.mlp(block.ln_2(x))

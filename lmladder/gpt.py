@@ -1,7 +1,9 @@
 """The GPT rung's model: a pre-norm GPT-2 ("Language Models are Unsupervised Multitask
 Learners", Radford et al. 2019), the model only.
 
-Token + position embeddings, `n_layer` blocks of (LayerNorm -> causal self-attention ->
+Token + position embeddings (or, with position="rotary", rotary position embeddings: Su et al.
+2021, "RoFormer", which turn each head's queries and keys by angles proportional to their
+position, so attention sees only relative positions), `n_layer` blocks of (LayerNorm -> causal self-attention ->
 residual, LayerNorm -> MLP -> residual), a final LayerNorm and a language-model head that shares
 its weight with the token embedding. Attention is `F.scaled_dot_product_attention` with a
 causal mask (flash attention on a GPU). Parameter names follow GPT-2's checkpoint layout
@@ -30,10 +32,38 @@ class GPTConfig:
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has; False is a little faster
+    position: str = "learned"  # learned (GPT-2's table, transformer.wpe) or rotary (no table)
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if self.position not in POSITIONS:
+            raise ValueError(f"position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
+        if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"rotary positions need an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
+
+
+POSITIONS = ("learned", "rotary")
+
+
+class Rotary(nn.Module):
+    """Rotary position embeddings: the two halves of each head's query and key, read as the real
+    and imaginary parts of hs/2 complex numbers, are turned by angle pos * base^(-2i/hs) (the
+    GPT-NeoX layout). The angles' cosines and sines are kept for every position of the block,
+    in float32, outside the state dict."""
+
+    def __init__(self, head_size: int, block_size: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)  # (hs/2,)
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (block_size, hs/2)
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x (B, nh, T, hs) at positions pos (T,), turned."""
+        cos, sin = self.cos[pos].to(x.dtype), self.sin[pos].to(x.dtype)  # (T, hs/2)
+        a, b = x.chunk(2, dim=-1)
+        return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 
 
 class CausalSelfAttention(nn.Module):
@@ -44,13 +74,21 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        hs = config.n_embd // config.n_head
+        self.rotary = Rotary(hs, config.block_size) if config.position == "rotary" else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def heads(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values (each (B, nh, T, hs)) of x (B, T, C) at positions pos (T,)."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)  # each (B, T, C)
-        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.rotary is not None:
+            q, k = self.rotary(q, pos), self.rotary(k, pos)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.heads(x, pos)
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
                                            is_causal=True)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
@@ -77,8 +115,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), pos)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -88,11 +126,12 @@ class GPT(nn.Module):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),  # (V, C)
-            wpe=nn.Embedding(config.block_size, config.n_embd),  # (block_size, C)
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
         ))
+        if config.position == "learned":
+            self.transformer.wpe = nn.Embedding(config.block_size, config.n_embd)  # (block_size, C)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying, as GPT-2
         self.apply(self._init_weights)
@@ -116,16 +155,22 @@ class GPT(nn.Module):
         if T > self.config.block_size:
             raise ValueError(f"a context of {T} is longer than block_size {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        x = self.transformer.drop(self.embed(idx, pos))  # (B, T, C)
         for block in self.transformer.h:
-            x = block(x)
+            x = block(x, pos)
         return self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+
+    def embed(self, idx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """The input of the first block: token embeddings (B, T, C), plus the position table's
+        rows `pos` (T,) with learned positions."""
+        x = self.transformer.wte(idx)
+        return x + self.transformer.wpe(pos) if "wpe" in self.transformer else x
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counting the tied wte/lm_head once; without the position table by default
         (it does no multiplications)."""
         n = sum(p.numel() for p in self.parameters())
-        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+        return n - self.transformer.wpe.weight.numel() if non_embedding and "wpe" in self.transformer else n
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6N for the weights (forward + backward) plus the attention

@@ -46,6 +46,7 @@ class OptimConfig:
     beta1: float = 0.9
     beta2: float = 0.99
     grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
+    ema: float = 0.0  # decay of a moving average of the weights that is evaluated and kept (0: none)
 
 
 @dataclass
@@ -232,6 +233,8 @@ def check(config: TrainConfig) -> None:
             problems.append(f"{name} must be >= 0 (got {value})")
     if not (o.lr > 0) or not (0 <= o.min_lr <= o.lr):
         problems.append(f"lr must be > 0 and min_lr in [0, lr] (got lr {o.lr}, min_lr {o.min_lr})")
+    if not (0 <= o.ema < 1):
+        problems.append(f"ema must be in [0, 1) (got {o.ema})")
     if not (0 <= m.dropout < 1):
         problems.append(f"dropout must be in [0, 1) (got {m.dropout})")
     if o.schedule not in ("cosine", "wsd"):

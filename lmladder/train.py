@@ -305,6 +305,69 @@ def set_attention_kernel(name: str) -> None:
     torch.backends.cuda.enable_math_sdp(True)
 
 
+class WeightAverage:
+    """An exponential moving average of the weights (Polyak averaging), which evaluation, best/
+    and the final model use: after step t, avg += w_t (weights - avg), w_t = 1 - min(decay,
+    (1 + t) / (10 + t)), so the early average soon forgets the random start. Kept in float32 on
+    the model's device; `update` runs inside the training step (so inside its CUDA graph), with
+    w_t in a device tensor that `set_step` fills before each step, as the learning rate."""
+
+    def __init__(self, model, decay: float):
+        import torch
+
+        named = list(model.named_parameters())  # a tied weight once
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.avg = [p.detach().float().clone() for p in self.params]
+        self.decay = decay
+        self.weight = torch.ones((), device=self.params[0].device)
+
+    def set_step(self, step: int) -> None:
+        self.weight.fill_(1.0 - min(self.decay, (1 + step) / (10 + step)))
+
+    def update(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            delta = torch._foreach_sub([p.float() for p in self.params], self.avg)
+            torch._foreach_mul_(delta, self.weight)
+            torch._foreach_add_(self.avg, delta)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The model holds the average inside the block, its own weights again after it."""
+        import torch
+
+        with torch.no_grad():
+            own = [p.detach().clone() for p in self.params]
+            for p, a in zip(self.params, self.avg):
+                p.copy_(a)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, o in zip(self.params, own):
+                    p.copy_(o)
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(zip(self.names, self.avg))
+
+    def load(self, path: Path) -> None:
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise LadderError(f"{path} cannot be read ({exc}); resume from another checkpoint") from None
+        if sorted(state) != sorted(self.names):
+            raise LadderError(f"{path} does not fit the model of its config; resume from another checkpoint")
+        with torch.no_grad():
+            for name, a in zip(self.names, self.avg):
+                a.copy_(state[name])
+
+
 def graph_capable(device: str) -> bool:
     return device.startswith("cuda")
 
@@ -317,12 +380,12 @@ class GraphedStep:
     it would be without the graph. Off a GPU (the tests) the same warm-up and undo happen and
     each replay runs the step eagerly."""
 
-    def __init__(self, step_fn, xy, model, optimizer, loss_acc):
+    def __init__(self, step_fn, xy, model, optimizer, loss_acc, keep: list | None = None):
         import torch
 
         self.xy = xy
         cuda = xy.device.type == "cuda"
-        params = list(model.parameters())
+        params = list(model.parameters()) + list(keep or [])  # keep: more tensors the step writes
         saved_params = [p.detach().clone() for p in params]
         saved_state = {p: {k: v.clone() for k, v in st.items() if torch.is_tensor(v)}
                        for p, st in optimizer.state.items()}
@@ -423,11 +486,14 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     quiet = not r.compile and skip_dynamo_imports()
     optimizer = make_optimizer(model, o, device, capturable=use_graph and cuda)
     optimizer_step = plain_step(optimizer) if quiet else optimizer.step
+    average = WeightAverage(model, o.ema) if o.ema > 0 else None
     step, tokens_seen, best_val, elapsed_before = 0, 0, math.inf, 0.0
     if job.resume is not None:
         checkpoint.load_weights(model, out / "latest" / "model.safetensors")
         checkpoint.load_optimizer(optimizer, out / "latest")
         adopt_optimizer_state(optimizer, device, capturable=use_graph and cuda)
+        if average is not None:
+            average.load(out / "latest" / "ema.safetensors")
         step, tokens_seen = job.resume["step"], job.resume["tokens"]
         best_val, elapsed_before = job.resume.get("best_val") or math.inf, job.resume.get("elapsed", 0.0)
         if dist.world == 1:
@@ -470,6 +536,8 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
                 "best_val": None if math.isinf(best_val) else best_val, "elapsed": elapsed_before + clock()}
 
     best_weights = "best/model.safetensors" if (out / "best").exists() else None
+    final_weights = "latest/ema.safetensors" if average is not None else "latest/model.safetensors"
+    evaluated = average.applied if average is not None else contextlib.nullcontext
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         if job.resume is None:
@@ -508,20 +576,21 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
         nonlocal best_val, best_weights
         if job.val_ids is None or len(job.val_ids) < 2:
             return None
-        nats, n = evaluate(raw, job.val_ids, config, device)
-        row = {"step": step, "time": clock(), "unix": time.time(), "val_loss": nats / n,
-               "val_bits_per_char": nats / math.log(2) / max(1, job.val_chars), "val_tokens": n}
-        if dist.main and row["val_loss"] < best_val:
-            best_val = row["val_loss"]
-            checkpoint.save(out / "best", raw, None, state())
-            best_weights = "best/model.safetensors"
+        with evaluated():
+            nats, n = evaluate(raw, job.val_ids, config, device)
+            row = {"step": step, "time": clock(), "unix": time.time(), "val_loss": nats / n,
+                   "val_bits_per_char": nats / math.log(2) / max(1, job.val_chars), "val_tokens": n}
+            if dist.main and row["val_loss"] < best_val:
+                best_val = row["val_loss"]
+                checkpoint.save(out / "best", raw, None, state())
+                best_weights = "best/model.safetensors"
         record(row)
         return row
 
     def save_latest(status: str) -> None:
         if dist.main:
-            checkpoint.save(out / "latest", raw, optimizer, state())
-            save_header(best_weights or "latest/model.safetensors", status)
+            checkpoint.save(out / "latest", raw, optimizer, state(), average and average.state_dict())
+            save_header(best_weights or final_weights, status)
 
     loss_acc = torch.zeros((), device=device)
 
@@ -538,6 +607,8 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
         if o.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(raw.parameters(), o.grad_clip, foreach=True if cuda else None)
         optimizer_step()
+        if average is not None:
+            average.update()
 
     graphed = None  # a GraphedStep, recorded at the first step
     last_log = (step, clock())
@@ -563,13 +634,16 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
                     group["lr"].fill_(lr)
                 else:
                     group["lr"] = lr
+            if average is not None:
+                average.set_step(step)
             windows = batch_windows(job.train_ids, r.seed, step, o.batch_size, seq)
             mine = torch.from_numpy(windows[dist.rank * share : (dist.rank + 1) * share])
             if cuda:
                 mine = mine.pin_memory()
             if use_graph and graphed is None:
                 try:
-                    graphed = GraphedStep(train_step, mine.to(device), raw, optimizer, loss_acc)
+                    graphed = GraphedStep(train_step, mine.to(device), raw, optimizer, loss_acc,
+                                          average.avg if average is not None else None)
                 except Exception as exc:  # noqa: BLE001 - any failure to record: train without the graph
                     use_graph = False
                     optimizer.zero_grad(set_to_none=True)
@@ -596,7 +670,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
                 loss_acc.zero_()
                 if not math.isfinite(train_loss):
                     if dist.main:
-                        save_header(best_weights or ("latest/model.safetensors" if (out / "latest").exists() else None),
+                        save_header(best_weights or (final_weights if (out / "latest").exists() else None),
                                     "diverged")
                     raise TrainingDiverged(
                         f"the training loss became {train_loss} at step {step} (lr {lr:.3g}); stopped. The last good "
@@ -641,7 +715,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
         rung = load_rung(out, artifacts.read_header(out, "lmladder-model"))
         scores = metrics.evaluate(rung, job.test_docs)
         result["test"] = scores.to_dict()
-        save_header(best_weights or "latest/model.safetensors", "trained", {"test": scores.to_dict()})
+        save_header(best_weights or final_weights, "trained", {"test": scores.to_dict()})
     return result
 
 
@@ -657,7 +731,11 @@ BENCH_PROFILES = {
                                  "run": dict(max_steps=1500, eval_interval=750, eval_batch_size=64)})},
     "gpu": {"mlp": ("mlp", {"model": dict(n_embd=48, n_hidden=2048, dropout=0.25), "optim": dict(batch_size=512),
                             "run": dict(max_steps=12000, eval_interval=500, eval_batch_size=512)}),
-            "gpt": ("gpt-char", {"run": dict(max_steps=2500, eval_interval=250, eval_batch_size=256)})},
+            # the best 60-second recipe of benchmarks/bench_gpu.py: a 512-wide gpt-char, heavily
+            # regularised (dropout 0.3, weight decay 2.0), evaluated through a moving average of its weights
+            "gpt": ("gpt-char", {"model": dict(n_embd=512, n_head=8, dropout=0.3),
+                                 "optim": dict(weight_decay=2.0, ema=0.995),
+                                 "run": dict(max_steps=4500, eval_interval=250, eval_batch_size=256)})},
 }
 
 

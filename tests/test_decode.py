@@ -11,10 +11,10 @@ from lmladder.gpt import GPT, GPTConfig
 from lmladder.sampling import SampleSettings, sample_rngs
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=["learned", "rotary"])
+def model(request):
     torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16)).eval()
+    return GPT(GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, position=request.param)).eval()
 
 
 def test_cached_steps_match_full_forward(model):
@@ -71,12 +71,12 @@ def test_static_feed_matches_the_growing_cache(model):
     torch.testing.assert_close(b.k, a.k)
 
 
-@pytest.mark.parametrize("block", [4, 16, 40])
-def test_static_decoding_gives_the_same_samples(block):
+@pytest.mark.parametrize("block, position", [(4, "learned"), (16, "learned"), (40, "learned"), (16, "rotary")])
+def test_static_decoding_gives_the_same_samples(block, position):
     """Device steps (draw, feed, draw, ...) and fixed-shape slides (draw, re-encode the last 3/4
     of the block) give the host loop's samples."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(block_size=block, vocab_size=11, n_layer=2, n_head=2, n_embd=16)).eval()
+    model = GPT(GPTConfig(block_size=block, vocab_size=11, n_layer=2, n_head=2, n_embd=16, position=position)).eval()
     for settings in (SampleSettings(temperature=0.9), SampleSettings(0.0), SampleSettings(1.1, top_k=3)):
         for prompt in ([1, 2, 3], list(range(11)) * 4):  # the second fills the block at once
             a = generate(model, prompt, 130, settings, sample_rngs(2, 3), vocab_size=11, static=False)

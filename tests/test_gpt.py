@@ -30,7 +30,10 @@ def test_shapes_and_flops():
         GPTConfig(n_embd=10, n_head=3)
 
 
-@pytest.mark.parametrize("make", [lambda: GPT(TINY), lambda: MLP(MLPConfig(block_size=4, vocab_size=40, n_embd=8,
+ROTARY = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=16, position="rotary")
+
+
+@pytest.mark.parametrize("make", [lambda: GPT(TINY), lambda: GPT(ROTARY), lambda: MLP(MLPConfig(block_size=4, vocab_size=40, n_embd=8,
                                                                            n_hidden=16))])
 def test_causal(make):
     """Changing the unit at position j changes no prediction before j."""
@@ -54,6 +57,30 @@ def test_gpt2_parameter_names():
     assert names == expected
     model = GPT(TINY)
     assert model.lm_head.weight is model.transformer.wte.weight  # tied
+    # rotary positions: the same names without the position table, and nothing else saved
+    assert set(GPT(ROTARY).state_dict()) == expected - {"transformer.wpe.weight"}
+
+
+def test_rotary_positions_are_relative():
+    """A query at i and a key at j score the same as at i + s and j + s; the turn keeps norms;
+    position 0 is not turned."""
+    from lmladder.gpt import Rotary
+
+    torch.manual_seed(2)
+    rot = Rotary(8, 32)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    score = lambda i, j: float((rot(q, torch.tensor([i])) * rot(k, torch.tensor([j]))).sum())  # noqa: E731
+    for i, j, shift in ((5, 2, 7), (9, 9, 20), (3, 0, 28)):
+        assert score(i, j) == pytest.approx(score(i + shift, j + shift), abs=1e-5)
+    assert score(5, 2) != pytest.approx(score(5, 3), abs=1e-3)
+    assert torch.allclose(rot(q, torch.tensor([11])).norm(), q.norm())
+    assert torch.equal(rot(q, torch.tensor([0])), q)
+    model = GPT(ROTARY)
+    assert model.num_params() == sum(p.numel() for p in model.parameters())  # no table to leave out
+    with pytest.raises(ValueError, match="position"):
+        GPTConfig(position="absolute")
+    with pytest.raises(ValueError, match="even head size"):
+        GPTConfig(n_embd=6, n_head=2, position="rotary")
 
 
 def test_window_plan_covers_every_target_once():

@@ -144,6 +144,63 @@ def test_graphed_step_matches_the_plain_loop(cli, tmp_path, monkeypatch):
     assert result.exit_code == 0 and recorded == []
 
 
+def test_weight_average_by_hand():
+    from lmladder.train import WeightAverage
+
+    m = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        m.weight.fill_(1.0)
+    avg = WeightAverage(m, 0.5)
+    with torch.no_grad():
+        m.weight.fill_(3.0)
+    avg.set_step(0)  # w = 1 - min(0.5, 1/10) = 0.9: 1 + 0.9 (3 - 1) = 2.8
+    avg.update()
+    assert torch.allclose(avg.avg[0], torch.full((1, 2), 2.8))
+    with torch.no_grad():
+        m.weight.fill_(4.8)
+    avg.set_step(20)  # w = 1 - min(0.5, 21/30) = 0.5: 2.8 + 0.5 (4.8 - 2.8) = 3.8
+    avg.update()
+    with avg.applied():
+        assert torch.allclose(m.weight, torch.full((1, 2), 3.8))
+    assert torch.allclose(m.weight, torch.full((1, 2), 4.8))
+    assert list(avg.state_dict()) == ["weight"]
+
+
+def test_weight_average_resumes_exactly_and_is_the_model_kept(cli, tmp_path, monkeypatch):
+    """--ema: the average is saved with latest/ and resumes exactly; the recorded step keeps it
+    (its warm-up undone); val is scored with it, so best/ holds it, and the header points there."""
+    from safetensors.torch import load_file
+
+    from lmladder import train as train_mod
+
+    common = (*TINY, "--ema", "0.8", "--dropout", "0.0", "--min-lr", "0.003", "--eval-interval", "0",
+              "--log-interval", "4")
+    ema = lambda f: load_file(str(tmp_path / f / "latest" / "ema.safetensors"))  # noqa: E731
+    assert cli("train", "tinyshakespeare", *common, "--max-steps", "8", "--out", tmp_path / "straight").exit_code == 0
+    assert cli("train", "tinyshakespeare", *common, "--max-steps", "4", "--out", tmp_path / "halves").exit_code == 0
+    result = cli("train", "tinyshakespeare", "--resume", tmp_path / "halves", "--max-steps", "8")
+    assert result.exit_code == 0, result
+    assert_same_weights(ema("straight"), ema("halves"), atol=1e-6)
+    monkeypatch.setattr(train_mod, "graph_capable", lambda device: True)
+    assert cli("train", "tinyshakespeare", *common, "--max-steps", "8", "--out", tmp_path / "graph").exit_code == 0
+    assert_same_weights(ema("straight"), ema("graph"), atol=1e-6)
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "graph"), atol=1e-6)
+    # one val pass, at the end: best/ is the average, not the last weights
+    best = weights(tmp_path / "straight", "best")
+    assert_same_weights({k: v for k, v in best.items()}, ema("straight"), atol=0)
+    last = weights(tmp_path / "straight")
+    assert max(float((last[k] - best[k]).abs().max()) for k in best) > 1e-4
+    header = json.loads((tmp_path / "straight" / "lmladder.json").read_text())
+    assert header["weights"] == "best/model.safetensors"
+    # without val, the model kept is the average at the end
+    no_val = [a if a != "0.96,0.02,0.02" else "0.98,0,0.02" for a in common]
+    result = cli("train", "tinyshakespeare", *no_val, "--max-steps", "4", "--out", tmp_path / "noval", "--json")
+    assert result.exit_code == 0, result
+    assert json.loads((tmp_path / "noval" / "lmladder.json").read_text())["weights"] == "latest/ema.safetensors"
+    scored = cli("score", tmp_path / "noval", "tinyshakespeare", "--json")
+    assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(json.loads(result.stdout)["test"]["bits_per_char"])
+
+
 def test_training_without_compile_never_imports_dynamo(tmp_path):
     """AdamW's wrappers would import torch._dynamo (seconds of start-up); a run that compiles
     nothing trains, saves, resumes and scores without it."""
@@ -300,6 +357,10 @@ def test_unknown_attention_kernel_or_compile_mode(cli, tmp_path):
                  "attention must be one of auto, flash, cudnn, efficient, math")
     assert_error(cli("train", "tinyshakespeare", *TINY, "--compile-mode", "turbo", "--out", tmp_path / "o"),
                  "compile_mode must be one of default, max-autotune-no-cudagraphs")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--position", "absolute", "--out", tmp_path / "o"),
+                 "position must be one of learned, rotary")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--ema", "1.0", "--out", tmp_path / "o"),
+                 "ema must be in [0, 1)")
     assert not (tmp_path / "o").exists()
 
 

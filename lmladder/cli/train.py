@@ -38,6 +38,7 @@ def train(
     n_embd: Optional[int] = O(None, help="Embedding width (GPT) or feature dimensions m of C (MLP)."),
     dropout: Optional[float] = O(None, help="Dropout probability while training."),
     bias: Optional[bool] = O(None, "--bias/--no-bias", help="GPT: biases in Linear and LayerNorm layers."),
+    position: Optional[str] = O(None, help="GPT: learned (GPT-2's position table) or rotary position embeddings."),
     n_hidden: Optional[int] = O(None, help="MLP: hidden tanh units."),
     direct: Optional[bool] = O(None, "--direct/--no-direct", help="MLP: direct connections to the output."),
     # [optim]
@@ -51,6 +52,7 @@ def train(
     beta1: Optional[float] = O(None, help="AdamW beta1."),
     beta2: Optional[float] = O(None, help="AdamW beta2."),
     grad_clip: Optional[float] = O(None, help="Clip the gradient norm to this (0: no clipping)."),
+    ema: Optional[float] = O(None, help="Decay of a moving average of the weights, evaluated and kept (0: none)."),
     # [data]
     split: Optional[str] = O(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
     seq_len: Optional[int] = O(None, help="Training window (0: the block size)."),
