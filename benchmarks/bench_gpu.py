@@ -42,6 +42,33 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
     # bigger models with more dropout, for the best val within 60 s
     "l8-e512-do0.3": ["--n-layer", "8", "--n-head", "8", "--n-embd", "512", "--dropout", "0.3"],
     "l6-e512-do0.3": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3"],
+    # rotary positions and a moving average of the weights, alone and together
+    "l6-e512-do0.3-rope": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary"],
+    "l6-e512-do0.3-ema": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995"],
+    "l6-e512-do0.3-rope-ema": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary",
+                               "--ema", "0.995"],
+    "l8-e512-do0.35-rope-ema": ["--n-layer", "8", "--n-head", "8", "--n-embd", "512", "--dropout", "0.35",
+                                "--position", "rotary", "--ema", "0.995"],
+    "gpt-char-rope-ema": ["--position", "rotary", "--ema", "0.995"],
+    "l6-e512-do0.3-rope-ema-ctx512": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary",
+                                      "--ema", "0.995", "--block-size", "512", "--batch-size", "32"],
+    # the averaged 512-wide model overfits after ~2,000 steps: shorter schedules, more regularisation
+    "l6-e512-do0.3-ema-t30": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                              "--time-budget", "30"],
+    "l6-e512-do0.35-ema-t40": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.35", "--ema", "0.995",
+                               "--time-budget", "40"],
+    "l6-e512-do0.4-ema": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.4", "--ema", "0.995"],
+    "l6-e512-do0.3-ema.998": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.998"],
+    "l6-e512-do0.3-ema-wd0.5": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                                "--weight-decay", "0.5"],
+    "l6-e512-do0.3-ema-wd1": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                              "--weight-decay", "1.0"],
+    "l6-e512-do0.3-ema-wd2": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                              "--weight-decay", "2.0"],
+    "l6-e512-do0.2-ema-wd1": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.2", "--ema", "0.995",
+                              "--weight-decay", "1.0"],
+    "l6-e512-do0.3-rope-ema-lr2e-3": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary",
+                                      "--ema", "0.995", "--lr", "2e-3", "--min-lr", "2e-4"],
     # tried on an H100 on 2026-11-23 and dropped: less dropout overfits before val reaches 1.47
     # (b128, lr 2e-3, dropout 0.1: best 1.4905; b256, lr 3e-3, dropout 0.1: best 1.5057)
 }

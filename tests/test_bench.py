@@ -187,6 +187,7 @@ def test_committed_baseline_matches_the_default_ladder():
 
     baseline = load_baseline(Path(__file__).resolve().parents[1] / "benchmarks/baselines/cpu-tinyshakespeare.json")
     assert baseline["manifest"]["corpus"]["sha256"] == corpora.load("tinyshakespeare").sha256
+    assert baseline["manifest"]["split"] == corpora.load("tinyshakespeare").default_split
     assert baseline["manifest"]["profile"] == "cpu"
     assert [r["rung"] for r in baseline["results"]] == [r["name"] for r in load_ladder(None)]
 
