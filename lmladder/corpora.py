@@ -22,7 +22,7 @@ from typing import Any
 from lmladder import home, textio
 from lmladder.console import log, progress
 from lmladder.errors import LadderError
-from lmladder.splits import Splits, SplitSpec, split_documents
+from lmladder.splits import DEFAULT_SPLIT, Splits, SplitSpec, split_documents
 
 try:  # Python 3.11+
     import tomllib
@@ -231,7 +231,7 @@ def _load_registered(name: str) -> Corpus:
         meta = {k: v for k, v in spec.items() if k not in ("split",)}
         meta["entropy_bits_per_char"] = source.entropy_rate()
         return Corpus(name, "synthetic", [name], [data.decode("utf-8")], textio.sha256_bytes(data),
-                      spec.get("split", "0.9,0.05,0.05"), meta)
+                      spec.get("split", DEFAULT_SPLIT), meta)
     normalise = NORMALISERS[spec.get("normalise", "none")]
     names, docs = [], []
     for file_spec in spec["files"]:
@@ -244,7 +244,7 @@ def _load_registered(name: str) -> Corpus:
     else:
         sha = textio.sha256_bytes("".join(f"{f['path']} {f['sha256']}\n" for f in spec["files"]).encode())
     meta = {k: spec[k] for k in ("description", "licence") if k in spec}
-    return Corpus(name, "registered", names, docs, sha, spec.get("split", "0.9,0.05,0.05"), meta)
+    return Corpus(name, "registered", names, docs, sha, spec.get("split", DEFAULT_SPLIT), meta)
 
 
 def _load_local(path: Path) -> Corpus:
@@ -264,7 +264,7 @@ def _load_local(path: Path) -> Corpus:
         names.append(rel)
         digests.append(f"{rel} {textio.sha256_bytes(data)}\n")
     sha = digests[0].split()[-1] if len(files) == 1 else textio.sha256_bytes("".join(digests).encode())
-    return Corpus(str(path), "local", names, docs, sha, "0.9,0.05,0.05", {})
+    return Corpus(str(path), "local", names, docs, sha, DEFAULT_SPLIT, {})
 
 
 def load(name_or_path: str | os.PathLike | None = None) -> Corpus:
