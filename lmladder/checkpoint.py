@@ -30,25 +30,34 @@ def _weights(model) -> dict[str, Any]:
     state = model.state_dict()
     tied = {k for k in TIED if k in state and "transformer.wte.weight" in state
             and state[k].data_ptr() == state["transformer.wte.weight"].data_ptr()}
-    return {k: v.detach().contiguous().cpu() for k, v in state.items() if k not in tied}
+    return {k: v for k, v in state.items() if k not in tied}
+
+
+def save_tensors(tensors: dict[str, Any], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
 
 
 def save_weights(model, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    save_file(_weights(model), str(path))
+    save_tensors(_weights(model), path)
 
 
-def load_weights(model, path: Path) -> None:
+def load_tensors(path: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file, or a LadderError saying it is missing or corrupt."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
         raise LadderError(f"{path} is missing; the model folder is incomplete, retrain or resume it")
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise LadderError(f"{path} is corrupt ({exc}); retrain or resume from another checkpoint") from None
+
+
+def load_weights(model, path: Path) -> None:
+    state = load_tensors(path)
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in TIED]
     if missing or unexpected:
@@ -82,14 +91,13 @@ def save(folder: Path, model, optimizer, state: dict[str, Any], average: dict[st
     """Write a checkpoint folder (weights, optimizer unless None, the weights' moving average
     unless None, state) in one atomic swap."""
     import torch
-    from safetensors.torch import save_file
 
     with atomic_dir(folder) as tmp:
         save_weights(model, tmp / "model.safetensors")
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if average is not None:
-            save_file({k: v.detach().contiguous().cpu() for k, v in average.items()}, str(tmp / "ema.safetensors"))
+            save_tensors(average, tmp / "ema.safetensors")
         write_json(tmp / MARKER, artifacts.header(FORMAT, **state, rng=rng_state()))
 
 

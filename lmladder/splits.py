@@ -15,7 +15,8 @@ split). Splits are contiguous:
   while val, used to pick n-gram orders and the best neural checkpoint, stays apart from it).
 - Several documents: documents stay whole. They are taken in a fixed order (by the sha256 of
   their names, so the order does not depend on file-system listing), and each goes to the
-  split that is furthest below its share of the characters (ties to the earlier split; a named order changes nothing here).
+  split that is furthest below its share of the characters (ties to the earlier split; a
+  named order changes nothing here).
 
 A split that was asked for (fraction > 0) and comes out empty is an error.
 """

@@ -354,13 +354,8 @@ class WeightAverage:
 
     def load(self, path: Path) -> None:
         import torch
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
 
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as exc:
-            raise LadderError(f"{path} cannot be read ({exc}); resume from another checkpoint") from None
+        state = checkpoint.load_tensors(path)
         if sorted(state) != sorted(self.names):
             raise LadderError(f"{path} does not fit the model of its config; resume from another checkpoint")
         with torch.no_grad():

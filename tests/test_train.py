@@ -201,6 +201,29 @@ def test_weight_average_resumes_exactly_and_is_the_model_kept(cli, tmp_path, mon
     assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(json.loads(result.stdout)["test"]["bits_per_char"])
 
 
+def test_resume_with_a_missing_or_corrupt_average(cli, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", "tinyshakespeare", *TINY, "--ema", "0.9", "--max-steps", "2", "--out", out).exit_code == 0
+    saved = out / "latest" / "ema.safetensors"
+    saved.write_bytes(b"not a safetensors file")
+    assert_error(cli("train", "tinyshakespeare", "--resume", out, "--max-steps", "4"), "ema.safetensors is corrupt")
+    saved.unlink()
+    assert_error(cli("train", "tinyshakespeare", "--resume", out, "--max-steps", "4"), "ema.safetensors is missing")
+
+
+def test_rotary_gpt_trains_scores_and_samples(cli, tmp_path):
+    out = tmp_path / "rope"
+    result = cli("train", "tinyshakespeare", *TINY, "--position", "rotary", "--max-steps", "4", "--out", out, "--json")
+    assert result.exit_code == 0, result
+    assert "transformer.wpe.weight" not in weights(out)
+    scored = cli("score", out, "tinyshakespeare", "--json")
+    assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(json.loads(result.stdout)["test"]["bits_per_char"])
+    from lmladder.artifacts import load_model
+
+    model = load_model(out)
+    assert model.sample("ROMEO:", 50, seed=3) == model.sample("ROMEO:", 50, seed=3)  # past the 32-unit block
+
+
 def test_training_without_compile_never_imports_dynamo(tmp_path):
     """AdamW's wrappers would import torch._dynamo (seconds of start-up); a run that compiles
     nothing trains, saves, resumes and scores without it."""
