@@ -65,6 +65,8 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
                               "--weight-decay", "1.0"],
     "l6-e512-do0.3-ema-wd2": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
                               "--weight-decay", "2.0"],
+    "l6-e512-do0.3-ema-wd2-bf16res": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                                      "--weight-decay", "2.0", "--residual-dtype", "autocast"],
     "l6-e512-do0.2-ema-wd1": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.2", "--ema", "0.995",
                               "--weight-decay", "1.0"],
     "l6-e512-do0.3-rope-ema-lr2e-3": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary",
@@ -120,7 +122,12 @@ def time_to_quality(work: Path, budget: float, names: list[str]) -> dict:
 
 MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--no-cuda-graph"],
                 "autotune": ["--compile-mode", "max-autotune-no-cudagraphs"],
-                "autotune-no-graph": ["--compile-mode", "max-autotune-no-cudagraphs", "--no-cuda-graph"]}
+                "autotune-no-graph": ["--compile-mode", "max-autotune-no-cudagraphs", "--no-cuda-graph"],
+                # the residual stream in float32 (the preset's is bf16); no biases (nanoGPT's bench.py
+                # measures its 38% so)
+                "fp32-residual": ["--residual-dtype", "float32"], "no-bias": ["--no-bias"],
+                "no-bias-autotune-no-graph": ["--no-bias", "--compile-mode", "max-autotune-no-cudagraphs",
+                                              "--no-cuda-graph"]}
 
 
 def throughput(work: Path, nproc: int = 1, steps: int = 30, micro: int = 32, variant: str = "base") -> dict:

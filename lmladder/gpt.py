@@ -33,17 +33,23 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has; False is a little faster
     position: str = "learned"  # learned (GPT-2's table, transformer.wpe) or rotary (no table)
+    # the residual stream's dtype under autocast: float32 (as GPT-2 under autocast, nanoGPT) or
+    # autocast (its dtype, bf16 on a GPU: half the memory traffic of the adds and layer norms)
+    residual_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         if self.position not in POSITIONS:
             raise ValueError(f"position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
+        if self.residual_dtype not in RESIDUAL_DTYPES:
+            raise ValueError(f"residual_dtype must be one of {', '.join(RESIDUAL_DTYPES)} (got {self.residual_dtype!r})")
         if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rotary positions need an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
 
 
 POSITIONS = ("learned", "rotary")
+RESIDUAL_DTYPES = ("float32", "autocast")
 
 
 class Rotary(nn.Module):
@@ -162,9 +168,15 @@ class GPT(nn.Module):
 
     def embed(self, idx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """The input of the first block: token embeddings (B, T, C), plus the position table's
-        rows `pos` (T,) with learned positions."""
+        rows `pos` (T,) with learned positions; in the autocast dtype under autocast with
+        residual_dtype "autocast" (the blocks' adds then keep it so)."""
         x = self.transformer.wte(idx)
-        return x + self.transformer.wpe(pos) if "wpe" in self.transformer else x
+        if "wpe" in self.transformer:
+            x = x + self.transformer.wpe(pos)
+        kind = x.device.type
+        if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(kind):
+            x = x.to(torch.get_autocast_dtype(kind))
+        return x
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counting the tied wte/lm_head once; without the position table by default

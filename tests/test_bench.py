@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -180,8 +181,6 @@ def test_ladder_plot_is_a_png(cli, small_corpus, ladder, tmp_path):
 
 
 def test_committed_baseline_matches_the_default_ladder():
-    from pathlib import Path
-
     from lmladder import corpora
     from lmladder.bench import load_baseline, load_ladder
 
@@ -202,3 +201,22 @@ def test_best_order_on_val(cli, small_corpus, tmp_path):
     assert 1 <= rows["best"]["details"]["order"] <= 4
     assert rows["best"]["details"]["val_bits_per_char"] > 0
     assert rows["two"]["details"] is None
+
+
+def test_profile_step_script_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/profile_step.py times and profiles a GPT step and sums its time by kind."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/profile_step.py"
+    spec = importlib.util.spec_from_file_location("profile_step", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.setenv("OUT", str(tmp_path))
+    result = script.main(["--preset", "gpt-tiny", "--micro", "4", "--vocab-size", "64", "--steps", "2",
+                          "--device", "cpu", "--no-bias", "--residual-dtype", "autocast", "--name", "tiny"])
+    saved = json.loads((tmp_path / "profile-tiny.json").read_text())
+    assert saved["model_options"] == {"vocab_size": 64, "bias": False, "residual_dtype": "autocast"}
+    assert saved["ms_by_kind"]["matmul"] > 0 and saved["mfu"] is None and result["tokens_per_s"] > 0
+    assert script.kind_of("cudnn_generated_fort_native_sdpa_sm90_flash_bprop") == "attention"
+    assert script.kind_of("nvjet_sm90_tst_192x192_64x3_2x1_v_bz_coopB_NNN") == "matmul"
+    assert script.kind_of("triton_poi_fused_gelu_view_8") == "compiled"

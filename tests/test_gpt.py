@@ -171,3 +171,29 @@ def test_sample_is_seeded_and_long_enough():
     pieces = []
     streamed = rung.sample("ab", 12, seed=3, num_samples=1, on_text=lambda i, p: pieces.append(p))
     assert "ab" + "".join(pieces) == streamed[0]
+
+
+def test_residual_stream_dtype_under_autocast():
+    """residual_dtype "autocast" keeps the stream between blocks in the autocast dtype (bf16 here,
+    on the CPU); float32 keeps it in float32; without autocast the switch changes nothing."""
+    def run(residual, autocast):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=16, residual_dtype=residual))
+        seen = []
+        for block in model.transformer.h:
+            block.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+        idx = torch.randint(0, 40, (2, 16), generator=torch.Generator().manual_seed(3))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = model(idx)
+        return logits.float(), seen
+
+    plain, plain_dtypes = run("float32", False)
+    same, same_dtypes = run("autocast", False)
+    assert torch.equal(plain, same) and plain_dtypes == same_dtypes == [torch.float32] * 2
+    wide, wide_dtypes = run("float32", True)
+    narrow, narrow_dtypes = run("autocast", True)
+    assert wide_dtypes == [torch.float32] * 2 and narrow_dtypes == [torch.bfloat16] * 2
+    assert not torch.equal(wide, narrow)
+    torch.testing.assert_close(narrow, plain, atol=0.05, rtol=0.05)  # bf16 rounding, the same model
+    with pytest.raises(ValueError, match="residual_dtype"):
+        GPTConfig(residual_dtype="bfloat16")

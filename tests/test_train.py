@@ -382,6 +382,8 @@ def test_unknown_attention_kernel_or_compile_mode(cli, tmp_path):
                  "compile_mode must be one of default, max-autotune-no-cudagraphs")
     assert_error(cli("train", "tinyshakespeare", *TINY, "--position", "absolute", "--out", tmp_path / "o"),
                  "position must be one of learned, rotary")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--residual-dtype", "bfloat16", "--out", tmp_path / "o"),
+                 "residual_dtype must be one of float32, autocast")
     assert_error(cli("train", "tinyshakespeare", *TINY, "--ema", "1.0", "--out", tmp_path / "o"),
                  "ema must be in [0, 1)")
     assert not (tmp_path / "o").exists()

@@ -39,6 +39,8 @@ def train(
     dropout: Optional[float] = O(None, help="Dropout probability while training."),
     bias: Optional[bool] = O(None, "--bias/--no-bias", help="GPT: biases in Linear and LayerNorm layers."),
     position: Optional[str] = O(None, help="GPT: learned (GPT-2's position table) or rotary position embeddings."),
+    residual_dtype: Optional[str] = O(None, help="GPT: the residual stream's dtype under autocast: float32, or "
+                                      "autocast (bf16 on a GPU: less memory traffic, a faster step)."),
     n_hidden: Optional[int] = O(None, help="MLP: hidden tanh units."),
     direct: Optional[bool] = O(None, "--direct/--no-direct", help="MLP: direct connections to the output."),
     # [optim]
