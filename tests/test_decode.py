@@ -127,3 +127,20 @@ def test_blocks_stored_in_bf16_give_autocast_logits(model):
     assert twin.transformer.wte.weight.dtype == torch.float32
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(model(idx), twin(idx))
+
+
+def test_cached_steps_match_full_forward_with_a_bf16_residual_stream():
+    """With residual_dtype "autocast" under (the CPU's bf16) autocast, the cached decoder's stream
+    is bf16 like the full forward's, and its logits are the full forward's."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16,
+                          residual_dtype="autocast")).eval()
+    idx = torch.randint(0, 11, (2, 10))
+    cache = KVCache(model, 2, "cpu", torch.bfloat16)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.embed(idx, torch.arange(10)).dtype == torch.bfloat16
+        logits = [forward_cached(model, idx[:, :4], cache, 0)]
+        logits += [forward_cached(model, idx[:, t:t + 1], cache, t) for t in range(4, 10)]
+        full = model(idx)
+    for j, t in enumerate(range(3, 10)):
+        torch.testing.assert_close(logits[j].float(), full[:, t].float(), atol=0.03, rtol=0.03)
