@@ -1,6 +1,6 @@
 """Where a GPT training step spends its time: the step `lmladder train` runs (the model and its
-cross-entropy compiled together, backward, gradient clipping, fused AdamW) on random tokens,
-timed, then profiled, with the kernels' time summed by kind: matrix multiplications, attention,
+cross-entropy compiled together, backward, gradient clipping, fused AdamW; not recorded as a
+CUDA graph, which a step this large does not need) on random tokens, timed, then profiled, with the kernels' time summed by kind: matrix multiplications, attention,
 compiled elementwise and reduction kernels (layer norms, GELU, the loss, bias gradients), the
 optimizer, and the rest.
 
@@ -158,8 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
         options["bias"] = opts.bias
     if opts.residual_dtype:
         options["residual_dtype"] = opts.residual_dtype
-    name = opts.name or "-".join([opts.preset, f"micro{opts.micro}"] + [f"{k.replace('_', '-')}-{v}" for k, v in options.items()
-                                                                         if k != "vocab_size"])
+    chosen = [f"{k.replace('_', '-')}-{v}" for k, v in options.items() if k != "vocab_size"]
+    name = opts.name or "-".join([opts.preset, f"micro{opts.micro}", *chosen])
     model, step, tokens = build(opts.preset, opts.micro, options, opts.compile, device)
     t0 = time.perf_counter()
     step()
