@@ -8,9 +8,9 @@ residual, LayerNorm -> MLP -> residual), a final LayerNorm and a language-model 
 its weight with the token embedding. Attention is `F.scaled_dot_product_attention` with a
 causal mask (flash attention on a GPU). Under autocast the stream between blocks stays float32
 unless residual_dtype is "autocast" (then it is bf16 on a GPU, as in the gpt2-124m preset: the
-same weights, half the memory traffic of the adds and layer norms). Parameter names follow GPT-2's checkpoint layout
-(transformer.wte, transformer.h.0.attn.c_attn, ...), so loading GPT-2 weights is a loop over
-names (GPT-2's Conv1D weights are the transposes of these Linear ones).
+same weights, half the memory traffic of the adds and layer norms). Parameter names follow
+GPT-2's checkpoint layout (transformer.wte, transformer.h.0.attn.c_attn, ...), so loading GPT-2
+weights is a loop over names (GPT-2's Conv1D weights are the transposes of these Linear ones).
 
 Shapes: B batch, T time (<= block_size), C = n_embd, nh = n_head, hs = C // nh, V vocab.
 """
