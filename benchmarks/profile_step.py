@@ -37,34 +37,25 @@ def kind_of(name: str) -> str:
 
 
 def build(preset: str, micro: int, options: dict, compile: bool | None, device: str):
+    """The model, one training step as lmladder.train runs it, and the tokens a step sees."""
     import torch
-    import torch.nn.functional as F
 
     from lmladder import neural
-    from lmladder.train import make_optimizer, set_attention_kernel
+    from lmladder.train import loss_function, make_optimizer, setup_cuda, training_autocast
 
     config = neural.resolve("gpt", preset, None, {"model": options,
                                                   "optim": {"micro_batch_size": micro, "batch_size": micro},
                                                   "run": {} if compile is None else {"compile": compile}})
     torch.manual_seed(0)
-    if device.startswith("cuda"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        set_attention_kernel(config.run.attention)
+    cuda = device.startswith("cuda")
+    if cuda:
+        setup_cuda(config.run.attention)
     model = neural.build_model(config).to(device)
     optimizer = make_optimizer(model, config.optim, device)
     params = list(model.parameters())
-    cuda = device.startswith("cuda")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
-    vocab, block = config.model.vocab_size, config.model.block_size
-
-    def forward_loss(x, y):  # as lmladder.train: the loss inside the compiled graph
-        logits = model(x)
-        return F.cross_entropy(logits.reshape(-1, vocab).float(), y.reshape(-1))
-
-    if config.run.compile:
-        forward_loss = torch.compile(forward_loss)
-    data = torch.randint(0, vocab, (micro, block + 1), device=device)
+    autocast = training_autocast(device, config.run.dtype)
+    forward_loss = loss_function(model, config)
+    data = torch.randint(0, config.model.vocab_size, (micro, config.model.block_size + 1), device=device)
 
     def step() -> None:
         with autocast:
@@ -74,7 +65,7 @@ def build(preset: str, micro: int, options: dict, compile: bool | None, device: 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    return model, step, micro * block
+    return model, step, micro * config.model.block_size
 
 
 def gemm_rates(tokens: int, width: int, vocab: int, device: str) -> dict:

@@ -305,6 +305,47 @@ def set_attention_kernel(name: str) -> None:
     torch.backends.cuda.enable_math_sdp(True)
 
 
+def setup_cuda(attention: str) -> None:
+    """A CUDA run's global settings: TF32 matmuls, and the attention kernel asked for."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    set_attention_kernel(attention)
+
+
+def training_autocast(device: str, dtype_name: str):
+    """The autocast context of a training step: the run's dtype on CUDA, none on a CPU."""
+    import torch
+
+    from lmladder.neural import _autocast_dtype
+
+    dtype = _autocast_dtype(dtype_name)
+    if device.startswith("cuda") and dtype is not None:
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def loss_function(model, config: TrainConfig):
+    """(x, y) (B, T) -> the mean cross-entropy of `model`'s predictions of y from x (an MLP's
+    first block_size - 1 positions, which lack a full context, left out); compiled together
+    with the model when the run compiles, so the (B, T, V) logits are never written out in
+    float32."""
+    import torch
+    import torch.nn.functional as F
+
+    skip = config.model.block_size - 1 if config.model_kind == "mlp" else 0
+    r = config.run
+
+    def forward_loss(x, y):
+        logits = model(x)
+        return F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(), y[:, skip:].reshape(-1))
+
+    if not r.compile:
+        return forward_loss
+    return torch.compile(forward_loss, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))
+
+
 class WeightAverage:
     """An exponential moving average of the weights (Polyak averaging), which evaluation, best/
     and the final model use: after step t, avg += w_t (weights - avg), w_t = 1 - min(decay,
@@ -462,9 +503,6 @@ class Stopper:
 
 def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     import torch
-    import torch.nn.functional as F
-
-    from lmladder.neural import _autocast_dtype
 
     dist = dist or Dist()
     config, out, device = job.config, job.out, job.device
@@ -472,9 +510,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     cuda = device.startswith("cuda")
     torch.manual_seed(r.seed + dist.rank)
     if cuda:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        set_attention_kernel(r.attention)
+        setup_cuda(r.attention)
     model = build_model(config).to(device)
     # max-autotune's kernels inside the recorded step crashed the GPU (illegal memory access, H100, torch 2.11)
     use_graph = r.cuda_graph and dist.world == 1 and graph_capable(device) and r.compile_mode == "default"
@@ -504,20 +540,13 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     micro = o.micro_batch_size or share
     accum = share // micro
     seq = config.seq_len
-    skip = config.model.block_size - 1 if config.model_kind == "mlp" else 0  # MLP: full contexts only
-    dtype = _autocast_dtype(r.dtype)
-    autocast = torch.autocast("cuda", dtype=dtype) if cuda and dtype is not None else torch.autocast("cpu", enabled=False)
+    autocast = training_autocast(device, r.dtype)
     flops_per_token = raw.flops_per_token()
     peak = peak_flops(device)
     tokens_per_step = o.batch_size * seq
     nparams = sum(p.numel() for p in raw.parameters())
 
-    def forward_loss(x, y):
-        logits = model(x)
-        return F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(), y[:, skip:].reshape(-1))
-
-    if r.compile:  # the loss inside the compiled graph: the (B, T, V) logits are never written out in float32
-        forward_loss = torch.compile(forward_loss, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))
+    forward_loss = loss_function(model, config)
 
     def save_header(weights: str | None, status: str, extra: dict | None = None) -> None:
         write_json(out / MARKER, artifacts.header(
