@@ -67,6 +67,10 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
                               "--weight-decay", "2.0"],
     "l6-e512-do0.3-ema-wd2-bf16res": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
                                       "--weight-decay", "2.0", "--residual-dtype", "autocast"],
+    # the head and loss as nn.Linear + F.cross_entropy, to compare with the fused default
+    "nanogpt-recipe-plain-head": ["--head-loss", "plain"],
+    "l6-e512-do0.3-ema-wd2-plain-head": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                                         "--weight-decay", "2.0", "--head-loss", "plain"],
     "l6-e512-do0.2-ema-wd1": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.2", "--ema", "0.995",
                               "--weight-decay", "1.0"],
     "l6-e512-do0.3-rope-ema-lr2e-3": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary",
@@ -127,7 +131,10 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
                 # measures its 38% so)
                 "fp32-residual": ["--residual-dtype", "float32"], "no-bias": ["--no-bias"],
                 "no-bias-autotune-no-graph": ["--no-bias", "--compile-mode", "max-autotune-no-cudagraphs",
-                                              "--no-cuda-graph"]}
+                                              "--no-cuda-graph"],
+                # the head and its cross-entropy as nn.Linear + F.cross_entropy (the trainer's default
+                # is lmladder.headloss's fused pass)
+                "plain-head": ["--head-loss", "plain"], "no-bias-plain-head": ["--no-bias", "--head-loss", "plain"]}
 
 
 def throughput(work: Path, nproc: int = 1, steps: int = 30, micro: int = 32, variant: str = "base") -> dict:

@@ -1,11 +1,13 @@
-"""Where a GPT training step spends its time: the step `lmladder train` runs (the model and its
-cross-entropy compiled together, backward, gradient clipping, fused AdamW; not recorded as a
-CUDA graph, which a step this large does not need) on random tokens, timed, then profiled, with the kernels' time summed by kind: matrix multiplications, attention,
-compiled elementwise and reduction kernels (layer norms, GELU, the loss, bias gradients), the
+"""Where a GPT training step spends its time: the step `lmladder train` runs (the compiled model,
+its head and cross-entropy (lmladder.headloss, or with --head-loss plain compiled with the
+model), backward, gradient clipping, fused AdamW; not recorded as a CUDA graph, which a step
+this large does not need) on random tokens, timed, then profiled, with the kernels' time
+summed by kind: matrix multiplications, attention, compiled elementwise and reduction kernels
+(layer norms, GELU, bias gradients; the plain loss), the fused head loss's kernel, the
 optimizer, and the rest.
 
     PYTHONPATH=. python3 benchmarks/profile_step.py [--preset gpt2-124m] [--micro 64] [--no-bias]
-        [--residual-dtype autocast] [--gemm]
+        [--residual-dtype autocast] [--head-loss fused|plain] [--gemm]
 
 Prints ms per step, tokens/s, MFU and the table by kind (--gemm: also the matrix rate of each
 layer's shapes alone); writes profile-<name>.json with the 40 costliest kernels under $OUT (or
@@ -27,6 +29,7 @@ KINDS = (  # (kind, name fragments), first match wins: cuDNN's attention kernels
     ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
     ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
+    ("head loss", ("head_loss_rows",)),  # lmladder.headloss's Triton kernel
     ("compiled", ("triton",)),
 )
 
@@ -36,7 +39,7 @@ def kind_of(name: str) -> str:
     return next((kind for kind, parts in KINDS if any(p in low for p in parts)), "other")
 
 
-def build(preset: str, micro: int, options: dict, compile: bool | None, device: str):
+def build(preset: str, micro: int, options: dict, run: dict, device: str):
     """The model, one training step as lmladder.train runs it, and the tokens a step sees."""
     import torch
 
@@ -45,7 +48,7 @@ def build(preset: str, micro: int, options: dict, compile: bool | None, device: 
 
     config = neural.resolve("gpt", preset, None, {"model": options,
                                                   "optim": {"micro_batch_size": micro, "batch_size": micro},
-                                                  "run": {} if compile is None else {"compile": compile}})
+                                                  "run": run})
     torch.manual_seed(0)
     cuda = device.startswith("cuda")
     if cuda:
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--bias", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--residual-dtype", default=None)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--head-loss", default=None, help="fused or plain (default: the trainer's)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--gemm", action="store_true", help="also time each matrix shape alone (GPU)")
     parser.add_argument("--device", default="auto")
@@ -149,16 +153,18 @@ def main(argv: list[str] | None = None) -> dict:
         options["bias"] = opts.bias
     if opts.residual_dtype:
         options["residual_dtype"] = opts.residual_dtype
-    chosen = [f"{k.replace('_', '-')}-{v}" for k, v in options.items() if k != "vocab_size"]
+    run = {k: v for k, v in (("compile", opts.compile), ("head_loss", opts.head_loss)) if v is not None}
+    chosen = [f"{k.replace('_', '-')}-{v}" for k, v in {**options, **run}.items() if k != "vocab_size"]
     name = opts.name or "-".join([opts.preset, f"micro{opts.micro}", *chosen])
-    model, step, tokens = build(opts.preset, opts.micro, options, opts.compile, device)
+    model, step, tokens = build(opts.preset, opts.micro, options, run, device)
     t0 = time.perf_counter()
     step()
     first_s = time.perf_counter() - t0
     seconds = timed(step, opts.steps, device)
     peak = peak_flops(device)
     result = {"name": name, "device": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
-              "torch": torch.__version__, "preset": opts.preset, "model_options": options, "micro_batch": opts.micro,
+              "torch": torch.__version__, "preset": opts.preset, "model_options": options, "run_options": run,
+              "micro_batch": opts.micro,
               "first_step_s": round(first_s, 2), "ms_per_step": round(1e3 * seconds, 2),
               "tokens_per_s": round(tokens / seconds), "flops_per_token": model.flops_per_token(),
               "mfu": round(tokens / seconds * model.flops_per_token() / peak, 4) if peak else None}

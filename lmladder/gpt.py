@@ -157,16 +157,21 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits (B, T, V) of the next unit after each position of `idx` (B, T)."""
-        B, T = idx.shape
+    def forward(self, idx: torch.Tensor, head: bool = True) -> torch.Tensor:
+        """Logits (B, T, V) of the next unit after each position of `idx` (B, T); with head=False
+        what the head reads instead: the final layer norm's output (B, T, C)."""
+        h = self.hidden(idx)
+        return self.lm_head(h) if head else h
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
         if T > self.config.block_size:
             raise ValueError(f"a context of {T} is longer than block_size {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
         x = self.transformer.drop(self.embed(idx, pos))  # (B, T, C)
         for block in self.transformer.h:
             x = block(x, pos)
-        return self.lm_head(self.transformer.ln_f(x))  # (B, T, V)
+        return self.transformer.ln_f(x)
 
     def embed(self, idx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """The input of the first block: token embeddings (B, T, C), plus the position table's

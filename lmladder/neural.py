@@ -71,11 +71,15 @@ class RunConfig:
     cuda_graph: bool = True  # one GPU: record the whole training step once and replay it (not with max-autotune)
     attention: str = "auto"  # CUDA attention kernel: auto (torch's choice), flash, cudnn, efficient, math
     dtype: str = "bfloat16"  # autocast dtype on CUDA: bfloat16, float16 or float32
+    # a GPT's head and cross-entropy: fused (one pass writes the logits' gradient over them; a
+    # Triton kernel on a GPU, lmladder/headloss.py) or plain (nn.Linear, then F.cross_entropy)
+    head_loss: str = "fused"
 
 
 SECTIONS = ("model", "optim", "data", "run")
 ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+HEAD_LOSSES = ("fused", "plain")
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 
@@ -244,6 +248,10 @@ def check(config: TrainConfig) -> None:
         problems.append(f"compile_mode must be one of {', '.join(COMPILE_MODES)} (got {r.compile_mode!r})")
     if r.attention not in ATTENTION_KERNELS:
         problems.append(f"attention must be one of {', '.join(ATTENTION_KERNELS)} (got {r.attention!r})")
+    if r.head_loss not in HEAD_LOSSES:
+        problems.append(f"head_loss must be one of {', '.join(HEAD_LOSSES)} (got {r.head_loss!r})")
+    elif config.model_kind != "gpt" and r.head_loss != "fused":
+        problems.append(f"head_loss is a GPT's switch; an {config.model_kind.upper()} always uses the plain loss")
     if r.dtype not in ("bfloat16", "float16", "float32"):
         problems.append(f"dtype must be bfloat16, float16 or float32 (got {r.dtype!r})")
     if config.model_kind == "gpt" and config.data.seq_len > m.block_size:

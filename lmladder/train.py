@@ -66,12 +66,13 @@ def peak_flops(device: str) -> float | None:
 def memory_needed(config: TrainConfig, micro_batch: int) -> int:
     """A rough upper estimate of training memory in bytes: fp32 weights, grads and AdamW state
     (16 bytes a parameter), bf16 weight copies, and the activations of one micro-batch (about
-    34 C bytes per token and layer with flash attention, and 10 bytes per logit)."""
+    34 C bytes per token and layer with flash attention, and 10 bytes per logit; 4 with the
+    fused head loss, which keeps only the logits' bf16 gradient)."""
     m = config.model
     vocab = m.vocab_size
     if config.model_kind == "gpt":
         params = vocab * m.n_embd + m.block_size * m.n_embd + 12 * m.n_layer * m.n_embd ** 2
-        per_token = m.n_layer * 34 * m.n_embd + 10 * vocab
+        per_token = m.n_layer * 34 * m.n_embd + (4 if config.run.head_loss == "fused" else 10) * vocab
     else:
         params = vocab * m.n_embd + (m.block_size * m.n_embd + 1) * (m.n_hidden + vocab) + m.n_hidden * vocab
         per_token = 4 * (m.block_size * m.n_embd + m.n_hidden) + 10 * vocab
@@ -328,22 +329,37 @@ def training_autocast(device: str, dtype_name: str):
 
 def loss_function(model, config: TrainConfig):
     """(x, y) (B, T) -> the mean cross-entropy of `model`'s predictions of y from x (an MLP's
-    first block_size - 1 positions, which lack a full context, left out); compiled together
-    with the model when the run compiles, so the (B, T, V) logits are never written out in
+    first block_size - 1 positions, which lack a full context, left out). A GPT with head_loss
+    "fused" runs its blocks (compiled when the run compiles) and then lmladder.headloss, which
+    writes the logits' gradient over the logits in the forward pass; otherwise the model and
+    F.cross_entropy are compiled together, so the (B, T, V) logits are never written out in
     float32."""
     import torch
     import torch.nn.functional as F
 
-    skip = config.model.block_size - 1 if config.model_kind == "mlp" else 0
     r = config.run
+    compiled = (lambda fn: torch.compile(fn, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))) \
+        if r.compile else (lambda fn: fn)
+    if config.model_kind == "gpt" and r.head_loss == "fused":
+        from lmladder.headloss import head_cross_entropy, triton_usable
+
+        def hidden(x):  # in the autocast dtype, as the head reads it (the cast fused into the layer norm)
+            h = model(x, head=False)  # through DistributedDataParallel's forward when it wraps the GPT
+            kind = h.device.type
+            return h.to(torch.get_autocast_dtype(kind)) if torch.is_autocast_enabled(kind) else h
+
+        hidden = compiled(hidden)
+        weight = getattr(model, "module", model).lm_head.weight
+        use_triton = triton_usable(weight.device)
+        return lambda x, y: head_cross_entropy(hidden(x), weight, y, use_triton)
+
+    skip = config.model.block_size - 1 if config.model_kind == "mlp" else 0
 
     def forward_loss(x, y):
         logits = model(x)
         return F.cross_entropy(logits[:, skip:].reshape(-1, logits.size(-1)).float(), y[:, skip:].reshape(-1))
 
-    if not r.compile:
-        return forward_loss
-    return torch.compile(forward_loss, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))
+    return compiled(forward_loss)
 
 
 class WeightAverage:

@@ -213,10 +213,13 @@ def test_profile_step_script_on_the_cpu(tmp_path, monkeypatch):
     spec.loader.exec_module(script)
     monkeypatch.setenv("OUT", str(tmp_path))
     result = script.main(["--preset", "gpt-tiny", "--micro", "4", "--vocab-size", "64", "--steps", "2",
-                          "--device", "cpu", "--no-bias", "--residual-dtype", "autocast", "--name", "tiny"])
+                          "--device", "cpu", "--no-bias", "--residual-dtype", "autocast", "--head-loss", "plain",
+                          "--name", "tiny"])
     saved = json.loads((tmp_path / "profile-tiny.json").read_text())
     assert saved["model_options"] == {"vocab_size": 64, "bias": False, "residual_dtype": "autocast"}
+    assert saved["run_options"] == {"head_loss": "plain"}
     assert saved["ms_by_kind"]["matmul"] > 0 and saved["mfu"] is None and result["tokens_per_s"] > 0
     assert script.kind_of("cudnn_generated_fort_native_sdpa_sm90_flash_bprop") == "attention"
     assert script.kind_of("nvjet_sm90_tst_192x192_64x3_2x1_v_bz_coopB_NNN") == "matmul"
     assert script.kind_of("triton_poi_fused_gelu_view_8") == "compiled"
+    assert script.kind_of("head_loss_rows") == "head loss"

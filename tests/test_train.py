@@ -92,9 +92,11 @@ def test_resume_is_exact(cli, tmp_path):
     assert a["step"] == b["step"] == 8 and a["best_val"] == pytest.approx(b["best_val"], abs=1e-6)
 
 
-def test_compiled_loss_matches_eager(cli, tmp_path, monkeypatch):
-    """--compile wraps model + loss in torch.compile; with Dynamo's eager backend (no C++ compiler
-    needed) the run must give the weights of the uncompiled one."""
+@pytest.mark.parametrize("head_loss,compiled", [("plain", "forward_loss"), ("fused", "hidden")])
+def test_compiled_loss_matches_eager(cli, tmp_path, monkeypatch, head_loss, compiled):
+    """--compile wraps model + loss in torch.compile (with the fused head loss: the model up to
+    the head); with Dynamo's eager backend (no C++ compiler needed) the run must give the
+    weights of the uncompiled one."""
     calls = []
     real = torch.compile
 
@@ -103,11 +105,11 @@ def test_compiled_loss_matches_eager(cli, tmp_path, monkeypatch):
         return real(fn, backend="eager", **kw)
 
     monkeypatch.setattr(torch, "compile", eager_compile)
-    common = (*TINY, "--max-steps", "4", "--eval-interval", "0")
+    common = (*TINY, "--max-steps", "4", "--eval-interval", "0", "--head-loss", head_loss)
     assert cli("train", "tinyshakespeare", *common, "--out", tmp_path / "a").exit_code == 0
     result = cli("train", "tinyshakespeare", *common, "--compile", "--out", tmp_path / "b")
     assert result.exit_code == 0, result
-    assert calls == ["forward_loss"]
+    assert calls == [compiled]
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"), atol=1e-5)
 
 
@@ -386,6 +388,10 @@ def test_unknown_attention_kernel_or_compile_mode(cli, tmp_path):
                  "residual_dtype must be one of float32, autocast")
     assert_error(cli("train", "tinyshakespeare", *TINY, "--ema", "1.0", "--out", tmp_path / "o"),
                  "ema must be in [0, 1)")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--head-loss", "triton", "--out", tmp_path / "o"),
+                 "head_loss must be one of fused, plain")
+    assert_error(cli("train", "tinyshakespeare", "--model", "mlp", "--head-loss", "plain", "--max-steps", "1",
+                     "--out", tmp_path / "o"), "head_loss is a GPT's switch")
     assert not (tmp_path / "o").exists()
 
 

@@ -74,6 +74,8 @@ def train(
     compile_mode: Optional[str] = O(None, help="torch.compile mode: default or max-autotune-no-cudagraphs."),
     attention: Optional[str] = O(None, help="CUDA attention kernel: auto, flash, cudnn, efficient or math."),
     dtype: Optional[str] = O(None, help="Autocast dtype on CUDA: bfloat16, float16 or float32."),
+    head_loss: Optional[str] = O(None, help="GPT: fused (the head and cross-entropy in one pass, a Triton kernel "
+                                 "on a GPU) or plain (nn.Linear, then F.cross_entropy)."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train a rung on the corpus's train split and save it as a self-describing folder."""
@@ -107,7 +109,7 @@ def _baseline(corpus: str, model: str, out: str, split: Optional[str], json: boo
 
 
 RESUMABLE = ("max_steps", "max_tokens", "time_budget", "eval_interval", "eval_batch_size", "log_interval",
-             "checkpoint_interval", "device", "compile")
+             "checkpoint_interval", "device", "compile", "head_loss")
 
 
 def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) -> None:

@@ -1,0 +1,96 @@
+"""The fused head + cross-entropy (lmladder.headloss) against nn.Linear + F.cross_entropy."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmladder.headloss import head_cross_entropy, rows_torch, triton_usable
+
+
+def plain(h, w, y):
+    return F.cross_entropy((h @ w.t()).reshape(-1, w.shape[0]).float(), y.reshape(-1))
+
+
+def grads(loss_fn, h, w, y, scale=1.0):
+    h, w = h.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    loss = loss_fn(h, w, y)
+    (loss * scale).backward()
+    return loss.detach(), h.grad, w.grad
+
+
+def test_rows_by_hand():
+    """Two rows over a vocabulary of 3: losses and the gradient written over the logits."""
+    logits = torch.tensor([[0.0, 0.0, 0.0], [math.log(2.0), 0.0, 0.0]])
+    rows = rows_torch(logits, torch.tensor([1, 0]), scale=0.5)
+    assert rows.tolist() == pytest.approx([math.log(3.0), math.log(2.0)])  # uniform; p(0) = 2/4 in row 2
+    torch.testing.assert_close(logits, torch.tensor([[1 / 6, 1 / 6 - 0.5, 1 / 6], [0.25 - 0.5, 0.125, 0.125]]))
+
+
+@pytest.mark.parametrize("vocab", [3, 65, 130])
+def test_matches_linear_and_cross_entropy(vocab):
+    """Loss and both gradients (under a scaled backward, as gradient accumulation does) equal the
+    plain route's in float64; each gradient row of the logits sums to 0."""
+    g = torch.Generator().manual_seed(vocab)
+    h = torch.randn(2, 7, 16, generator=g, dtype=torch.float64)
+    w = torch.randn(vocab, 16, generator=g, dtype=torch.float64)
+    y = torch.randint(0, vocab, (2, 7), generator=g)
+    fused = grads(lambda h, w, y: head_cross_entropy(h, w, y, use_triton=False), h, w, y, scale=0.25)
+    ref = grads(plain, h, w, y, scale=0.25)
+    torch.testing.assert_close(fused[0].double(), ref[0].double(), rtol=1e-6, atol=1e-6)
+    for a, b in zip(fused[1:], ref[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    logits = (h @ w.t()).reshape(-1, vocab)
+    rows_torch(logits, y.reshape(-1), 1.0)
+    torch.testing.assert_close(logits.sum(1), torch.zeros(14, dtype=torch.float64))
+
+
+def test_autocast_runs_the_head_in_its_dtype():
+    """Under CPU bf16 autocast the head's product is bf16, the gradients come back in the
+    inputs' dtypes, and the loss is near the float32 one."""
+    g = torch.Generator().manual_seed(0)
+    h, w = torch.randn(32, 16, generator=g), torch.randn(50, 16, generator=g)
+    y = torch.randint(0, 50, (32,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, dh, dw = grads(lambda h, w, y: head_cross_entropy(h, w, y, use_triton=False), h, w, y)
+    ref = grads(plain, h, w, y)
+    assert dh.dtype == dw.dtype == torch.float32
+    assert abs(loss.item() - ref[0].item()) < 0.05
+    torch.testing.assert_close(dw, ref[2], rtol=0.05, atol=0.01)
+
+
+def test_trained_gpt_loss_is_the_plain_one():
+    """A GPT's loss through head_loss fused equals logits + cross_entropy (the trainer's two routes)."""
+    from lmladder import neural
+    from lmladder.train import loss_function
+
+    losses = {}
+    for kind in ("fused", "plain"):
+        config = neural.resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64}, "run": {"head_loss": kind}})
+        torch.manual_seed(0)
+        model = neural.build_model(config)
+        x = torch.randint(0, 64, (3, 33), generator=torch.Generator().manual_seed(1))
+        loss = loss_function(model, config)(x[:, :-1], x[:, 1:])
+        loss.backward()
+        losses[kind] = (loss.item(), model.transformer.wte.weight.grad.clone())
+    assert losses["fused"][0] == pytest.approx(losses["plain"][0], rel=1e-6)
+    torch.testing.assert_close(losses["fused"][1], losses["plain"][1], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not triton_usable(torch.device("cuda")), reason="needs a CUDA GPU with Triton")
+@pytest.mark.parametrize("vocab,block", [(65, 8192), (8192, 8192), (50304, 8192), (50304, 4096)])
+def test_triton_rows_match_torch(vocab, block):
+    """The Triton kernel (GPU), with the row in registers or read in blocks, against rows_torch
+    on the same bf16 logits."""
+    g = torch.Generator(device="cuda").manual_seed(0)
+    logits = 4 * torch.randn(1000, vocab, device="cuda", generator=g).to(torch.bfloat16)
+    y = torch.randint(0, vocab, (1000,), device="cuda", generator=g)
+    a, b = logits.clone(), logits.clone()
+    from lmladder.headloss import rows_triton
+
+    rows_a, rows_b = rows_triton(a, y, 1e-3, block), rows_torch(b, y, 1e-3)
+    torch.testing.assert_close(rows_a, rows_b, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(a.float(), b.float(), rtol=0.01, atol=1e-6)
