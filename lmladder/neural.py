@@ -72,14 +72,25 @@ class RunConfig:
     attention: str = "auto"  # CUDA attention kernel: auto (torch's choice), flash, cudnn, efficient, math
     dtype: str = "bfloat16"  # autocast dtype on CUDA: bfloat16, float16 or float32
     # a GPT's head and cross-entropy: fused (one pass writes the logits' gradient over them; a
-    # Triton kernel on a GPU, lmladder/headloss.py) or plain (nn.Linear, then F.cross_entropy)
-    head_loss: str = "fused"
+    # Triton kernel on a GPU, lmladder/headloss.py), plain (nn.Linear, then F.cross_entropy), or
+    # auto: fused from FUSED_HEAD_MIN_VOCAB outputs up, where it makes the step faster
+    head_loss: str = "auto"
 
 
 SECTIONS = ("model", "optim", "data", "run")
 ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
-HEAD_LOSSES = ("fused", "plain")
+HEAD_LOSSES = ("auto", "fused", "plain")
+# below this vocabulary the plain loss, compiled with the model, is as fast or faster (an H100:
+# benchmarks/results/gpu-train-2026-11-23.md)
+FUSED_HEAD_MIN_VOCAB = 1024
+
+
+def fused_head(config) -> bool:
+    """Whether a run's GPT takes its loss through lmladder.headloss."""
+    r = config.run
+    return config.model_kind == "gpt" and (r.head_loss == "fused" or (
+        r.head_loss == "auto" and config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB))
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 
@@ -250,8 +261,8 @@ def check(config: TrainConfig) -> None:
         problems.append(f"attention must be one of {', '.join(ATTENTION_KERNELS)} (got {r.attention!r})")
     if r.head_loss not in HEAD_LOSSES:
         problems.append(f"head_loss must be one of {', '.join(HEAD_LOSSES)} (got {r.head_loss!r})")
-    elif config.model_kind != "gpt" and r.head_loss != "fused":
-        problems.append(f"head_loss is a GPT's switch; an {config.model_kind.upper()} always uses the plain loss")
+    elif config.model_kind != "gpt" and r.head_loss == "fused":
+        problems.append(f"head_loss fused is for a GPT; an {config.model_kind.upper()} uses the plain loss")
     if r.dtype not in ("bfloat16", "float16", "float32"):
         problems.append(f"dtype must be bfloat16, float16 or float32 (got {r.dtype!r})")
     if config.model_kind == "gpt" and config.data.seq_len > m.block_size:

@@ -38,7 +38,8 @@ from lmladder import artifacts, checkpoint
 from lmladder.atomic import MARKER, check_output_dir, write_json
 from lmladder.console import log, progress_enabled, stderr
 from lmladder.errors import LadderError
-from lmladder.neural import TrainConfig, build_model, context_overlap, padded_vocab, pick_device, window_logprobs
+from lmladder.neural import (TrainConfig, build_model, context_overlap, fused_head, padded_vocab, pick_device,
+                             window_logprobs)
 
 # Dense bf16 peak of each GPU (TFLOP/s, no sparsity), matched against the device name in order.
 PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("H800", 989.0),
@@ -72,7 +73,7 @@ def memory_needed(config: TrainConfig, micro_batch: int) -> int:
     vocab = m.vocab_size
     if config.model_kind == "gpt":
         params = vocab * m.n_embd + m.block_size * m.n_embd + 12 * m.n_layer * m.n_embd ** 2
-        per_token = m.n_layer * 34 * m.n_embd + (4 if config.run.head_loss == "fused" else 10) * vocab
+        per_token = m.n_layer * 34 * m.n_embd + (4 if fused_head(config) else 10) * vocab
     else:
         params = vocab * m.n_embd + (m.block_size * m.n_embd + 1) * (m.n_hidden + vocab) + m.n_hidden * vocab
         per_token = 4 * (m.block_size * m.n_embd + m.n_hidden) + 10 * vocab
@@ -329,8 +330,8 @@ def training_autocast(device: str, dtype_name: str):
 
 def loss_function(model, config: TrainConfig):
     """(x, y) (B, T) -> the mean cross-entropy of `model`'s predictions of y from x (an MLP's
-    first block_size - 1 positions, which lack a full context, left out). A GPT with head_loss
-    "fused" runs its blocks (compiled when the run compiles) and then lmladder.headloss, which
+    first block_size - 1 positions, which lack a full context, left out). A GPT with a fused
+    head (neural.fused_head) runs its blocks (compiled when the run compiles) and then lmladder.headloss, which
     writes the logits' gradient over the logits in the forward pass; otherwise the model and
     F.cross_entropy are compiled together, so the (B, T, V) logits are never written out in
     float32."""
@@ -340,7 +341,7 @@ def loss_function(model, config: TrainConfig):
     r = config.run
     compiled = (lambda fn: torch.compile(fn, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))) \
         if r.compile else (lambda fn: fn)
-    if config.model_kind == "gpt" and r.head_loss == "fused":
+    if fused_head(config):
         from lmladder.headloss import head_cross_entropy, triton_usable
 
         def hidden(x):  # in the autocast dtype, as the head reads it (the cast fused into the layer norm)

@@ -203,14 +203,29 @@ def test_best_order_on_val(cli, small_corpus, tmp_path):
     assert rows["two"]["details"] is None
 
 
-def test_profile_step_script_on_the_cpu(tmp_path, monkeypatch):
-    """benchmarks/profile_step.py times and profiles a GPT step and sums its time by kind."""
+def bench_script(name: str):
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks/profile_step.py"
-    spec = importlib.util.spec_from_file_location("profile_step", path)
+    path = Path(__file__).resolve().parents[1] / f"benchmarks/{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_gpu_bench_reports_the_median_run():
+    """benchmarks/bench_gpu.py repeats each gpt2-124m variant and keeps the run of median tokens/s
+    (a failed run is left out, unless every run failed)."""
+    script = bench_script("bench_gpu")
+    runs = [{"tokens_per_s": 500.4, "mfu": 0.5}, {"error": "oom"}, {"tokens_per_s": 480.0, "mfu": 0.4},
+            {"tokens_per_s": 490.0, "mfu": 0.45}]
+    assert script.median_run(runs) == {"tokens_per_s": 490.0, "mfu": 0.45, "runs_tokens_per_s": [500, 480, 490]}
+    assert script.median_run([{"error": "oom"}]) == {"error": "oom"}
+
+
+def test_profile_step_script_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/profile_step.py times and profiles a GPT step and sums its time by kind."""
+    script = bench_script("profile_step")
     monkeypatch.setenv("OUT", str(tmp_path))
     result = script.main(["--preset", "gpt-tiny", "--micro", "4", "--vocab-size", "64", "--steps", "2",
                           "--device", "cpu", "--no-bias", "--residual-dtype", "autocast", "--head-loss", "plain",

@@ -62,6 +62,18 @@ def test_autocast_runs_the_head_in_its_dtype():
     torch.testing.assert_close(dw, ref[2], rtol=0.05, atol=0.01)
 
 
+def test_auto_fuses_large_vocabularies_only():
+    from lmladder import neural
+
+    def fused(vocab, kind="auto", model="gpt"):
+        preset = "gpt-tiny" if model == "gpt" else "mlp"
+        return neural.fused_head(neural.resolve(model, preset, None, {"model": {"vocab_size": vocab},
+                                                                      "run": {"head_loss": kind}}))
+
+    assert not fused(128) and not fused(1023) and fused(1024) and fused(50304)
+    assert fused(65, "fused") and not fused(50304, "plain") and not fused(50304, model="mlp")
+
+
 def test_trained_gpt_loss_is_the_plain_one():
     """A GPT's loss through head_loss fused equals logits + cross_entropy (the trainer's two routes)."""
     from lmladder import neural

@@ -277,11 +277,13 @@ def test_max_autotune_is_passed_on_and_not_recorded_as_a_graph(cli, tmp_path, mo
     assert modes == ["max-autotune-no-cudagraphs"] and recorded == []
 
 
-def test_two_processes_match_one(tmp_path):
-    """torchrun with 2 gloo processes trains the same model as one process (same global batch)."""
+@pytest.mark.parametrize("head_loss", ["plain", "fused"])
+def test_two_processes_match_one(tmp_path, head_loss):
+    """torchrun with 2 gloo processes trains the same model as one process (same global batch),
+    also with the fused head loss, which runs outside DistributedDataParallel's forward."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     args = ["train", "tinyshakespeare", *TINY, "--max-steps", "6", "--micro-batch-size", "2",
-            "--eval-interval", "0", "--device", "cpu"]
+            "--eval-interval", "0", "--device", "cpu", "--head-loss", head_loss]
     one = subprocess.run([sys.executable, "-m", "lmladder", *args, "--out", str(tmp_path / "one")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr
@@ -389,9 +391,9 @@ def test_unknown_attention_kernel_or_compile_mode(cli, tmp_path):
     assert_error(cli("train", "tinyshakespeare", *TINY, "--ema", "1.0", "--out", tmp_path / "o"),
                  "ema must be in [0, 1)")
     assert_error(cli("train", "tinyshakespeare", *TINY, "--head-loss", "triton", "--out", tmp_path / "o"),
-                 "head_loss must be one of fused, plain")
-    assert_error(cli("train", "tinyshakespeare", "--model", "mlp", "--head-loss", "plain", "--max-steps", "1",
-                     "--out", tmp_path / "o"), "head_loss is a GPT's switch")
+                 "head_loss must be one of auto, fused, plain")
+    assert_error(cli("train", "tinyshakespeare", "--model", "mlp", "--head-loss", "fused", "--max-steps", "1",
+                     "--out", tmp_path / "o"), "head_loss fused is for a GPT")
     assert not (tmp_path / "o").exists()
 
 
