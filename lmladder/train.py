@@ -331,14 +331,19 @@ def training_autocast(device: str, dtype_name: str):
 def loss_function(model, config: TrainConfig):
     """(x, y) (B, T) -> the mean cross-entropy of `model`'s predictions of y from x (an MLP's
     first block_size - 1 positions, which lack a full context, left out). A GPT with a fused
-    head (neural.fused_head) runs its blocks (compiled when the run compiles) and then lmladder.headloss, which
-    writes the logits' gradient over the logits in the forward pass; otherwise the model and
-    F.cross_entropy are compiled together, so the (B, T, V) logits are never written out in
-    float32."""
+    head (neural.fused_head) runs its blocks (compiled when the run compiles) and then
+    lmladder.headloss, which writes the logits' gradient over the logits in the forward pass;
+    otherwise the model and F.cross_entropy are compiled together, so the (B, T, V) logits are
+    never written out in float32. A max-autotune mode times its candidate kernels in a
+    subprocess, so one that crashes (CUDA illegal memory access, seen on an H100) is skipped."""
     import torch
     import torch.nn.functional as F
 
     r = config.run
+    if r.compile and r.compile_mode.startswith("max-autotune"):
+        import torch._inductor.config as inductor_config
+
+        inductor_config.autotune_in_subproc = True
     compiled = (lambda fn: torch.compile(fn, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))) \
         if r.compile else (lambda fn: fn)
     if fused_head(config):

@@ -261,8 +261,12 @@ def test_attention_kernel_flags():
 
 def test_max_autotune_is_passed_on_and_not_recorded_as_a_graph(cli, tmp_path, monkeypatch):
     """--compile-mode reaches torch.compile; its kernels crashed inside a recorded step on an H100,
-    so that mode trains without the CUDA graph."""
+    so that mode trains without the CUDA graph, and times its candidate kernels in a subprocess."""
+    import torch._inductor.config as inductor_config
+
     from lmladder import train as train_mod
+
+    monkeypatch.setattr(inductor_config, "autotune_in_subproc", False)
 
     modes, recorded = [], []
     real = torch.compile
@@ -274,7 +278,7 @@ def test_max_autotune_is_passed_on_and_not_recorded_as_a_graph(cli, tmp_path, mo
     result = cli("train", "tinyshakespeare", *common, "--compile-mode", "max-autotune-no-cudagraphs",
                  "--out", tmp_path / "a")
     assert result.exit_code == 0, result
-    assert modes == ["max-autotune-no-cudagraphs"] and recorded == []
+    assert modes == ["max-autotune-no-cudagraphs"] and recorded == [] and inductor_config.autotune_in_subproc
 
 
 @pytest.mark.parametrize("head_loss", ["plain", "fused"])
