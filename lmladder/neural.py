@@ -73,7 +73,7 @@ class RunConfig:
     dtype: str = "bfloat16"  # autocast dtype on CUDA: bfloat16, float16 or float32
     # a GPT's head and cross-entropy: fused (one pass writes the logits' gradient over them; a
     # Triton kernel on a GPU, lmladder/headloss.py), plain (nn.Linear, then F.cross_entropy), or
-    # auto: fused from FUSED_HEAD_MIN_VOCAB outputs up, where it makes the step faster
+    # auto: fused on a GPU from FUSED_HEAD_MIN_VOCAB outputs up, where it makes the step faster
     head_loss: str = "auto"
 
 
@@ -86,11 +86,12 @@ HEAD_LOSSES = ("auto", "fused", "plain")
 FUSED_HEAD_MIN_VOCAB = 1024
 
 
-def fused_head(config) -> bool:
-    """Whether a run's GPT takes its loss through lmladder.headloss."""
+def fused_head(config, device_type: str) -> bool:
+    """Whether a run's GPT, on a device of this type (cuda, cpu, ...), takes its loss through
+    lmladder.headloss."""
     r = config.run
     return config.model_kind == "gpt" and (r.head_loss == "fused" or (
-        r.head_loss == "auto" and config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB))
+        r.head_loss == "auto" and device_type == "cuda" and config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB))
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 

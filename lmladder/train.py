@@ -73,7 +73,7 @@ def memory_needed(config: TrainConfig, micro_batch: int) -> int:
     vocab = m.vocab_size
     if config.model_kind == "gpt":
         params = vocab * m.n_embd + m.block_size * m.n_embd + 12 * m.n_layer * m.n_embd ** 2
-        per_token = m.n_layer * 34 * m.n_embd + (4 if fused_head(config) else 10) * vocab
+        per_token = m.n_layer * 34 * m.n_embd + (4 if fused_head(config, "cuda") else 10) * vocab  # GPU memory
     else:
         params = vocab * m.n_embd + (m.block_size * m.n_embd + 1) * (m.n_hidden + vocab) + m.n_hidden * vocab
         per_token = 4 * (m.block_size * m.n_embd + m.n_hidden) + 10 * vocab
@@ -346,7 +346,8 @@ def loss_function(model, config: TrainConfig):
         inductor_config.autotune_in_subproc = True
     compiled = (lambda fn: torch.compile(fn, **({} if r.compile_mode == "default" else {"mode": r.compile_mode}))) \
         if r.compile else (lambda fn: fn)
-    if fused_head(config):
+    weight = getattr(model, "module", model).lm_head.weight if config.model_kind == "gpt" else None
+    if fused_head(config, weight.device.type if weight is not None else "cpu"):
         from lmladder.headloss import head_cross_entropy, triton_usable
 
         def hidden(x):  # in the autocast dtype, as the head reads it (the cast fused into the layer norm)
@@ -355,7 +356,6 @@ def loss_function(model, config: TrainConfig):
             return h.to(torch.get_autocast_dtype(kind)) if torch.is_autocast_enabled(kind) else h
 
         hidden = compiled(hidden)
-        weight = getattr(model, "module", model).lm_head.weight
         use_triton = triton_usable(weight.device)
         return lambda x, y: head_cross_entropy(hidden(x), weight, y, use_triton)
 

@@ -75,8 +75,8 @@ def train(
     attention: Optional[str] = O(None, help="CUDA attention kernel: auto, flash, cudnn, efficient or math."),
     dtype: Optional[str] = O(None, help="Autocast dtype on CUDA: bfloat16, float16 or float32."),
     head_loss: Optional[str] = O(None, help="GPT: fused (the head and cross-entropy in one pass, a Triton kernel "
-                                 "on a GPU), plain (nn.Linear, then F.cross_entropy) or auto (fused from a "
-                                 "vocabulary of 1,024 up; default)."),
+                                 "on a GPU), plain (nn.Linear, then F.cross_entropy) or auto (fused on a GPU "
+                                 "from a vocabulary of 1,024 up; default)."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train a rung on the corpus's train split and save it as a self-describing folder."""
