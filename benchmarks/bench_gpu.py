@@ -140,8 +140,9 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
 def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int = 64, variant: str = "base",
                repeat: int = 0) -> dict:
     out = work / f"gpt2-124m-x{nproc}-{variant}-{repeat}"
+    share = max(64, micro)  # sequences a step per GPU
     args = ["--preset", "gpt2-124m", "--tokenizer", "char", "--vocab-size", "50304", "--split", "0.9,0.1,0",
-            "--batch-size", str(64 * nproc), "--micro-batch-size", str(micro), "--max-steps", str(steps),
+            "--batch-size", str(share * nproc), "--micro-batch-size", str(micro), "--max-steps", str(steps),
             "--eval-interval", "0", "--checkpoint-interval", "0", "--log-interval", "5", *MFU_VARIANTS[variant]]
     _, rows, tail = run_train(args, out, 580, nproc)
     logs = [r for r in rows if "tokens_per_s" in r and r["step"] > steps // 2]  # after compile and warm-up
@@ -150,7 +151,7 @@ def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int = 64, var
     tps = sorted(r["tokens_per_s"] for r in logs)[len(logs) // 2]
     mfu = sorted(r["mfu"] or 0 for r in logs)[len(logs) // 2]
     return {"gpus": nproc, "tokens_per_s": tps, "mfu": mfu, "memory_gb": logs[-1]["memory_gb"],
-            "tokens_per_step": 64 * nproc * 1024, "micro_batch": micro, "variant": variant,
+            "tokens_per_step": share * nproc * 1024, "micro_batch": micro, "variant": variant,
             "options": MFU_VARIANTS[variant]}
 
 
