@@ -67,10 +67,11 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
                               "--weight-decay", "2.0"],
     "l6-e512-do0.3-ema-wd2-bf16res": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
                                       "--weight-decay", "2.0", "--residual-dtype", "autocast"],
-    # the head and loss as nn.Linear + F.cross_entropy, to compare with the fused default
-    "nanogpt-recipe-plain-head": ["--head-loss", "plain"],
-    "l6-e512-do0.3-ema-wd2-plain-head": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
-                                         "--weight-decay", "2.0", "--head-loss", "plain"],
+    # the fused head loss forced (auto leaves a 65-character vocabulary to the plain loss; in run O,
+    # before auto, these ran as nanogpt-recipe and l6-e512-do0.3-ema-wd2 against *-plain-head twins)
+    "nanogpt-recipe-fused-head": ["--head-loss", "fused"],
+    "l6-e512-do0.3-ema-wd2-fused-head": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                                         "--weight-decay", "2.0", "--head-loss", "fused"],
     "l6-e512-do0.2-ema-wd1": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.2", "--ema", "0.995",
                               "--weight-decay", "1.0"],
     "l6-e512-do0.3-rope-ema-lr2e-3": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary",

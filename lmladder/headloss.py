@@ -77,8 +77,9 @@ def _triton_kernel():
     return head_loss_rows
 
 
-def triton_usable(device: torch.device) -> bool:
-    if device.type != "cuda":
+def triton_usable(device: torch.device | str) -> bool:
+    """Whether the Triton kernel can run on `device` (or a device of that type)."""
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
         return False
     try:
         import triton  # noqa: F401
@@ -120,6 +121,7 @@ class HeadCrossEntropy(torch.autograd.Function):
         return rows.sum() / n
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         hc, wc, grad = ctx.saved_tensors
         h_dtype, w_dtype = ctx.dtypes

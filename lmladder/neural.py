@@ -88,10 +88,16 @@ FUSED_HEAD_MIN_VOCAB = 1024
 
 def fused_head(config, device_type: str) -> bool:
     """Whether a run's GPT, on a device of this type (cuda, cpu, ...), takes its loss through
-    lmladder.headloss."""
+    lmladder.headloss: with auto only where its Triton kernel runs (off it, the torch version
+    of the kernel makes float32 copies of the logits, and the compiled plain loss is better)."""
     r = config.run
-    return config.model_kind == "gpt" and (r.head_loss == "fused" or (
-        r.head_loss == "auto" and device_type == "cuda" and config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB))
+    if config.model_kind != "gpt" or r.head_loss == "plain":
+        return False
+    if r.head_loss == "fused":
+        return True
+    from lmladder.headloss import triton_usable
+
+    return config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB and triton_usable(device_type)
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 

@@ -48,22 +48,32 @@ def test_matches_linear_and_cross_entropy(vocab):
     torch.testing.assert_close(logits.sum(1), torch.zeros(14, dtype=torch.float64))
 
 
-def test_autocast_runs_the_head_in_its_dtype():
-    """Under CPU bf16 autocast the head's product is bf16, the gradients come back in the
-    inputs' dtypes, and the loss is near the float32 one."""
+def test_autocast_runs_the_head_in_its_dtype(monkeypatch):
+    """Under CPU bf16 autocast the head's product (and so the gradient written over it) is bf16,
+    as nn.Linear's would be, and loss and gradients are near the float32 ones; without autocast
+    it is float32."""
+    from lmladder import headloss
+
+    seen = []
+    real = headloss.rows_torch
+    monkeypatch.setattr(headloss, "rows_torch", lambda logits, *a: seen.append(logits.dtype) or real(logits, *a))
     g = torch.Generator().manual_seed(0)
     h, w = torch.randn(32, 16, generator=g), torch.randn(50, 16, generator=g)
     y = torch.randint(0, 50, (32,), generator=g)
+    fused = lambda h, w, y: head_cross_entropy(h, w, y, use_triton=False)  # noqa: E731
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, dh, dw = grads(lambda h, w, y: head_cross_entropy(h, w, y, use_triton=False), h, w, y)
+        loss, dh, dw = grads(fused, h, w, y)
     ref = grads(plain, h, w, y)
-    assert dh.dtype == dw.dtype == torch.float32
     assert abs(loss.item() - ref[0].item()) < 0.05
     torch.testing.assert_close(dw, ref[2], rtol=0.05, atol=0.01)
+    grads(fused, h, w, y)
+    assert seen == [torch.bfloat16, torch.float32]
 
 
-def test_auto_fuses_large_vocabularies_on_a_gpu_only():
-    from lmladder import neural
+def test_auto_fuses_large_vocabularies_on_a_gpu_only(monkeypatch):
+    from lmladder import headloss, neural
+
+    monkeypatch.setattr(headloss, "triton_usable", lambda device: torch.device(device).type == "cuda")
 
     def fused(vocab, kind="auto", model="gpt", device="cuda"):
         preset = "gpt-tiny" if model == "gpt" else "mlp"
@@ -73,6 +83,19 @@ def test_auto_fuses_large_vocabularies_on_a_gpu_only():
     assert not fused(128) and not fused(1023) and fused(1024) and fused(50304)
     assert not fused(50304, device="cpu") and fused(50304, "fused", device="cpu")  # measured on a GPU only
     assert fused(65, "fused") and not fused(50304, "plain") and not fused(50304, model="mlp")
+    monkeypatch.setattr(headloss, "triton_usable", lambda device: False)  # a GPU without Triton
+    assert not fused(50304) and fused(50304, "fused")
+
+
+def test_backward_is_not_differentiable_twice():
+    """The backward pass reuses the saved gradient; asking for a second derivative is an error,
+    never a wrong number."""
+    h = torch.randn(4, 8, requires_grad=True)
+    w = torch.randn(10, 8, requires_grad=True)
+    loss = head_cross_entropy(h, w, torch.randint(0, 10, (4,)), use_triton=False)
+    (dh,) = torch.autograd.grad(loss, h, create_graph=True)
+    with pytest.raises(RuntimeError):
+        dh.sum().backward()
 
 
 def test_trained_gpt_loss_is_the_plain_one():
