@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from lmladder.headloss import compute_dtype
+
 
 @dataclass
 class GPTConfig:
@@ -180,10 +182,7 @@ class GPT(nn.Module):
         x = self.transformer.wte(idx)
         if "wpe" in self.transformer:
             x = x + self.transformer.wpe(pos)
-        kind = x.device.type
-        if self.config.residual_dtype == "autocast" and torch.is_autocast_enabled(kind):
-            x = x.to(torch.get_autocast_dtype(kind))
-        return x
+        return x.to(compute_dtype(x)) if self.config.residual_dtype == "autocast" else x
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counting the tied wte/lm_head once; without the position table by default

@@ -20,6 +20,12 @@ import functools
 import torch
 
 
+def compute_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype a matrix product of t runs in here: autocast's when it is on for t's device, else t's."""
+    kind = t.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else t.dtype
+
+
 def rows_torch(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
     """Each row's cross-entropy (N,), in float32 (or float64 for float64 logits); `logits` (N, V)
     is overwritten with (softmax - one_hot(targets)) * scale, the gradient of scale * (sum of
@@ -109,9 +115,8 @@ class HeadCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, weight, targets, use_triton: bool):
-        kind = h.device.type
-        dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else h.dtype
-        with torch.autocast(kind, enabled=False):
+        dtype = compute_dtype(h)
+        with torch.autocast(h.device.type, enabled=False):
             hc, wc = h.to(dtype), weight.to(dtype)
             logits = hc @ wc.t()  # (N, V), then its gradient in place
             n = logits.shape[0]

@@ -348,12 +348,11 @@ def loss_function(model, config: TrainConfig):
         if r.compile else (lambda fn: fn)
     weight = getattr(model, "module", model).lm_head.weight if config.model_kind == "gpt" else None
     if fused_head(config, weight.device.type if weight is not None else "cpu"):
-        from lmladder.headloss import head_cross_entropy, triton_usable
+        from lmladder.headloss import compute_dtype, head_cross_entropy, triton_usable
 
         def hidden(x):  # in the autocast dtype, as the head reads it (the cast fused into the layer norm)
             h = model(x, head=False)  # through DistributedDataParallel's forward when it wraps the GPT
-            kind = h.device.type
-            return h.to(torch.get_autocast_dtype(kind)) if torch.is_autocast_enabled(kind) else h
+            return h.to(compute_dtype(h))
 
         hidden = compiled(hidden)
         use_triton = triton_usable(weight.device)
