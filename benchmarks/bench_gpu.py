@@ -72,6 +72,8 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
     "nanogpt-recipe-fused-head": ["--head-loss", "fused"],
     "l6-e512-do0.3-ema-wd2-fused-head": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
                                          "--weight-decay", "2.0", "--head-loss", "fused"],
+    "l6-e512-do0.3-ema-wd2-plain-gelu": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--ema", "0.995",
+                                         "--weight-decay", "2.0", "--gelu-fusion", "plain"],
     "l6-e512-do0.2-ema-wd1": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.2", "--ema", "0.995",
                               "--weight-decay", "1.0"],
     "l6-e512-do0.3-rope-ema-lr2e-3": ["--n-embd", "512", "--n-head", "8", "--dropout", "0.3", "--position", "rotary",
@@ -135,7 +137,10 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
                                               "--no-cuda-graph"],
                 # the head and its cross-entropy as nn.Linear + F.cross_entropy (the trainer's default
                 # is lmladder.headloss's fused pass)
-                "plain-head": ["--head-loss", "plain"], "no-bias-plain-head": ["--no-bias", "--head-loss", "plain"]}
+                "plain-head": ["--head-loss", "plain"], "no-bias-plain-head": ["--no-bias", "--head-loss", "plain"],
+                # the MLP as Linear, GELU, Linear compiled (the trainer's default on a GPU is
+                # lmladder.fusedmlp: GELU in cuBLASLt's epilogues)
+                "plain-gelu": ["--gelu-fusion", "plain"]}
 
 
 def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int = 64, variant: str = "base",

@@ -1,5 +1,5 @@
 """Where a GPT training step spends its time: the step `lmladder train` runs (the compiled model,
-its head and cross-entropy (lmladder.headloss, or with --head-loss plain compiled with the
+its MLPs through lmladder.fusedmlp unless --gelu-fusion plain, its head and cross-entropy (lmladder.headloss, or with --head-loss plain compiled with the
 model), backward, gradient clipping, fused AdamW; not recorded as a CUDA graph, which a step
 this large does not need) on random tokens, timed, then profiled, with the kernels' time
 summed by kind: matrix multiplications, attention, compiled elementwise and reduction kernels
@@ -7,7 +7,7 @@ summed by kind: matrix multiplications, attention, compiled elementwise and redu
 optimizer, and the rest.
 
     PYTHONPATH=. python3 benchmarks/profile_step.py [--preset gpt2-124m] [--micro 64] [--no-bias]
-        [--residual-dtype autocast] [--head-loss fused|plain] [--gemm]
+        [--residual-dtype autocast] [--head-loss fused|plain] [--gelu-fusion fused|plain] [--gemm]
 
 Prints ms per step, tokens/s, MFU and the table by kind (--gemm: also the matrix rate of each
 layer's shapes alone); writes profile-<name>.json with the 40 costliest kernels under $OUT (or
@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 KINDS = (  # (kind, name fragments), first match wins: cuDNN's attention kernels also say sm90
     ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
-    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "aten::mm", "aten::addmm", "aten::bmm",
+                "lmladder::fc_gelu", "lmladder::gelu_grad")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
     ("head loss", ("head_loss_rows",)),  # lmladder.headloss's Triton kernel
     ("compiled", ("triton",)),
@@ -54,6 +55,8 @@ def build(preset: str, micro: int, options: dict, run: dict, device: str):
     if cuda:
         setup_cuda(config.run.attention)
     model = neural.build_model(config).to(device)
+    if neural.fused_gelu(config, torch.device(device).type):
+        model.use_fused_mlp()
     optimizer = make_optimizer(model, config.optim, device)
     params = list(model.parameters())
     autocast = training_autocast(device, config.run.dtype)
@@ -137,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--residual-dtype", default=None)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--head-loss", default=None, help="fused or plain (default: the trainer's)")
+    parser.add_argument("--gelu-fusion", default=None, help="fused or plain (default: the trainer's)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--gemm", action="store_true", help="also time each matrix shape alone (GPU)")
     parser.add_argument("--device", default="auto")
@@ -153,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         options["bias"] = opts.bias
     if opts.residual_dtype:
         options["residual_dtype"] = opts.residual_dtype
-    run = {k: v for k, v in (("compile", opts.compile), ("head_loss", opts.head_loss)) if v is not None}
+    run = {k: v for k, v in (("compile", opts.compile), ("head_loss", opts.head_loss),
+                             ("gelu_fusion", opts.gelu_fusion)) if v is not None}
     chosen = [f"{k.replace('_', '-')}-{v}" for k, v in {**options, **run}.items() if k != "vocab_size"]
     name = opts.name or "-".join([opts.preset, f"micro{opts.micro}", *chosen])
     model, step, tokens = build(opts.preset, opts.micro, options, run, device)

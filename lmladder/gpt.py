@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from lmladder.fusedmlp import fused_mlp
 from lmladder.headloss import compute_dtype
 
 
@@ -112,8 +113,11 @@ class MLP(nn.Module):
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's gelu
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.fused = False  # through lmladder.fusedmlp (GPT.use_fused_mlp): the same function
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            return self.dropout(fused_mlp(x, self.c_fc, self.c_proj))
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, 4C) inside, (B, T, C) out
 
 
@@ -183,6 +187,12 @@ class GPT(nn.Module):
         if "wpe" in self.transformer:
             x = x + self.transformer.wpe(pos)
         return x.to(compute_dtype(x)) if self.config.residual_dtype == "autocast" else x
+
+    def use_fused_mlp(self, on: bool = True) -> None:
+        """Run every block's MLP through lmladder.fusedmlp (GELU in the matrix products' epilogues)
+        or as three modules; the parameters and the function are the same."""
+        for block in self.transformer.h:
+            block.mlp.fused = on
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counting the tied wte/lm_head once; without the position table by default

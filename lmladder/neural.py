@@ -75,12 +75,21 @@ class RunConfig:
     # Triton kernel on a GPU, lmladder/headloss.py), plain (nn.Linear, then F.cross_entropy), or
     # auto: fused on a GPU from FUSED_HEAD_MIN_VOCAB outputs up, where it makes the step faster
     head_loss: str = "auto"
+    # a GPT's MLP: fused (GELU in the matrix products' epilogues, cuBLASLt's on a GPU:
+    # lmladder/fusedmlp.py), plain (Linear, GELU, Linear, compiled as separate kernels), or
+    # auto: fused on a GPU from FUSED_GELU_MIN_TOKENS tokens a micro-batch, where it was faster
+    gelu_fusion: str = "auto"
 
 
 SECTIONS = ("model", "optim", "data", "run")
 ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 HEAD_LOSSES = ("auto", "fused", "plain")
+GELU_FUSIONS = ("auto", "fused", "plain")
+# an H100's MLP forward + backward, fused against plain compiled, by (width, tokens a micro-batch):
+# faster at 65,536 tokens (768: 0.92x the time, 512: 0.93x), mixed below (768 x 32,768: 0.93x,
+# 1,024 x 32,768: 1.03x, 512 x 16,384: 1.63x; benchmarks/results/gpu-train-2026-11-23.md)
+FUSED_GELU_MIN_TOKENS = 65536
 # below this vocabulary the plain loss, compiled with the model, is as fast or faster (an H100:
 # benchmarks/results/gpu-train-2026-11-23.md)
 FUSED_HEAD_MIN_VOCAB = 1024
@@ -98,6 +107,24 @@ def fused_head(config, device_type: str) -> bool:
     from lmladder.headloss import triton_usable
 
     return config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB and triton_usable(device_type)
+
+
+def fused_gelu(config, device_type: str) -> bool:
+    """Whether a run's GPT, on a device of this type, runs its MLPs through lmladder.fusedmlp:
+    with auto only for micro-batches of FUSED_GELU_MIN_TOKENS tokens or more where cuBLASLt's
+    epilogues run (elsewhere it is the same torch arithmetic, which the compiled plain MLP
+    does as well)."""
+    r = config.run
+    if config.model_kind != "gpt" or r.gelu_fusion == "plain":
+        return False
+    if r.gelu_fusion == "fused":
+        return True
+    micro = config.optim.micro_batch_size or config.optim.batch_size  # (a process's share of it, under DDP)
+    if device_type != "cuda" or micro * config.seq_len < FUSED_GELU_MIN_TOKENS:
+        return False
+    from lmladder import cublaslt
+
+    return cublaslt.available()
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 
@@ -271,6 +298,10 @@ def check(config: TrainConfig) -> None:
         problems.append(f"head_loss must be one of {', '.join(HEAD_LOSSES)} (got {r.head_loss!r})")
     elif config.model_kind != "gpt" and r.head_loss == "fused":
         problems.append(f"head_loss fused is for a GPT; an {config.model_kind.upper()} uses the plain loss")
+    if r.gelu_fusion not in GELU_FUSIONS:
+        problems.append(f"gelu_fusion must be one of {', '.join(GELU_FUSIONS)} (got {r.gelu_fusion!r})")
+    elif config.model_kind != "gpt" and r.gelu_fusion == "fused":
+        problems.append(f"gelu_fusion fused is for a GPT; an {config.model_kind.upper()} has a tanh layer")
     if r.dtype not in ("bfloat16", "float16", "float32"):
         problems.append(f"dtype must be bfloat16, float16 or float32 (got {r.dtype!r})")
     if config.model_kind == "gpt" and config.data.seq_len > m.block_size:

@@ -38,8 +38,8 @@ from lmladder import artifacts, checkpoint
 from lmladder.atomic import MARKER, check_output_dir, write_json
 from lmladder.console import log, progress_enabled, stderr
 from lmladder.errors import LadderError
-from lmladder.neural import (TrainConfig, build_model, context_overlap, fused_head, padded_vocab, pick_device,
-                             window_logprobs)
+from lmladder.neural import (TrainConfig, build_model, context_overlap, fused_gelu, fused_head, padded_vocab,
+                             pick_device, window_logprobs)
 
 # Dense bf16 peak of each GPU (TFLOP/s, no sparsity), matched against the device name in order.
 PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("H800", 989.0),
@@ -533,6 +533,8 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     if cuda:
         setup_cuda(r.attention)
     model = build_model(config).to(device)
+    if fused_gelu(config, torch.device(device).type):
+        model.use_fused_mlp()
     # max-autotune's kernels inside the recorded step crashed the GPU (illegal memory access, H100, torch 2.11)
     use_graph = r.cuda_graph and dist.world == 1 and graph_capable(device) and r.compile_mode == "default"
     quiet = not r.compile and skip_dynamo_imports()

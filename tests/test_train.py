@@ -92,11 +92,12 @@ def test_resume_is_exact(cli, tmp_path):
     assert a["step"] == b["step"] == 8 and a["best_val"] == pytest.approx(b["best_val"], abs=1e-6)
 
 
-@pytest.mark.parametrize("head_loss,compiled", [("plain", "forward_loss"), ("fused", "hidden")])
-def test_compiled_loss_matches_eager(cli, tmp_path, monkeypatch, head_loss, compiled):
+@pytest.mark.parametrize("head_loss,gelu_fusion,compiled", [("plain", "plain", "forward_loss"),
+                                                             ("fused", "fused", "hidden")])
+def test_compiled_loss_matches_eager(cli, tmp_path, monkeypatch, head_loss, gelu_fusion, compiled):
     """--compile wraps model + loss in torch.compile (with the fused head loss: the model up to
-    the head); with Dynamo's eager backend (no C++ compiler needed) the run must give the
-    weights of the uncompiled one."""
+    the head; with the fused MLP, its custom ops inside); with Dynamo's eager backend (no C++
+    compiler needed) the run must give the weights of the uncompiled one."""
     calls = []
     real = torch.compile
 
@@ -105,7 +106,7 @@ def test_compiled_loss_matches_eager(cli, tmp_path, monkeypatch, head_loss, comp
         return real(fn, backend="eager", **kw)
 
     monkeypatch.setattr(torch, "compile", eager_compile)
-    common = (*TINY, "--max-steps", "4", "--eval-interval", "0", "--head-loss", head_loss)
+    common = (*TINY, "--max-steps", "4", "--eval-interval", "0", "--head-loss", head_loss, "--gelu-fusion", gelu_fusion)
     assert cli("train", "tinyshakespeare", *common, "--out", tmp_path / "a").exit_code == 0
     result = cli("train", "tinyshakespeare", *common, "--compile", "--out", tmp_path / "b")
     assert result.exit_code == 0, result
@@ -281,13 +282,14 @@ def test_max_autotune_is_passed_on_and_not_recorded_as_a_graph(cli, tmp_path, mo
     assert modes == ["max-autotune-no-cudagraphs"] and recorded == [] and inductor_config.autotune_in_subproc
 
 
-@pytest.mark.parametrize("head_loss", ["plain", "fused"])
-def test_two_processes_match_one(tmp_path, head_loss):
+@pytest.mark.parametrize("fusion", ["plain", "fused"])
+def test_two_processes_match_one(tmp_path, fusion):
     """torchrun with 2 gloo processes trains the same model as one process (same global batch),
-    also with the fused head loss, which runs outside DistributedDataParallel's forward."""
+    also with the fused head loss, which runs outside DistributedDataParallel's forward, and the
+    fused MLP."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     args = ["train", "tinyshakespeare", *TINY, "--max-steps", "6", "--micro-batch-size", "2",
-            "--eval-interval", "0", "--device", "cpu", "--head-loss", head_loss]
+            "--eval-interval", "0", "--device", "cpu", "--head-loss", fusion, "--gelu-fusion", fusion]
     one = subprocess.run([sys.executable, "-m", "lmladder", *args, "--out", str(tmp_path / "one")], env=env,
                          capture_output=True, text=True, timeout=120)
     assert one.returncode == 0, one.stderr
@@ -390,15 +392,18 @@ def test_unknown_config_key(cli, tmp_path):
     ("--residual-dtype", "bfloat16", "residual_dtype must be one of float32, autocast"),
     ("--ema", "1.0", "ema must be in [0, 1)"),
     ("--head-loss", "triton", "head_loss must be one of auto, fused, plain"),
+    ("--gelu-fusion", "cublas", "gelu_fusion must be one of auto, fused, plain"),
 ])
 def test_impossible_run_option(cli, tmp_path, option, value, message):
     assert_error(cli("train", "tinyshakespeare", *TINY, option, value, "--out", tmp_path / "o"), message)
     assert not (tmp_path / "o").exists()
 
 
-def test_fused_head_loss_for_an_mlp(cli, tmp_path):
-    assert_error(cli("train", "tinyshakespeare", "--model", "mlp", "--head-loss", "fused", "--max-steps", "1",
-                     "--out", tmp_path / "o"), "head_loss fused is for a GPT")
+@pytest.mark.parametrize("option,message", [("--head-loss", "head_loss fused is for a GPT"),
+                                            ("--gelu-fusion", "gelu_fusion fused is for a GPT")])
+def test_gpt_fusions_for_an_mlp(cli, tmp_path, option, message):
+    assert_error(cli("train", "tinyshakespeare", "--model", "mlp", option, "fused", "--max-steps", "1",
+                     "--out", tmp_path / "o"), message)
     assert not (tmp_path / "o").exists()
 
 

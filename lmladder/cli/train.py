@@ -77,6 +77,9 @@ def train(
     head_loss: Optional[str] = O(None, help="GPT: fused (the head and cross-entropy in one pass, a Triton kernel "
                                  "on a GPU), plain (nn.Linear, then F.cross_entropy) or auto (fused on a GPU "
                                  "from a vocabulary of 1,024 up; default)."),
+    gelu_fusion: Optional[str] = O(None, help="GPT: fused (GELU inside the MLP's matrix products, cuBLASLt's "
+                                   "epilogues on a GPU), plain (Linear, GELU, Linear) or auto (fused on a GPU; "
+                                   "default)."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train a rung on the corpus's train split and save it as a self-describing folder."""
@@ -110,7 +113,7 @@ def _baseline(corpus: str, model: str, out: str, split: Optional[str], json: boo
 
 
 RESUMABLE = ("max_steps", "max_tokens", "time_budget", "eval_interval", "eval_batch_size", "log_interval",
-             "checkpoint_interval", "device", "compile", "head_loss")
+             "checkpoint_interval", "device", "compile", "head_loss", "gelu_fusion")
 
 
 def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) -> None:
