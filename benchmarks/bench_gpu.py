@@ -140,7 +140,9 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
                 "plain-head": ["--head-loss", "plain"], "no-bias-plain-head": ["--no-bias", "--head-loss", "plain"],
                 # the MLP as Linear, GELU, Linear compiled (the trainer's default on a GPU is
                 # lmladder.fusedmlp: GELU in cuBLASLt's epilogues)
-                "plain-gelu": ["--gelu-fusion", "plain"]}
+                "plain-gelu": ["--gelu-fusion", "plain"],
+                # GPT-2's biases (the preset has none since session 8, as nanoGPT's train.py and bench.py)
+                "bias": ["--bias"], "bias-plain-gelu": ["--bias", "--gelu-fusion", "plain"]}
 
 
 def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int = 64, variant: str = "base",

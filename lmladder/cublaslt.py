@@ -7,15 +7,16 @@ Two products, on row-major torch tensors:
                         u the "aux" matrix the backward pass needs)
   dgelu(dout, w2, u)    g = (dout w2) * gelu'(u)  (epilogue DGELU, u as its aux input)
 
-(DGELU_BGRAD, which would also sum g's columns, took 1.77 ms at 65,536 x 768 x 3,072 on an
-H100, where DGELU and torch's column sums take 0.59 + 0.15.)
+(DGELU_BGRAD, which would also sum g's columns, took 1.73 ms with the fastest of its algorithms
+at 65,536 x 768 x 3,072 on an H100, where DGELU and torch's column sums take 0.56 + 0.15.)
 
 cuBLASLt's GELU is the tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's.
 cuBLASLt is column-major, so each row-major product is computed as its transpose: a row-major
 (M, N) matrix is a column-major (N, M) one with the same memory. The library is the one torch
 already loaded (found in /proc/self/maps, or by name); its handle, a 32 MiB workspace per
-device and each shape's descriptors and algorithm are made once and kept (the pointers are
-set on the kept descriptor before each call: one thread at a time).
+device and each shape's descriptors are made once and kept (the pointers are set on the kept
+descriptor before each call: one thread at a time); of the heuristic's first ALGORITHMS
+algorithms for a shape, the fastest, timed at its first call, is kept.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ DESC_AUX_POINTER, DESC_AUX_LD = 11, 12
 PREF_MAX_WORKSPACE_BYTES = 1
 EPILOGUE = {"gelu_aux": 160, "gelu_aux_bias": 164, "dgelu": 192}
 WORKSPACE_BYTES = 32 << 20
+ALGORITHMS = 8  # the heuristic's best few for a shape; the fastest of them is kept (timed once)
 
 
 class HeuristicResult(ctypes.Structure):
@@ -108,13 +110,41 @@ def _plan(device_index: int, dtype: int, epilogue: str, trans_a: bool, m: int, n
     pref = ctypes.c_void_p()
     _check(lib.cublasLtMatmulPreferenceCreate(ctypes.byref(pref)), "preference")
     _set(lib.cublasLtMatmulPreferenceSetAttribute, pref, PREF_MAX_WORKSPACE_BYTES, ctypes.c_uint64(WORKSPACE_BYTES))
-    result = HeuristicResult()
+    results = (HeuristicResult * ALGORITHMS)()
     found = ctypes.c_int(0)
-    _check(lib.cublasLtMatmulAlgoGetHeuristic(handle, desc, a, b, d, d, pref, 1, ctypes.byref(result),
+    _check(lib.cublasLtMatmulAlgoGetHeuristic(handle, desc, a, b, d, d, pref, ALGORITHMS, results,
                                               ctypes.byref(found)), "heuristic")
-    if found.value == 0:
+    algos = [results[i] for i in range(found.value) if results[i].state == 0]
+    if not algos:
         raise RuntimeError(f"cuBLASLt has no algorithm for {epilogue} at {m} x {n} x {k}")
-    return desc, a, b, d, result
+    return desc, a, b, d, algos
+
+
+CHOSEN: dict[tuple, int] = {}  # _plan's key -> the index of its fastest algorithm
+TIMINGS: dict[tuple, list[float]] = {}  # _plan's key -> ms of each algorithm when it was timed
+
+
+def _fastest(key: tuple, algos: list, call) -> int:
+    """The index of the fastest of `algos` (each timed over 3 calls after one untimed one, on the
+    operands at hand: their result is overwritten by the last call); the first, untimed, while
+    a CUDA graph is being recorded (it is timed at the next call outside one)."""
+    if key in CHOSEN:
+        return CHOSEN[key]
+    if len(algos) == 1 or torch.cuda.is_current_stream_capturing():
+        return 0
+    times = []
+    for algo in algos:
+        call(algo)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(3):
+            call(algo)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 3)
+    TIMINGS[key] = times
+    CHOSEN[key] = min(range(len(algos)), key=times.__getitem__)
+    return CHOSEN[key]
 
 
 def _matmul(epilogue: str, a: torch.Tensor, trans_a: bool, b: torch.Tensor, out: torch.Tensor,
@@ -124,18 +154,23 @@ def _matmul(epilogue: str, a: torch.Tensor, trans_a: bool, b: torch.Tensor, out:
     k = b.shape[1]
     dtype = {torch.bfloat16: R_16BF, torch.float16: R_16F}[out.dtype]
     index = out.device.index if out.device.index is not None else torch.cuda.current_device()
-    desc, la, lb, ld, result = _plan(index, dtype, epilogue, trans_a, m, n, k)
+    key = (index, dtype, epilogue, trans_a, m, n, k)
+    desc, la, lb, ld, algos = _plan(*key)
     handle, workspace = _handle(index)
     _set(lib.cublasLtMatmulDescSetAttribute, desc, DESC_AUX_POINTER, ctypes.c_void_p(aux.data_ptr()))
     if bias is not None:
         _set(lib.cublasLtMatmulDescSetAttribute, desc, DESC_BIAS_POINTER, ctypes.c_void_p(bias.data_ptr()))
     one, zero = ctypes.c_float(1.0), ctypes.c_float(0.0)
-    _check(lib.cublasLtMatmul(handle, desc, ctypes.byref(one), ctypes.c_void_p(a.data_ptr()), la,
-                              ctypes.c_void_p(b.data_ptr()), lb, ctypes.byref(zero),
-                              ctypes.c_void_p(out.data_ptr()), ld, ctypes.c_void_p(out.data_ptr()), ld,
-                              ctypes.byref(result.algo), ctypes.c_void_p(workspace.data_ptr()),
-                              ctypes.c_size_t(WORKSPACE_BYTES),
-                              ctypes.c_void_p(torch.cuda.current_stream(out.device).cuda_stream)), "matmul")
+    stream = ctypes.c_void_p(torch.cuda.current_stream(out.device).cuda_stream)
+
+    def call(algo) -> None:
+        _check(lib.cublasLtMatmul(handle, desc, ctypes.byref(one), ctypes.c_void_p(a.data_ptr()), la,
+                                  ctypes.c_void_p(b.data_ptr()), lb, ctypes.byref(zero),
+                                  ctypes.c_void_p(out.data_ptr()), ld, ctypes.c_void_p(out.data_ptr()), ld,
+                                  ctypes.byref(algo.algo), ctypes.c_void_p(workspace.data_ptr()),
+                                  ctypes.c_size_t(WORKSPACE_BYTES), stream), "matmul")
+
+    call(algos[_fastest(key, algos, call)])
 
 
 def gelu_aux(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
