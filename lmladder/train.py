@@ -138,8 +138,11 @@ class Job:
 
 
 def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, out: str | Path,
-            resume: bool = False, dist: Dist | None = None, device: str | None = None) -> Job:
-    """Load and check everything; every bad input fails here, before any training."""
+            resume: bool = False, dist: Dist | None = None, device: str | None = None,
+            fit_micro: bool = False) -> Job:
+    """Load and check everything; every bad input fails here, before any training. fit_micro:
+    the micro-batch came from a preset, not from the user, so where it does not fit the GPU
+    the largest half, quarter, ... of it that does is taken (the same batch, by accumulation)."""
     from lmladder import corpora
     from lmladder.tokens import encoded_split, load_tokenizer
 
@@ -194,9 +197,20 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     available = device_memory(device)
     micro = o.micro_batch_size or o.batch_size // world
     needed = memory_needed(config, micro)
+    if fit_micro and available is not None and needed > available:
+        smaller = micro
+        while smaller % 2 == 0 and memory_needed(config, smaller) > available:
+            smaller //= 2
+        if memory_needed(config, smaller) <= available:
+            log(f"micro_batch_size {micro} needs about {needed / 2**30:.1f} GiB of GPU memory, the GPU has "
+                f"{available / 2**30:.1f} GiB: micro-batches of {smaller} instead (the same batch of "
+                f"{o.batch_size}, accumulated)")
+            o.micro_batch_size = smaller
+        micro, needed = smaller, memory_needed(config, smaller)
     if available is not None and needed > available:
+        advice = "lower --micro-batch-size" if micro > 1 else "it fits this GPU at no micro-batch: train a smaller model"
         problems.append(f"this model needs about {needed / 2**30:.1f} GiB of GPU memory with micro_batch_size "
-                        f"{micro}, but the GPU has {available / 2**30:.1f} GiB; lower --micro-batch-size")
+                        f"{micro}, but the GPU has {available / 2**30:.1f} GiB; {advice}")
     if problems:
         raise LadderError("; ".join(problems))
     return Job(config, corpus, split, tokenizer, train_ids, val_ids, sum(len(d) for d in splits["val"]),

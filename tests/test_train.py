@@ -447,11 +447,31 @@ def test_option_of_the_other_model(cli, tmp_path):
 
 
 def test_preset_that_does_not_fit_the_gpu(cli, tmp_path, monkeypatch):
+    """A micro-batch the user chose that does not fit is an error that says how much it needs;
+    so is a preset that fits at no micro-batch (1 GiB: its weights and AdamW state alone do not)."""
     import lmladder.train
 
     monkeypatch.setattr(lmladder.train, "device_memory", lambda device: 8 * 2**30)
     assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
-                     "--out", tmp_path / "o"), "GiB of GPU memory", "lower --micro-batch-size")
+                     "--micro-batch-size", "64", "--out", tmp_path / "o"), "GiB of GPU memory", "lower --micro-batch-size")
+    monkeypatch.setattr(lmladder.train, "device_memory", lambda device: 2**30)
+    assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
+                     "--out", tmp_path / "o"), "with micro_batch_size 1,", "at no micro-batch")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("micro", [128, 64, 16])
+def test_a_presets_micro_batch_is_fitted_to_the_gpu(tmp_path, monkeypatch, micro):
+    """gpt2-124m's micro-batch of 128 is halved until the memory estimate fits the GPU: a GPU
+    just big enough for `micro` gets it; the batch stays 512 (more micro-steps)."""
+    import lmladder.train
+    from lmladder import neural
+
+    config = neural.resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}})
+    room = lmladder.train.memory_needed(config, micro) + 1
+    monkeypatch.setattr(lmladder.train, "device_memory", lambda device: room)
+    job = lmladder.train.prepare("tinyshakespeare", "char", config, tmp_path / "o", device="cpu", fit_micro=True)
+    assert (job.config.optim.micro_batch_size, job.config.optim.batch_size) == (micro, 512)
 
 
 def test_resume_on_a_folder_that_is_not_a_checkpoint(cli, tmp_path):

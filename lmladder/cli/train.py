@@ -124,6 +124,7 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
 
     sections = {section: {name for name, _, _ in entries} for section, entries in neural.option_fields().items()}
     options = {s: {k: v for k, v in given.items() if k in names} for s, names in sections.items()}
+    file_values = None
     if resume is not None:
         if preset or config or model:
             raise LadderError("--resume continues a run with its saved config; leave out --preset, --config, --model")
@@ -155,7 +156,10 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
     import torch  # noqa: F401  (after the cheap checks)
 
     dist, device = init_distributed(neural.pick_device(cfg.run.device))
-    job = prepare(corpus, tokenizer, cfg, out, resume=resume is not None, dist=dist, device=device)
+    # a micro-batch the user chose (option or config file) is kept; a preset's is fitted to the GPU
+    chosen = {**((file_values or {}).get("optim") or {}), **options["optim"]}
+    job = prepare(corpus, tokenizer, cfg, out, resume=resume is not None, dist=dist, device=device,
+                  fit_micro=resume is None and "micro_batch_size" not in chosen)
     result = train(job, dist)
     if not dist.main:
         return
