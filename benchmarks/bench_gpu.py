@@ -145,19 +145,23 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
                 "bias": ["--bias"], "bias-plain-gelu": ["--bias", "--gelu-fusion", "plain"]}
 
 
-def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int = 128, variant: str = "base",
+def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int | None = None, variant: str = "base",
                repeat: int = 0) -> dict:
+    """gpt2-124m's tokens/s and MFU; micro None: the preset's micro-batch (128), as the trainer
+    fits it to the GPU's memory."""
     out = work / f"gpt2-124m-x{nproc}-{variant}-{repeat}"
-    share = max(64, micro)  # sequences a step per GPU
+    share = max(64, micro or 128)  # sequences a step per GPU
     args = ["--preset", "gpt2-124m", "--tokenizer", "char", "--vocab-size", "50304", "--split", "0.9,0.1,0",
-            "--batch-size", str(share * nproc), "--micro-batch-size", str(micro), "--max-steps", str(steps),
-            "--eval-interval", "0", "--checkpoint-interval", "0", "--log-interval", "5", *MFU_VARIANTS[variant]]
+            "--batch-size", str(share * nproc), *(["--micro-batch-size", str(micro)] if micro else []),
+            "--max-steps", str(steps), "--eval-interval", "0", "--checkpoint-interval", "0", "--log-interval", "5",
+            *MFU_VARIANTS[variant]]
     _, rows, tail = run_train(args, out, 580, nproc)
     logs = [r for r in rows if "tokens_per_s" in r and r["step"] > steps // 2]  # after compile and warm-up
     if not logs:
         return {"error": tail[-500:]}
     tps = sorted(r["tokens_per_s"] for r in logs)[len(logs) // 2]
     mfu = sorted(r["mfu"] or 0 for r in logs)[len(logs) // 2]
+    micro = json.loads((out / "config.json").read_text())["optim"]["micro_batch_size"]
     return {"gpus": nproc, "tokens_per_s": tps, "mfu": mfu, "memory_gb": logs[-1]["memory_gb"],
             "tokens_per_step": share * nproc * 1024, "micro_batch": micro, "variant": variant,
             "options": MFU_VARIANTS[variant]}
@@ -191,8 +195,8 @@ def main() -> None:
     parser.add_argument("--only", default="ttq,mfu,mlp")
     parser.add_argument("--scaling", action="store_true", help="also gpt2-124m on all GPUs through torchrun")
     parser.add_argument("--recipes", default=",".join(TTQ_RECIPES), help="time-to-quality recipes to run")
-    parser.add_argument("--micro", type=int, default=128,
-                        help="gpt2-124m sequences per forward pass (the preset's 128 needs ~51 GB; 64: 27 GB)")
+    parser.add_argument("--micro", type=int, default=None,
+                        help="gpt2-124m sequences per forward pass (default: the preset's 128, ~51 GB, or what fits)")
     parser.add_argument("--mfu-variants", default="base", help=f"gpt2-124m settings to run: {', '.join(MFU_VARIANTS)}")
     parser.add_argument("--mfu-steps", type=int, default=60, help="gpt2-124m steps a run (the second half is timed)")
     parser.add_argument("--mfu-repeats", type=int, default=1, help="runs of each variant (the median is reported)")

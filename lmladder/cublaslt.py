@@ -7,8 +7,8 @@ Two products, on row-major torch tensors:
                         u the "aux" matrix the backward pass needs)
   dgelu(dout, w2, u)    g = (dout w2) * gelu'(u)  (epilogue DGELU, u as its aux input)
 
-(DGELU_BGRAD, which would also sum g's columns, took 1.73 ms with the fastest of its algorithms
-at 65,536 x 768 x 3,072 on an H100, where DGELU and torch's column sums take 0.56 + 0.15.)
+(DGELU_BGRAD, which would also sum g's columns, took 1.73-1.75 ms with each of its algorithms at
+65,536 x 768 x 3,072 on an H100, where DGELU and torch's column sums take 0.56 + 0.15.)
 
 cuBLASLt's GELU is the tanh form, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), GPT-2's.
 cuBLASLt is column-major, so each row-major product is computed as its transpose: a row-major
@@ -16,7 +16,10 @@ cuBLASLt is column-major, so each row-major product is computed as its transpose
 already loaded (found in /proc/self/maps, or by name); its handle, a 32 MiB workspace per
 device and each shape's descriptors are made once and kept (the pointers are set on the kept
 descriptor before each call: one thread at a time); of the heuristic's first ALGORITHMS
-algorithms for a shape, the fastest, timed at its first call, is kept.
+algorithms for a shape, the fastest, timed at its first call, is kept (so two runs may pick
+different ones, which round differently). The first call on a device must come before any
+CUDA graph is recorded (it loads the library and makes the handle and workspace): the trainer's
+warm-up steps see to that.
 """
 
 from __future__ import annotations
@@ -57,10 +60,31 @@ def library():
         pass
     for name in [*names, "libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so"]:
         try:
-            return ctypes.CDLL(name)
+            return _declare(ctypes.CDLL(name))
         except OSError:
             continue
     return None
+
+
+def _declare(lib):
+    """The C signatures of the functions used (every one returns a cublasStatus_t)."""
+    p, i32, u64, i64, size = ctypes.c_void_p, ctypes.c_int32, ctypes.c_uint64, ctypes.c_int64, ctypes.c_size_t
+    pp = ctypes.POINTER(ctypes.c_void_p)
+    signatures = {
+        "cublasLtCreate": [pp],
+        "cublasLtMatmulDescCreate": [pp, i32, i32],
+        "cublasLtMatmulDescSetAttribute": [p, i32, p, size],
+        "cublasLtMatrixLayoutCreate": [pp, i32, u64, u64, i64],
+        "cublasLtMatmulPreferenceCreate": [pp],
+        "cublasLtMatmulPreferenceSetAttribute": [p, i32, p, size],
+        "cublasLtMatmulAlgoGetHeuristic": [p, p, p, p, p, p, p, i32, ctypes.POINTER(HeuristicResult),
+                                           ctypes.POINTER(ctypes.c_int)],
+        "cublasLtMatmul": [p, p, p, p, p, p, p, p, p, p, p, p, p, p, size, p],
+    }
+    for name, args in signatures.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = args, ctypes.c_int
+    return lib
 
 
 def available(device: torch.device | str = "cuda") -> bool:
@@ -153,7 +177,12 @@ def _matmul(epilogue: str, a: torch.Tensor, trans_a: bool, b: torch.Tensor, out:
     m, n = out.shape[1], out.shape[0]  # the column-major view of the row-major (rows, cols) output
     k = b.shape[1]
     dtype = {torch.bfloat16: R_16BF, torch.float16: R_16F}[out.dtype]
-    index = out.device.index if out.device.index is not None else torch.cuda.current_device()
+    with torch.cuda.device(out.device):  # the handle, the timing events and the stream of out's GPU
+        _run(lib, epilogue, a, trans_a, b, out, aux, bias, dtype, m, n, k)
+
+
+def _run(lib, epilogue, a, trans_a, b, out, aux, bias, dtype, m, n, k) -> None:
+    index = torch.cuda.current_device()
     key = (index, dtype, epilogue, trans_a, m, n, k)
     desc, la, lb, ld, algos = _plan(*key)
     handle, workspace = _handle(index)

@@ -10,9 +10,9 @@ registers:
   forward   u = x W_fc^T + b_fc and y = gelu(u), both written by c_fc's product;
   backward  g = (dout W_proj) * gelu'(u), written by the product that makes dout W_proj.
 
-On an H100 at 65,536 x 768 x 3,072 the forward product takes 0.61 ms where product + compiled
-GELU took 0.73, the backward one 0.59 (+ 0.15 for the bias gradient's column sums) where
-product + compiled GELU backward + sums took 1.00 (benchmarks/results/gpu-train-2026-11-23.md).
+On an H100 at 65,536 x 768 x 3,072 the forward product takes 0.56 ms where product + compiled
+GELU took 0.72, the backward one 0.56 (+ 0.15 for the bias gradient's column sums) where
+product + compiled GELU backward + sums took 0.99 (benchmarks/results/gpu-train-2026-11-23.md).
 The rest (c_proj, the weight and input gradients) are plain products. Off a GPU the same two
 steps are torch's (`fc_gelu_torch`, `gelu_grad_torch`), which the tests check against autograd.
 """
@@ -37,14 +37,15 @@ def gelu_grad_torch(dout: torch.Tensor, w_proj: torch.Tensor, u: torch.Tensor) -
 
 
 def epilogue_usable(*tensors: torch.Tensor | None) -> bool:
-    """Whether cuBLASLt's epilogues can take these operands: CUDA tensors of one dtype, bf16 or
-    fp16, contiguous, 16-byte aligned, every size a multiple of 8."""
+    """Whether cuBLASLt's epilogues can take these operands: non-empty CUDA tensors of one dtype,
+    bf16 or fp16, contiguous, 16-byte aligned, every size a multiple of 8."""
     from lmladder import cublaslt
 
     given = [t for t in tensors if t is not None]
     return (given[0].is_cuda and cublaslt.available(given[0].device)
             and all(t.dtype == given[0].dtype and t.dtype in (torch.bfloat16, torch.float16) and t.is_contiguous()
-                    and t.data_ptr() % 16 == 0 and all(size % 8 == 0 for size in t.shape) for t in given))
+                    and t.numel() > 0 and t.data_ptr() % 16 == 0 and all(size % 8 == 0 for size in t.shape)
+                    for t in given))
 
 
 @torch.library.custom_op("lmladder::fc_gelu", mutates_args=())
@@ -85,7 +86,8 @@ def column_sums(t: torch.Tensor) -> torch.Tensor:
 
 class FusedMLP(torch.autograd.Function):
     """c_proj(gelu(c_fc(x))) for x (N, C), all operands in one dtype; the backward pass returns
-    the gradients of x, w_fc, b_fc, w_proj and b_proj (None for an absent bias)."""
+    the gradients of x, w_fc, b_fc, w_proj and b_proj (None for an absent bias or one not asked
+    for). It is not itself differentiable: a second derivative is an error, not a wrong number."""
 
     @staticmethod
     def forward(ctx, x, w_fc, b_fc, w_proj, b_proj):
@@ -95,12 +97,15 @@ class FusedMLP(torch.autograd.Function):
         return F.linear(y, w_proj, b_proj)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, dout):
         x, w_fc, u, y, w_proj = ctx.saved_tensors
+        need = ctx.needs_input_grad
         dout = dout.contiguous()
-        g = gelu_grad(dout, w_proj, u)
-        return (g @ w_fc, g.t() @ x, column_sums(g) if ctx.biases[0] else None, dout.t() @ y,
-                column_sums(dout) if ctx.biases[1] else None)
+        g = gelu_grad(dout, w_proj, u) if any(need[:3]) else None
+        return (g @ w_fc if need[0] else None, g.t() @ x if need[1] else None,
+                column_sums(g) if need[2] else None, dout.t() @ y if need[3] else None,
+                column_sums(dout) if need[4] else None)
 
 
 def fused_mlp(x: torch.Tensor, c_fc: torch.nn.Linear, c_proj: torch.nn.Linear) -> torch.Tensor:

@@ -109,18 +109,21 @@ def fused_head(config, device_type: str) -> bool:
     return config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB and triton_usable(device_type)
 
 
-def fused_gelu(config, device_type: str) -> bool:
+def fused_gelu(config, device_type: str, world: int = 1) -> bool:
     """Whether a run's GPT, on a device of this type, runs its MLPs through lmladder.fusedmlp:
-    with auto only for micro-batches of FUSED_GELU_MIN_TOKENS tokens or more where cuBLASLt's
-    epilogues run (elsewhere it is the same torch arithmetic, which the compiled plain MLP
-    does as well)."""
+    with auto only where cuBLASLt's epilogues run it: a GPU, bf16 or fp16 autocast, a width that
+    is a multiple of 8, and FUSED_GELU_MIN_TOKENS tokens or more a micro-batch (each of `world`
+    processes' share). Elsewhere it would be the same torch arithmetic as the compiled plain
+    MLP's, hidden from the compiler."""
     r = config.run
     if config.model_kind != "gpt" or r.gelu_fusion == "plain":
         return False
     if r.gelu_fusion == "fused":
         return True
-    micro = config.optim.micro_batch_size or config.optim.batch_size  # (a process's share of it, under DDP)
-    if device_type != "cuda" or micro * config.seq_len < FUSED_GELU_MIN_TOKENS:
+    o = config.optim
+    micro = o.micro_batch_size or o.batch_size // world
+    if (device_type != "cuda" or r.dtype not in ("bfloat16", "float16") or config.model.n_embd % 8
+            or micro * config.seq_len < FUSED_GELU_MIN_TOKENS or (micro * config.seq_len) % 8):
         return False
     from lmladder import cublaslt
 

@@ -141,8 +141,10 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
             resume: bool = False, dist: Dist | None = None, device: str | None = None,
             fit_micro: bool = False) -> Job:
     """Load and check everything; every bad input fails here, before any training. fit_micro:
-    the micro-batch came from a preset, not from the user, so where it does not fit the GPU
-    the largest half, quarter, ... of it that does is taken (the same batch, by accumulation)."""
+    the micro-batch came from a preset or the defaults, not from the user, so where it does not
+    divide a process's share of the batch its largest divisor below it is taken, and where it
+    does not fit the GPU the largest half, quarter, ... of it that does (the same batch, by
+    accumulation)."""
     from lmladder import corpora
     from lmladder.tokens import encoded_split, load_tokenizer
 
@@ -188,27 +190,36 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     val_ids = encoded_split(tokenizer, corpus, split, "val") if any(splits["val"]) else None
     world = (dist or Dist()).world
     o = config.optim
+    share = o.batch_size // world
+    if fit_micro and o.micro_batch_size and share > 0 and not o.batch_size % world and share % o.micro_batch_size:
+        fitted = max(d for d in range(1, min(o.micro_batch_size, share) + 1) if share % d == 0)
+        if (dist or Dist()).main:
+            log(f"micro_batch_size {o.micro_batch_size} does not divide each process's share of the batch "
+                f"({share}): {fitted} instead")
+        o.micro_batch_size = fitted
     if o.batch_size % world:
         problems.append(f"batch_size {o.batch_size} does not split evenly over {world} processes")
-    elif o.micro_batch_size and (o.batch_size // world) % o.micro_batch_size:
-        problems.append(f"each process's share of the batch ({o.batch_size // world}) is not a multiple of "
+    elif o.micro_batch_size and share % o.micro_batch_size:
+        problems.append(f"each process's share of the batch ({share}) is not a multiple of "
                         f"micro_batch_size {o.micro_batch_size}")
     device = device or pick_device(config.run.device)
     available = device_memory(device)
-    micro = o.micro_batch_size or o.batch_size // world
+    micro = o.micro_batch_size or share
     needed = memory_needed(config, micro)
     if fit_micro and available is not None and needed > available:
         smaller = micro
         while smaller % 2 == 0 and memory_needed(config, smaller) > available:
             smaller //= 2
         if memory_needed(config, smaller) <= available:
-            log(f"micro_batch_size {micro} needs about {needed / 2**30:.1f} GiB of GPU memory, the GPU has "
-                f"{available / 2**30:.1f} GiB: micro-batches of {smaller} instead (the same batch of "
-                f"{o.batch_size}, accumulated)")
+            if (dist or Dist()).main:
+                log(f"micro_batch_size {micro} needs about {needed / 2**30:.1f} GiB of GPU memory, the GPU has "
+                    f"{available / 2**30:.1f} GiB: micro-batches of {smaller} instead (the same batch of "
+                    f"{o.batch_size}, accumulated)")
             o.micro_batch_size = smaller
         micro, needed = smaller, memory_needed(config, smaller)
     if available is not None and needed > available:
-        advice = "lower --micro-batch-size" if micro > 1 else "it fits this GPU at no micro-batch: train a smaller model"
+        advice = ("lower --micro-batch-size" if micro > 1
+                  else "it does not fit even at micro_batch_size 1: train a smaller model")
         problems.append(f"this model needs about {needed / 2**30:.1f} GiB of GPU memory with micro_batch_size "
                         f"{micro}, but the GPU has {available / 2**30:.1f} GiB; {advice}")
     if problems:
@@ -547,7 +558,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     if cuda:
         setup_cuda(r.attention)
     model = build_model(config).to(device)
-    if fused_gelu(config, torch.device(device).type):
+    if fused_gelu(config, torch.device(device).type, dist.world):
         model.use_fused_mlp()
     # max-autotune's kernels inside the recorded step crashed the GPU (illegal memory access, H100, torch 2.11)
     use_graph = r.cuda_graph and dist.world == 1 and graph_capable(device) and r.compile_mode == "default"

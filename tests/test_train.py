@@ -454,9 +454,13 @@ def test_preset_that_does_not_fit_the_gpu(cli, tmp_path, monkeypatch):
     monkeypatch.setattr(lmladder.train, "device_memory", lambda device: 8 * 2**30)
     assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
                      "--micro-batch-size", "64", "--out", tmp_path / "o"), "GiB of GPU memory", "lower --micro-batch-size")
+    conf = tmp_path / "micro.toml"
+    conf.write_text("[optim]\nmicro_batch_size = 64\n")  # a config file's choice is the user's too
+    assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
+                     "--config", conf, "--out", tmp_path / "o"), "with micro_batch_size 64,")
     monkeypatch.setattr(lmladder.train, "device_memory", lambda device: 2**30)
     assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
-                     "--out", tmp_path / "o"), "with micro_batch_size 1,", "at no micro-batch")
+                     "--out", tmp_path / "o"), "with micro_batch_size 1,", "does not fit even at micro_batch_size 1")
     assert not (tmp_path / "o").exists()
 
 
@@ -472,6 +476,30 @@ def test_a_presets_micro_batch_is_fitted_to_the_gpu(tmp_path, monkeypatch, micro
     monkeypatch.setattr(lmladder.train, "device_memory", lambda device: room)
     job = lmladder.train.prepare("tinyshakespeare", "char", config, tmp_path / "o", device="cpu", fit_micro=True)
     assert (job.config.optim.micro_batch_size, job.config.optim.batch_size) == (micro, 512)
+
+
+@pytest.mark.parametrize("world,batch,micro", [(8, 512, 64), (1, 96, 96), (1, 48, 48), (4, 384, 96)])
+def test_a_presets_micro_batch_divides_each_share(tmp_path, world, batch, micro):
+    """With 8 processes gpt2-124m's batch of 512 leaves 64 sequences each, so its micro-batch of 128
+    becomes 64 (an error had the user asked for 128); a batch of 96 takes micro-batches of 96."""
+    import lmladder.train
+    from lmladder import neural
+
+    config = neural.resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}, "optim": {"batch_size": batch}})
+    job = lmladder.train.prepare("tinyshakespeare", "char", config, tmp_path / "o", device="cpu", fit_micro=True,
+                                 dist=lmladder.train.Dist(world=world))
+    assert job.config.optim.micro_batch_size == micro
+
+
+def test_a_micro_batch_the_user_chose_must_divide_each_share(tmp_path):
+    import lmladder.train
+    from lmladder import neural
+    from lmladder.errors import LadderError
+
+    asked = neural.resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}})
+    with pytest.raises(LadderError, match=r"share of the batch \(64\) is not a multiple of micro_batch_size 128"):
+        lmladder.train.prepare("tinyshakespeare", "char", asked, tmp_path / "p", device="cpu",
+                               dist=lmladder.train.Dist(world=8))
 
 
 def test_resume_on_a_folder_that_is_not_a_checkpoint(cli, tmp_path):

@@ -156,7 +156,8 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
     import torch  # noqa: F401  (after the cheap checks)
 
     dist, device = init_distributed(neural.pick_device(cfg.run.device))
-    # a micro-batch the user chose (option or config file) is kept; a preset's is fitted to the GPU
+    # a micro-batch the user chose (option or config file) is kept; one from a preset or the
+    # defaults is fitted to each process's share of the batch and to the GPU
     chosen = {**((file_values or {}).get("optim") or {}), **options["optim"]}
     job = prepare(corpus, tokenizer, cfg, out, resume=resume is not None, dist=dist, device=device,
                   fit_micro=resume is None and "micro_batch_size" not in chosen)
