@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 KINDS = (  # (kind, name fragments), first match wins: cuDNN's attention kernels also say sm90
     ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
-    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "aten::mm", "aten::addmm", "aten::bmm",
-                "lmladder::fc_gelu", "lmladder::gelu_grad")),
+    ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
     ("head loss", ("head_loss_rows",)),  # lmladder.headloss's Triton kernel
     ("compiled", ("triton",)),

@@ -86,24 +86,32 @@ ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 HEAD_LOSSES = ("auto", "fused", "plain")
 GELU_FUSIONS = ("auto", "fused", "plain")
-# an H100's MLP forward + backward, fused against plain compiled, by (width, tokens a micro-batch):
-# faster at 65,536 tokens (768: 0.92x the time, 512: 0.93x), mixed below (768 x 32,768: 0.93x,
-# 1,024 x 32,768: 1.03x, 512 x 16,384: 1.63x; benchmarks/results/gpu-train-2026-11-23.md)
+# an H100's MLP forward + backward, fused against plain compiled, by (width, tokens a micro-batch)
+# (benchmarks/bench_fused_mlp.py; runs Y and AE in benchmarks/results/gpu-train-2026-11-23.md):
+# faster at 65,536 tokens (768: 0.91-0.92x the time, 512: 0.89-0.93x), mostly slower below
+# (768 x 32,768: 0.93x and 1.20x, 1,024 x 32,768: 1.00-1.03x, 512 x 16,384: 1.12-1.63x)
 FUSED_GELU_MIN_TOKENS = 65536
 # below this vocabulary the plain loss, compiled with the model, is as fast or faster (an H100:
 # benchmarks/results/gpu-train-2026-11-23.md)
 FUSED_HEAD_MIN_VOCAB = 1024
 
 
+def _chosen(config, switch: str) -> bool | None:
+    """A GPT fusion switch (head_loss, gelu_fusion) as set: True (fused), False (plain, or not a
+    GPT), None (auto: the caller decides)."""
+    value = getattr(config.run, switch)
+    if config.model_kind != "gpt" or value == "plain":
+        return False
+    return True if value == "fused" else None
+
+
 def fused_head(config, device_type: str) -> bool:
     """Whether a run's GPT, on a device of this type (cuda, cpu, ...), takes its loss through
     lmladder.headloss: with auto only where its Triton kernel runs (off it, the torch version
     of the kernel makes float32 copies of the logits, and the compiled plain loss is better)."""
-    r = config.run
-    if config.model_kind != "gpt" or r.head_loss == "plain":
-        return False
-    if r.head_loss == "fused":
-        return True
+    chosen = _chosen(config, "head_loss")
+    if chosen is not None:
+        return chosen
     from lmladder.headloss import triton_usable
 
     return config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB and triton_usable(device_type)
@@ -115,19 +123,19 @@ def fused_gelu(config, device_type: str, world: int = 1) -> bool:
     is a multiple of 8, and FUSED_GELU_MIN_TOKENS tokens or more a micro-batch (each of `world`
     processes' share). Elsewhere it would be the same torch arithmetic as the compiled plain
     MLP's, hidden from the compiler."""
-    r = config.run
-    if config.model_kind != "gpt" or r.gelu_fusion == "plain":
-        return False
-    if r.gelu_fusion == "fused":
-        return True
+    chosen = _chosen(config, "gelu_fusion")
+    if chosen is not None:
+        return chosen
     o = config.optim
-    micro = o.micro_batch_size or o.batch_size // world
-    if (device_type != "cuda" or r.dtype not in ("bfloat16", "float16") or config.model.n_embd % 8
-            or micro * config.seq_len < FUSED_GELU_MIN_TOKENS or (micro * config.seq_len) % 8):
+    tokens = (o.micro_batch_size or o.batch_size // world) * config.seq_len
+    if (device_type != "cuda" or config.run.dtype not in ("bfloat16", "float16") or config.model.n_embd % 8
+            or tokens < FUSED_GELU_MIN_TOKENS or tokens % 8):
         return False
     from lmladder import cublaslt
 
     return cublaslt.available()
+
+
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 
@@ -300,14 +308,13 @@ def check(config: TrainConfig) -> None:
         problems.append(f"compile_mode must be one of {', '.join(COMPILE_MODES)} (got {r.compile_mode!r})")
     if r.attention not in ATTENTION_KERNELS:
         problems.append(f"attention must be one of {', '.join(ATTENTION_KERNELS)} (got {r.attention!r})")
-    if r.head_loss not in HEAD_LOSSES:
-        problems.append(f"head_loss must be one of {', '.join(HEAD_LOSSES)} (got {r.head_loss!r})")
-    elif config.model_kind != "gpt" and r.head_loss == "fused":
-        problems.append(f"head_loss fused is for a GPT; an {config.model_kind.upper()} uses the plain loss")
-    if r.gelu_fusion not in GELU_FUSIONS:
-        problems.append(f"gelu_fusion must be one of {', '.join(GELU_FUSIONS)} (got {r.gelu_fusion!r})")
-    elif config.model_kind != "gpt" and r.gelu_fusion == "fused":
-        problems.append(f"gelu_fusion fused is for a GPT; an {config.model_kind.upper()} has a tanh layer")
+    for switch, choices, instead in (("head_loss", HEAD_LOSSES, "uses the plain loss"),
+                                     ("gelu_fusion", GELU_FUSIONS, "has a tanh layer")):
+        value = getattr(r, switch)
+        if value not in choices:
+            problems.append(f"{switch} must be one of {', '.join(choices)} (got {value!r})")
+        elif config.model_kind != "gpt" and value == "fused":
+            problems.append(f"{switch} fused is for a GPT; an {config.model_kind.upper()} {instead}")
     if r.dtype not in ("bfloat16", "float16", "float32"):
         problems.append(f"dtype must be bfloat16, float16 or float32 (got {r.dtype!r})")
     if config.model_kind == "gpt" and config.data.seq_len > m.block_size:

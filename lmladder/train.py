@@ -188,12 +188,13 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
         problems.append(f"the train split of {corpus.name} has {len(train_ids):,} tokens, shorter than one "
                         f"training window of {config.seq_len + 1}; use a longer corpus or a smaller --block-size")
     val_ids = encoded_split(tokenizer, corpus, split, "val") if any(splits["val"]) else None
-    world = (dist or Dist()).world
+    dist = dist or Dist()
+    world = dist.world
     o = config.optim
     share = o.batch_size // world
     if fit_micro and o.micro_batch_size and share > 0 and not o.batch_size % world and share % o.micro_batch_size:
         fitted = max(d for d in range(1, min(o.micro_batch_size, share) + 1) if share % d == 0)
-        if (dist or Dist()).main:
+        if dist.main:
             log(f"micro_batch_size {o.micro_batch_size} does not divide each process's share of the batch "
                 f"({share}): {fitted} instead")
         o.micro_batch_size = fitted
@@ -211,7 +212,7 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
         while smaller % 2 == 0 and memory_needed(config, smaller) > available:
             smaller //= 2
         if memory_needed(config, smaller) <= available:
-            if (dist or Dist()).main:
+            if dist.main:
                 log(f"micro_batch_size {micro} needs about {needed / 2**30:.1f} GiB of GPU memory, the GPU has "
                     f"{available / 2**30:.1f} GiB: micro-batches of {smaller} instead (the same batch of "
                     f"{o.batch_size}, accumulated)")

@@ -229,12 +229,24 @@ def test_profile_step_script_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.setenv("OUT", str(tmp_path))
     result = script.main(["--preset", "gpt-tiny", "--micro", "4", "--vocab-size", "64", "--steps", "2",
                           "--device", "cpu", "--no-bias", "--residual-dtype", "autocast", "--head-loss", "plain",
-                          "--name", "tiny"])
+                          "--gelu-fusion", "fused", "--name", "tiny"])
     saved = json.loads((tmp_path / "profile-tiny.json").read_text())
     assert saved["model_options"] == {"vocab_size": 64, "bias": False, "residual_dtype": "autocast"}
-    assert saved["run_options"] == {"head_loss": "plain"}
+    assert saved["run_options"] == {"head_loss": "plain", "gelu_fusion": "fused"}
     assert saved["ms_by_kind"]["matmul"] > 0 and saved["mfu"] is None and result["tokens_per_s"] > 0
     assert script.kind_of("cudnn_generated_fort_native_sdpa_sm90_flash_bprop") == "attention"
     assert script.kind_of("nvjet_sm90_tst_192x192_64x3_2x1_v_bz_coopB_NNN") == "matmul"
     assert script.kind_of("triton_poi_fused_gelu_view_8") == "compiled"
     assert script.kind_of("head_loss_rows") == "head loss"
+    assert script.kind_of("sm90_xmma_gemm_bf16bf16_bf16f32_f32_nn_n_tilesize128x128x64_aux_bf16_dgelu") == "matmul"
+
+
+def test_fused_mlp_bench_on_the_cpu(tmp_path, monkeypatch):
+    """benchmarks/bench_fused_mlp.py times both MLP routes by shape and saves device, torch, date."""
+    script = bench_script("bench_fused_mlp")
+    monkeypatch.setenv("OUT", str(tmp_path))
+    result = script.main(["--shapes", "16x64,32x128", "--steps", "2", "--no-compile", "--device", "cpu"])
+    saved = json.loads((tmp_path / "bench-fused-mlp.json").read_text())
+    assert saved == result and saved["device"] == "cpu" and saved["torch"] and saved["date"]
+    assert list(saved["shapes"]) == ["16x64", "32x128"] and "cublaslt_algorithms" not in saved
+    assert all(row["plain_ms"] > 0 and row["fused_ms"] > 0 for row in saved["shapes"].values())

@@ -228,3 +228,44 @@ def test_fused_mlp_on_the_gpu_in_a_cuda_graph():
     torch.testing.assert_close(out.float(), fused[0], rtol=0, atol=0)
     for a, b in zip(grads, fused[1:]):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_the_fastest_algorithm_is_timed_once_and_kept(monkeypatch):
+    """cublaslt._fastest's logic with a simulated GPU clock: each algorithm runs once untimed and
+    3 times timed, the fastest is kept and never timed again; while a CUDA graph records, the
+    heuristic's first is used, untimed and not kept."""
+    from lmladder import cublaslt
+
+    clock = [0.0]
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.at = None
+
+        def record(self):
+            self.at = clock[0]
+
+        def synchronize(self):
+            pass
+
+        def elapsed_time(self, end):
+            return end.at - self.at
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(cublaslt, "CHOSEN", {})
+    monkeypatch.setattr(cublaslt, "TIMINGS", {})
+    costs, calls = [3.0, 1.0, 2.0], []
+
+    def call(algo):
+        calls.append(algo)
+        clock[0] += costs[algo]
+
+    assert cublaslt._fastest("shape", [0, 1, 2], call) == 1
+    assert cublaslt.TIMINGS["shape"] == [3.0, 1.0, 2.0]
+    assert calls == [0] * 4 + [1] * 4 + [2] * 4
+    calls.clear()
+    assert cublaslt._fastest("shape", [0, 1, 2], call) == 1 and calls == []
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    assert cublaslt._fastest("another", [0, 1, 2], call) == 0 and calls == []
+    assert "another" not in cublaslt.CHOSEN

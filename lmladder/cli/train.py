@@ -78,8 +78,8 @@ def train(
                                  "on a GPU), plain (nn.Linear, then F.cross_entropy) or auto (fused on a GPU "
                                  "from a vocabulary of 1,024 up; default)."),
     gelu_fusion: Optional[str] = O(None, help="GPT: fused (GELU inside the MLP's matrix products, cuBLASLt's "
-                                   "epilogues on a GPU), plain (Linear, GELU, Linear) or auto (fused on a GPU; "
-                                   "default)."),
+                                   "epilogues on a GPU), plain (Linear, GELU, Linear) or auto (fused on a GPU under "
+                                   "bf16/fp16 from 65,536 tokens a micro-batch; default)."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train a rung on the corpus's train split and save it as a self-describing folder."""
