@@ -43,7 +43,7 @@ from pathlib import Path
 import kenlm
 import numpy as np
 
-from lmladder import arpa, artifacts, corpora, ngram
+from lmladder import arpa, corpora, ngram, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("KENLM_FIXTURES", ROOT.parent / "shared" / "fixtures" / "kenlm"))
@@ -145,7 +145,7 @@ def check(name: str, train_args: list[str], test_docs: list[str], compat: bool, 
         return {**res, "export_error": exported["error"]}
     m = load_kenlm(path, res)
     res["kenlm_order"] = m.order
-    model = artifacts.load_model(str(out))
+    model = registry.load_model(str(out))
     if compat:
         ours_lp, ours_oov = model.kenlm_query(test_docs)
         ken_lp, ken_oov = kenlm_lines(m, test_docs, eos=True)

@@ -43,10 +43,11 @@ def build(preset: str, micro: int, options: dict, run: dict, device: str):
     """The model, one training step as lmladder.train runs it, and the tokens a step sees."""
     import torch
 
-    from lmladder import neural
+    from lmladder import neural  # noqa: F401
+    from lmladder.config import resolve
     from lmladder.train import loss_function, make_optimizer, setup_cuda, training_autocast
 
-    config = neural.resolve("gpt", preset, None, {"model": options,
+    config = resolve("gpt", preset, None, {"model": options,
                                                   "optim": {"micro_batch_size": micro, "batch_size": micro},
                                                   "run": run})
     torch.manual_seed(0)

@@ -4,12 +4,11 @@
 
 `format` says what the folder is (a model, n-gram counts, a tokenizer, a bench run);
 `format_version` changes when the layout does, and a folder of another version is refused
-with a clear error rather than misread. Models are loaded by kind through MODEL_LOADERS.
+with a clear error rather than misread. Models are loaded by kind through lmladder.registry.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,6 @@ from lmladder.atomic import MARKER
 from lmladder.errors import LadderError
 
 FORMAT_VERSION = 1
-
-# kind -> "module:function" taking the folder and returning a rung (imported on demand)
-MODEL_LOADERS: dict[str, str] = {
-    "uniform": "lmladder.baselines:load",
-    "unigram": "lmladder.baselines:load",
-    "ngram": "lmladder.ngram:load",
-    "gpt": "lmladder.neural:load",
-    "mlp": "lmladder.neural:load",
-}
-
 
 def header(fmt: str, **fields: Any) -> dict[str, Any]:
     return {"format": fmt, "format_version": FORMAT_VERSION, "lmladder_version": __version__, **fields}
@@ -54,13 +43,3 @@ def read_header(folder: str | Path, fmt: str, what: str = "model") -> dict[str, 
             f"{data.get('format_version')}; this lmladder {__version__} reads version {FORMAT_VERSION}: rebuild it"
         )
     return data
-
-
-def load_model(folder: str | Path):
-    """Load any saved rung from its folder."""
-    data = read_header(folder, "lmladder-model")
-    kind = data.get("kind")
-    if kind not in MODEL_LOADERS:
-        raise LadderError(f"{folder} holds a model of unknown kind {kind!r}; known: {', '.join(MODEL_LOADERS)}")
-    module, func = MODEL_LOADERS[kind].split(":")
-    return getattr(importlib.import_module(module), func)(Path(folder), data)

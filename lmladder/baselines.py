@@ -10,7 +10,6 @@ Unseen characters follow the escape rule of lmladder.vocab.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,6 +19,7 @@ from lmladder import artifacts
 from lmladder.atomic import MARKER, atomic_dir, write_json
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
+from lmladder.rung import Built
 from lmladder.sampling import SampleSettings, choose, sample_rngs
 from lmladder.vocab import CharVocab
 
@@ -92,3 +92,9 @@ def load(folder: Path, header: dict[str, Any]) -> LetterDistribution:
     if counts.shape != (vocab.size,):
         raise LadderError(f"{folder / MARKER} has counts that do not match vocab.json; rebuild the model")
     return LetterDistribution(header["kind"], vocab, counts)
+
+
+def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
+    """The `uniform` and `unigram` kinds of a ladder file (no settings)."""
+    rung = train(kind, splits.require("train"))
+    return Built(rung, rung.parameters, "parameters")

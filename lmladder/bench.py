@@ -1,8 +1,8 @@
 """The whole ladder on one corpus: every rung trained on the same train split and scored on
 the same test split through lmladder.metrics, in one table.
 
-A ladder file (TOML) lists `[[rung]]` tables, each with a `name`, a `kind` from RUNG_KINDS
-and that kind's settings.
+A ladder file (TOML) lists `[[rung]]` tables, each with a `name`, a `kind` from the rung
+registry (lmladder.registry) and that kind's settings.
 """
 
 from __future__ import annotations
@@ -12,61 +12,14 @@ import platform
 import resource
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from lmladder import __version__
+from lmladder import __version__, registry
 from lmladder.errors import LadderError
 
 DEFAULT_LADDER_NAME = "benchmarks/ladders/default.toml"  # in the repository; manifests name it so
 DEFAULT_LADDER = Path(__file__).resolve().parent.parent / DEFAULT_LADDER_NAME
-
-
-@dataclass
-class Built:
-    rung: Any  # has score(documents) -> UnitScores
-    size: int | None
-    size_unit: str | None
-    has_tokens: bool = True
-    curve: list[tuple[float, float]] | None = None  # (seconds, val bits/char) for neural rungs
-    details: dict[str, Any] | None = None  # what the rung chose, e.g. the best order on val
-
-
-def _baseline(kind: str, settings: dict, splits, profile: str) -> Built:
-    from lmladder import baselines
-
-    rung = baselines.train(kind, splits.require("train"))
-    return Built(rung, rung.parameters, "parameters")
-
-
-def _compressor(kind: str, settings: dict, splits, profile: str) -> Built:
-    from lmladder.compressors import CompressorRung
-
-    return Built(CompressorRung(settings["method"], splits.require("train")), None, None, has_tokens=False)
-
-
-def _ngram(kind: str, settings: dict, splits, profile: str) -> Built:
-    from lmladder import ngram
-
-    return ngram.bench_rung(kind, settings, splits, profile)
-
-
-def _neural(kind: str, settings: dict, splits, profile: str) -> Built:
-    from lmladder.train import bench_rung
-
-    return bench_rung(kind, settings, splits, profile)
-
-
-# kind -> (builder, {setting: required?})
-RUNG_KINDS: dict[str, tuple[Callable[..., Built], dict[str, bool]]] = {
-    "uniform": (_baseline, {}),
-    "unigram": (_baseline, {}),
-    "compressor": (_compressor, {"method": True}),
-    "ngram": (_ngram, {"unit": False, "order": True, "smoothing": False, "min_count": False, "max_order": False}),
-    "mlp": (_neural, {"tokenizer": False, "bpe_vocab": False}),
-    "gpt": (_neural, {"tokenizer": False, "bpe_vocab": False}),
-}
 
 
 def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
@@ -89,10 +42,10 @@ def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
         elif name in seen:
             problems.append(f"rung name {name!r} is used twice")
         seen.add(name)
-        if kind not in RUNG_KINDS:
-            problems.append(f"rung {name or i}: unknown kind {kind!r} (valid kinds: {', '.join(RUNG_KINDS)})")
+        if kind not in registry.KINDS:
+            problems.append(f"rung {name or i}: unknown kind {kind!r} (valid kinds: {', '.join(registry.KINDS)})")
             continue
-        allowed = RUNG_KINDS[kind][1]
+        allowed = registry.KINDS[kind].settings
         for key in rung:
             if key not in ("name", "kind") and key not in allowed:
                 valid = ", ".join(allowed) or "none"
@@ -195,7 +148,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
             if on_rung:
                 on_rung(cached)
             continue
-        builder = RUNG_KINDS[spec["kind"]][0]
+        builder = registry.KINDS[spec["kind"]].function("ladder")
         settings = {k: v for k, v in spec.items() if k not in ("name", "kind")}
         start = time.perf_counter()
         built = builder(spec["kind"], settings, splits, profile)

@@ -17,6 +17,7 @@ import numpy as np
 
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
+from lmladder.rung import Built
 
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": lambda data: gzip.compress(data, compresslevel=9, mtime=0),
@@ -38,3 +39,8 @@ class CompressorRung:
         test = "".join(documents).encode("utf-8")
         bits = 8 * (len(self.compress(self.train + test)) - self.train_size)
         return UnitScores(np.array([-max(bits, 0) * math.log(2)]), sum(len(d) for d in documents), len(test))
+
+
+def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
+    """The `compressor` kind of a ladder file: setting `method` (gzip, bz2 or xz)."""
+    return Built(CompressorRung(settings["method"], splits.require("train")), None, None, has_tokens=False)

@@ -18,7 +18,6 @@ Shapes: B batch, T time (<= block_size), C = n_embd, nh = n_head, hs = C // nh, 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -28,34 +27,7 @@ from lmladder.fusedmlp import fused_mlp
 from lmladder.headloss import compute_dtype
 
 
-@dataclass
-class GPTConfig:
-    block_size: int = 1024  # the longest context the model sees
-    vocab_size: int = 50304  # GPT-2's 50,257 padded up to a multiple of 64 for faster matmuls
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has; False is a little faster
-    position: str = "learned"  # learned (GPT-2's table, transformer.wpe) or rotary (no table)
-    # the residual stream's dtype under autocast: float32 (as GPT-2 under autocast, nanoGPT) or
-    # autocast (its dtype, bf16 on a GPU: half the memory traffic of the adds and layer norms)
-    residual_dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        if self.position not in POSITIONS:
-            raise ValueError(f"position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
-        if self.residual_dtype not in RESIDUAL_DTYPES:
-            raise ValueError(f"residual_dtype must be one of {', '.join(RESIDUAL_DTYPES)} (got {self.residual_dtype!r})")
-        if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
-            raise ValueError(f"rotary positions need an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
-
-
-POSITIONS = ("learned", "rotary")
-RESIDUAL_DTYPES = ("float32", "autocast")
-
+from lmladder.config import POSITIONS, RESIDUAL_DTYPES, GPTConfig  # noqa: F401
 
 class Rotary(nn.Module):
     """Rotary position embeddings: the two halves of each head's query and key, read as the real

@@ -17,24 +17,13 @@ trainer, the evaluator and the sampler serve both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
 
-@dataclass
-class MLPConfig:
-    block_size: int = 16  # n: how many previous units the model sees (the paper used 5 words)
-    vocab_size: int = 256
-    n_embd: int = 30  # m: the paper's feature vectors had 30 to 100 dimensions
-    n_hidden: int = 512  # h: hidden tanh units (the paper: 50 to 100 on word vocabularies)
-    direct: bool = True  # the direct connections W from the embeddings to the output
-    dropout: float = 0.0
-    pad_id: int = 0  # set to the tokenizer's end-of-text id
-
-
+from lmladder.config import MLPConfig  # noqa: F401
 class MLP(nn.Module):
     def __init__(self, config: MLPConfig):
         super().__init__()

@@ -24,9 +24,8 @@ whitespace tokens of lines with <s>, </s> and <unk>.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +34,7 @@ import numpy as np
 from lmladder import counts as counting
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
+from lmladder.rung import Built
 from lmladder.sampling import SampleSettings, choose, sample_rngs
 from lmladder.vocab import CharVocab
 
@@ -432,7 +432,7 @@ def train(config: NgramConfig, documents: Sequence[str], memory_bytes: int | Non
 
 
 def save(model: NgramModel, out: str | Path, corpus: dict[str, Any], split: str) -> None:
-    from lmladder import artifacts, schemas
+    from lmladder import artifacts
     from lmladder.atomic import MARKER, atomic_dir, write_json
 
     with atomic_dir(out) as tmp:
@@ -510,12 +510,11 @@ def _load_part(folder: Path, info: Any, prefix: str) -> NgramModel:
     return NgramModel(config, units, info["bos"], info["escape"], info["eos"], tables, info.get("meta", {}))
 
 
-def bench_rung(kind: str, settings: dict, splits, profile: str):
-    """The `ngram` rung kind of lmladder.bench: settings unit, order, smoothing, min_count (0: tune
+def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
+    """The `ngram` rung kind of a ladder file: settings unit, order, smoothing, min_count (0: tune
     on val). `order = "best"` trains every order from 1 to `max_order` (default 10) and keeps the
     one with the lowest bits/char on val."""
     from lmladder import metrics
-    from lmladder.bench import Built
 
     def build(order: int) -> NgramModel:
         config = NgramConfig(unit=settings.get("unit", "char"), order=order,

@@ -95,7 +95,7 @@ def count_corpus(config, splits, corpus: dict[str, Any], out, memory_bytes) -> d
 
 
 def stats(folder) -> dict[str, Any]:
-    from lmladder import artifacts, schemas
+    from lmladder import artifacts
 
     head = artifacts.read_header(folder, FORMAT, what="n-gram counts folder")
     for n in range(1, int(head.get("order", 0)) + 1):  # refuse a damaged folder, not just a header

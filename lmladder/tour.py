@@ -60,7 +60,7 @@ def _bar(units: list[str], probs: np.ndarray, path: Path, title: str, top: int =
 
 def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: int = 120,
         seed_word: str = "cat", gpt: str | None = None, on_step: Callable[[Step], None] | None = None) -> list[Step]:
-    from lmladder import artifacts, corpora, ngram, ngramio
+    from lmladder import corpora, ngram, ngramio, registry
 
     corpus = corpora.load(corpus_name)
     splits = corpus.split()
@@ -167,7 +167,7 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
 
     # 6. a GPT at temperature 0 and 0.8
     if gpt:
-        model = artifacts.load_model(gpt)
+        model = registry.load_model(gpt)
         step = Step("6. A GPT",
                     "Temperature 0 always takes the most likely next token: flat and repetitive. "
                     "Temperature 0.8 is what works best for prose.")

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lmladder import fusedmlp, neural
+from lmladder.config import resolve
 from lmladder.gpt import GPT, GPTConfig, MLP
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="cuBLASLt's epilogues need a CUDA GPU")
@@ -125,7 +126,7 @@ def test_only_the_gradients_asked_for():
 def test_gelu_fusion_policy(kind, preset, micro, device, fused):
     model = "mlp" if preset == "mlp" else "gpt"
     options = {} if model == "mlp" else {"run": {"gelu_fusion": kind}, "optim": {"micro_batch_size": micro}}
-    assert neural.fused_gelu(neural.resolve(model, preset, None, options), device) is fused
+    assert neural.fused_gelu(resolve(model, preset, None, options), device) is fused
 
 
 def test_gelu_fusion_auto_on_a_gpu_by_micro_batch(monkeypatch):
@@ -134,14 +135,14 @@ def test_gelu_fusion_auto_on_a_gpu_by_micro_batch(monkeypatch):
 
     monkeypatch.setattr(cublaslt, "available", lambda device="cuda": True)
     for micro, fused in ((64, True), (32, False), (0, True)):  # 0: the whole batch of 512 sequences
-        config = neural.resolve("gpt", "gpt2-124m", None, {"optim": {"micro_batch_size": micro}})
+        config = resolve("gpt", "gpt2-124m", None, {"optim": {"micro_batch_size": micro}})
         assert neural.fused_gelu(config, "cuda") is fused
-    shared = neural.resolve("gpt", "gpt2-124m", None, {"optim": {"micro_batch_size": 0, "batch_size": 128}})
+    shared = resolve("gpt", "gpt2-124m", None, {"optim": {"micro_batch_size": 0, "batch_size": 128}})
     assert neural.fused_gelu(shared, "cuda", world=2) and not neural.fused_gelu(shared, "cuda", world=4)
-    fp32 = neural.resolve("gpt", "gpt2-124m", None, {"run": {"dtype": "float32"}})
+    fp32 = resolve("gpt", "gpt2-124m", None, {"run": {"dtype": "float32"}})
     assert not neural.fused_gelu(fp32, "cuda")  # cuBLASLt's epilogues here are bf16/fp16 only
     monkeypatch.setattr(cublaslt, "available", lambda device="cuda": False)
-    assert not neural.fused_gelu(neural.resolve("gpt", "gpt2-124m", None, {}), "cuda")
+    assert not neural.fused_gelu(resolve("gpt", "gpt2-124m", None, {}), "cuda")
 
 
 def test_epilogues_refused_off_a_gpu():

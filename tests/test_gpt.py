@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from lmladder.gpt import GPT, GPTConfig  # noqa: E402
 from lmladder.mlp import MLP, MLPConfig  # noqa: E402
-from lmladder.neural import NeuralRung, TrainConfig, window_logprobs, window_plan  # noqa: E402
+from lmladder.config import TrainConfig  # noqa: E402
+from lmladder.neural import NeuralRung, window_logprobs, window_plan  # noqa: E402
 
 TINY = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=16)
 

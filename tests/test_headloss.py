@@ -72,12 +72,13 @@ def test_autocast_runs_the_head_in_its_dtype(monkeypatch):
 
 def test_auto_fuses_large_vocabularies_on_a_gpu_only(monkeypatch):
     from lmladder import headloss, neural
+    from lmladder.config import resolve
 
     monkeypatch.setattr(headloss, "triton_usable", lambda device: torch.device(device).type == "cuda")
 
     def fused(vocab, kind="auto", model="gpt", device="cuda"):
         preset = "gpt-tiny" if model == "gpt" else "mlp"
-        return neural.fused_head(neural.resolve(model, preset, None, {"model": {"vocab_size": vocab},
+        return neural.fused_head(resolve(model, preset, None, {"model": {"vocab_size": vocab},
                                                                       "run": {"head_loss": kind}}), device)
 
     assert not fused(128) and not fused(1023) and fused(1024) and fused(50304)
@@ -100,12 +101,13 @@ def test_backward_is_not_differentiable_twice():
 
 def test_trained_gpt_loss_is_the_plain_one():
     """A GPT's loss through head_loss fused equals logits + cross_entropy (the trainer's two routes)."""
-    from lmladder import neural
+    from lmladder import neural  # noqa: F401
+    from lmladder.config import resolve
     from lmladder.train import loss_function
 
     losses = {}
     for kind in ("fused", "plain"):
-        config = neural.resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64}, "run": {"head_loss": kind}})
+        config = resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64}, "run": {"head_loss": kind}})
         torch.manual_seed(0)
         model = neural.build_model(config)
         x = torch.randint(0, 64, (3, 33), generator=torch.Generator().manual_seed(1))

@@ -55,9 +55,9 @@ def test_auto_min_count_tunes_on_val():
 def test_save_load_round_trip(tmp_path):
     model = ngram.train(ngram.NgramConfig(unit="word", order=3, min_count=2), [TEXT])
     ngram.save(model, tmp_path / "m", {"name": "x", "kind": "local", "sha256": "0"}, "1,0,0")
-    from lmladder import artifacts
+    from lmladder import registry
 
-    back = artifacts.load_model(tmp_path / "m")
+    back = registry.load_model(tmp_path / "m")
     doc = ["the cat sat on a zebra\n"]
     assert np.allclose(back.score(doc).logprob, model.score(doc).logprob)
     assert back.sample("the", 20, seed=3) == model.sample("the", 20, seed=3)

@@ -34,7 +34,7 @@ def assert_same_weights(a: dict, b: dict, atol: float) -> None:
 
 
 def test_help_lists_every_config_field(cli):
-    from lmladder.neural import option_fields
+    from lmladder.config import option_fields
 
     result = cli("train", "--help")
     assert result.exit_code == 0
@@ -61,7 +61,7 @@ def test_train_gpt_writes_a_self_describing_model(cli, tmp_path):
     scored = cli("score", out, "tinyshakespeare", "--json")
     assert scored.exit_code == 0, scored
     assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(report["test"]["bits_per_char"], rel=1e-9)
-    from lmladder.artifacts import load_model
+    from lmladder.registry import load_model
 
     samples = load_model(out).sample("ROMEO:", 20, seed=1, num_samples=2)
     assert len(samples) == 2 and all(len(s) == 26 for s in samples)
@@ -221,7 +221,7 @@ def test_rotary_gpt_trains_scores_and_samples(cli, tmp_path):
     assert "transformer.wpe.weight" not in weights(out)
     scored = cli("score", out, "tinyshakespeare", "--json")
     assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(json.loads(result.stdout)["test"]["bits_per_char"])
-    from lmladder.artifacts import load_model
+    from lmladder.registry import load_model
 
     model = load_model(out)
     assert model.sample("ROMEO:", 50, seed=3) == model.sample("ROMEO:", 50, seed=3)  # past the 32-unit block
@@ -330,7 +330,7 @@ def test_config_file_and_precedence(cli, tmp_path):
 
 
 def test_schedule():
-    from lmladder.neural import OptimConfig
+    from lmladder.config import OptimConfig
     from lmladder.train import lr_at
 
     o = OptimConfig(lr=1.0, min_lr=0.1, warmup_steps=10)
@@ -469,9 +469,10 @@ def test_a_presets_micro_batch_is_fitted_to_the_gpu(tmp_path, monkeypatch, micro
     """gpt2-124m's micro-batch of 128 is halved until the memory estimate fits the GPU: a GPU
     just big enough for `micro` gets it; the batch stays 512 (more micro-steps)."""
     import lmladder.train
-    from lmladder import neural
+    from lmladder import neural  # noqa: F401
+    from lmladder.config import resolve
 
-    config = neural.resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}})
+    config = resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}})
     room = lmladder.train.memory_needed(config, micro) + 1
     monkeypatch.setattr(lmladder.train, "device_memory", lambda device: room)
     job = lmladder.train.prepare("tinyshakespeare", "char", config, tmp_path / "o", device="cpu", fit_micro=True)
@@ -483,9 +484,10 @@ def test_a_presets_micro_batch_divides_each_share(tmp_path, world, batch, micro)
     """With 8 processes gpt2-124m's batch of 512 leaves 64 sequences each, so its micro-batch of 128
     becomes 64 (an error had the user asked for 128); a batch of 96 takes micro-batches of 96."""
     import lmladder.train
-    from lmladder import neural
+    from lmladder import neural  # noqa: F401
+    from lmladder.config import resolve
 
-    config = neural.resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}, "optim": {"batch_size": batch}})
+    config = resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}, "optim": {"batch_size": batch}})
     job = lmladder.train.prepare("tinyshakespeare", "char", config, tmp_path / "o", device="cpu", fit_micro=True,
                                  dist=lmladder.train.Dist(world=world))
     assert job.config.optim.micro_batch_size == micro
@@ -493,10 +495,11 @@ def test_a_presets_micro_batch_divides_each_share(tmp_path, world, batch, micro)
 
 def test_a_micro_batch_the_user_chose_must_divide_each_share(tmp_path):
     import lmladder.train
-    from lmladder import neural
+    from lmladder import neural  # noqa: F401
+    from lmladder.config import resolve
     from lmladder.errors import LadderError
 
-    asked = neural.resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}})
+    asked = resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}})
     with pytest.raises(LadderError, match=r"share of the batch \(64\) is not a multiple of micro_batch_size 128"):
         lmladder.train.prepare("tinyshakespeare", "char", asked, tmp_path / "p", device="cpu",
                                dist=lmladder.train.Dist(world=8))

@@ -121,12 +121,12 @@ def export(model_dir: str = typer.Argument(..., help="A Kneser-Ney model folder 
            json: bool = JSON_OPTION) -> None:
     """Write a Kneser-Ney model as an ARPA file."""
     from lmladder import arpa as arpa_io
-    from lmladder import artifacts
+    from lmladder import artifacts, registry
 
     header = artifacts.read_header(model_dir, "lmladder-model")
     if header.get("kind") != "ngram":
         raise LadderError(f"{model_dir} holds a {header.get('kind')} model, not an n-gram model")
-    model = artifacts.load_model(model_dir)
+    model = registry.load_model(model_dir)
     arpa_io.write(model, arpa)
     result = {"model": model_dir, "arpa": arpa, "ngrams": [len(t.keys) for t in model.tables]}
     report(result, json, f"wrote {arpa}")

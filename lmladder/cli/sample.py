@@ -54,10 +54,10 @@ def sample(
         prompt = textio.decode_utf8(textio.read_bytes(prompt_file), prompt_file)
     prompt = prompt or ""
 
-    from lmladder import artifacts
+    from lmladder import artifacts, registry
 
     header = artifacts.read_header(model_dir, "lmladder-model")
-    rung = artifacts.load_model(model_dir)
+    rung = registry.load_model(model_dir)
     kwargs = {"settings": settings, "seed": seed, "num_samples": num_samples}
     if max_new_tokens is not None:
         kwargs["max_new_tokens"] = max_new_tokens

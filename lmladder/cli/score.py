@@ -24,10 +24,10 @@ def score(
     """Score a saved rung: bits/char, bits/byte, word and token perplexity."""
     import time
 
-    from lmladder import artifacts, corpora, metrics
+    from lmladder import artifacts, corpora, metrics, registry
 
     header = artifacts.read_header(model_dir, "lmladder-model")
-    rung = artifacts.load_model(model_dir)
+    rung = registry.load_model(model_dir)
     data = corpora.load(corpus)
     same = data.sha256 == header.get("corpus", {}).get("sha256")
     spec = split_spec or (header.get("split") if same else None)

@@ -119,8 +119,11 @@ RESUMABLE = ("max_steps", "max_tokens", "time_budget", "eval_interval", "eval_ba
 def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) -> None:
     from pathlib import Path
 
-    from lmladder import artifacts, neural
-    from lmladder.train import TrainConfig, init_distributed, prepare, train
+    from lmladder import artifacts
+    from lmladder import config as neural
+    from lmladder.config import TrainConfig
+    from lmladder.neural import pick_device
+    from lmladder.train import init_distributed, prepare, train
 
     sections = {section: {name for name, _, _ in entries} for section, entries in neural.option_fields().items()}
     options = {s: {k: v for k, v in given.items() if k in names} for s, names in sections.items()}
@@ -155,7 +158,7 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
         cfg = neural.resolve(model, preset, file_values, options)
     import torch  # noqa: F401  (after the cheap checks)
 
-    dist, device = init_distributed(neural.pick_device(cfg.run.device))
+    dist, device = init_distributed(pick_device(cfg.run.device))
     # a micro-batch the user chose (option or config file) is kept; one from a preset or the
     # defaults is fitted to each process's share of the batch and to the GPU
     chosen = {**((file_values or {}).get("optim") or {}), **options["optim"]}

@@ -1,0 +1,93 @@
+"""The neural kinds (gpt, mlp) as a ladder file builds them: sized by the bench profile, trained
+by lmladder.train in a scratch folder, and loaded back as rungs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lmladder import artifacts
+from lmladder.config import resolve
+from lmladder.errors import LadderError
+from lmladder.neural import load as load_rung
+from lmladder.neural import padded_vocab, pick_device
+from lmladder.rung import Built
+from lmladder.train import Job, train
+
+# profile -> rung kind -> (preset, overrides): cpu is sized so the default ladder on Tiny Shakespeare
+# takes ~10 minutes on 2 cores (each GPT ~4 minutes); gpu uses the presets
+BENCH_PROFILES = {
+    "cpu": {"mlp": ("mlp", {"model": dict(block_size=16, n_hidden=256), "optim": dict(batch_size=64, lr=1e-2),
+                            "data": dict(seq_len=64), "run": dict(max_steps=1500, eval_interval=750)}),
+            "gpt": ("gpt-char", {"model": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
+                                 "optim": dict(batch_size=32, lr=3e-3, min_lr=3e-4, warmup_steps=50),
+                                 "run": dict(max_steps=1500, eval_interval=750, eval_batch_size=64)})},
+    "gpu": {"mlp": ("mlp", {"model": dict(n_embd=48, n_hidden=2048, dropout=0.25), "optim": dict(batch_size=512),
+                            "run": dict(max_steps=12000, eval_interval=500, eval_batch_size=512)}),
+            # the best 60-second recipe of benchmarks/bench_gpu.py: a 512-wide gpt-char, heavily
+            # regularised (dropout 0.3, weight decay 2.0), evaluated through a moving average of its weights
+            "gpt": ("gpt-char", {"model": dict(n_embd=512, n_head=8, dropout=0.3),
+                                 "optim": dict(weight_decay=2.0, ema=0.995),
+                                 "run": dict(max_steps=4500, eval_interval=250, eval_batch_size=256)})},
+}
+
+
+class _BenchCorpus:
+    def __init__(self, splits):
+        import hashlib
+
+        digest = hashlib.sha256()
+        for name in ("train", "val", "test"):
+            for doc in splits[name]:
+                digest.update(doc.encode("utf-8"))
+        self.name, self.sha256 = "bench", digest.hexdigest()
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "bench", "sha256": self.sha256}
+
+
+def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
+    """The `gpt` and `mlp` rung kinds of a ladder file. Settings: tokenizer ("char" or "bpe"),
+    bpe_vocab (the BPE's vocabulary size, default 1024). Trained in a scratch folder under the
+    cache, which is removed once the model is loaded."""
+    import shutil
+    import tempfile
+
+    from lmladder import home, tokens
+
+    preset, overrides = BENCH_PROFILES[profile][kind]
+    config = resolve(kind, preset, None, overrides)
+    train_docs = splits.require("train")
+    if settings.get("tokenizer", "char") == "bpe":
+        from lmladder import bpe
+
+        tok = bpe.train(train_docs, bpe.BPESettings(vocab_size=int(settings.get("bpe_vocab", 1024))))
+    elif settings.get("tokenizer", "char") == "char":
+        from lmladder.vocab import CharVocab
+
+        tok = tokens.CharTokenizer(CharVocab.from_texts(train_docs))
+    else:
+        raise LadderError(f"tokenizer must be char or bpe (got {settings['tokenizer']!r})")
+    m = config.model
+    m.vocab_size = padded_vocab(tok.vocab_size) if kind == "gpt" else tok.vocab_size
+    if kind == "mlp":
+        m.pad_id = tok.eot_id
+    train_ids = tokens.encode_documents(tok, train_docs)
+    val_ids = tokens.encode_documents(tok, splits["val"]) if any(splits["val"]) else None
+    if len(train_ids) < config.seq_len + 1:
+        raise LadderError(f"the train split has {len(train_ids):,} tokens, shorter than one window of "
+                          f"{config.seq_len + 1} for the {kind} rung")
+    scratch = home.cache_dir("bench-train")
+    scratch.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=scratch))
+    try:
+        job = Job(config, _BenchCorpus(splits), str(splits.spec), tok, train_ids, val_ids,
+                  sum(len(d) for d in splits["val"]), [], out / "run", None, pick_device(config.run.device))
+        train(job)
+        rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
+        curve = [(r["time"], r["val_bits_per_char"]) for r in rows if "val_bits_per_char" in r]
+        rung = load_rung(out / "run", artifacts.read_header(out / "run", "lmladder-model"))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return Built(rung, rung.parameters, "parameters", curve=curve or None)

@@ -1,0 +1,83 @@
+"""The rung registry: every kind of rung lmladder has, and where each part of it lives.
+
+A kind is one entry below. For each, `load` reads a saved model folder (its lmladder.json says
+the kind), `ladder` builds the rung a ladder file's `[[rung]]` table asks for (with the
+settings listed in `settings`: name -> required?), and `train_command` is how a user trains one.
+The functions are named as "module:function" and imported only when used, so this module is
+cheap to import (the CLI reads it for its help) and no rung module needs to import it back.
+
+Adding a kind is one module that keeps the contract of lmladder.rung plus one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from lmladder.errors import LadderError
+
+
+@dataclass(frozen=True)
+class RungKind:
+    name: str
+    summary: str
+    ladder: str  # "module:function" (kind, settings, splits, profile) -> lmladder.rung.Built
+    load: str | None = None  # "module:function" (folder, header) -> rung; None: never saved
+    settings: dict[str, bool] = field(default_factory=dict)  # a ladder file's settings: name -> required?
+    train_command: str | None = None  # how a user trains and saves one
+
+    def function(self, role: str) -> Callable[..., Any]:
+        target = getattr(self, role)
+        if target is None:
+            raise LadderError(f"a {self.name} rung has no {role} step")
+        module, name = target.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+_NEURAL_SETTINGS = {"tokenizer": False, "bpe_vocab": False}
+
+KINDS: dict[str, RungKind] = {k.name: k for k in (
+    RungKind("uniform", "every training letter (and an escape for unseen ones) equally likely",
+             ladder="lmladder.baselines:from_ladder", load="lmladder.baselines:load",
+             train_command="lmladder train CORPUS --model uniform --out DIR"),
+    RungKind("unigram", "letter frequencies, add-one smoothed",
+             ladder="lmladder.baselines:from_ladder", load="lmladder.baselines:load",
+             train_command="lmladder train CORPUS --model unigram --out DIR"),
+    RungKind("compressor", "gzip, bz2 or xz: the extra bits to compress test after train",
+             ladder="lmladder.compressors:from_ladder", settings={"method": True}),
+    RungKind("ngram", "letter or word n-grams: Kneser-Ney, add-k or maximum likelihood",
+             ladder="lmladder.ngram:from_ladder", load="lmladder.ngram:load",
+             settings={"unit": False, "order": True, "smoothing": False, "min_count": False, "max_order": False},
+             train_command="lmladder ngram train CORPUS --unit char --order 5 --out DIR"),
+    RungKind("mlp", "Bengio et al. (2003): letter embeddings over a fixed context, a tanh layer",
+             ladder="lmladder.neural_ladder:from_ladder", load="lmladder.neural:load", settings=_NEURAL_SETTINGS,
+             train_command="lmladder train CORPUS --model mlp --out DIR"),
+    RungKind("gpt", "GPT-2's architecture on characters or BPE tokens",
+             ladder="lmladder.neural_ladder:from_ladder", load="lmladder.neural:load", settings=_NEURAL_SETTINGS,
+             train_command="lmladder train CORPUS --model gpt --out DIR"),
+)}
+
+# the kinds `lmladder train --model` trains (the others have commands of their own)
+TRAIN_MODELS = ("uniform", "unigram", "gpt", "mlp")
+NEURAL = ("gpt", "mlp")
+BASELINES = ("uniform", "unigram")
+
+
+def kind(name: str) -> RungKind:
+    if name not in KINDS:
+        raise LadderError(f"unknown rung kind {name!r}; known: {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+def load_model(folder: str | Path):
+    """Any saved rung, from its folder."""
+    from lmladder import artifacts
+
+    header = artifacts.read_header(folder, "lmladder-model")
+    name = header.get("kind")
+    if name not in KINDS or KINDS[name].load is None:
+        saved = ", ".join(k.name for k in KINDS.values() if k.load)
+        raise LadderError(f"{folder} holds a model of unknown kind {name!r}; known: {saved}")
+    return KINDS[name].function("load")(Path(folder), header)

@@ -1,0 +1,46 @@
+"""What a rung is: the contract every kind of model on the ladder keeps.
+
+A rung is any object with
+
+    score(documents) -> UnitScores         ln P of every unit of the text (lmladder.metrics)
+    parameters: int                         its size, for the ladder's table
+
+and, if it can write text (every saved kind can; compressors cannot), the four members the one
+sampling loop (lmladder.generate) drives it through:
+
+    prompt_units(prompt) -> list[int]       the context a sample starts from (a start-of-document
+                                            marker first, where the rung has one)
+    next_logprobs(contexts) -> (B, V)       ln P(next unit | context) for each context (a list of
+                                            unit ids, as long as the rung wants: it trims them)
+    stream_decoder(rng) -> unit -> str      the text each drawn unit adds (an escape's spelling
+                                            drawn from `rng`; "" while a byte-level token waits
+                                            for the rest of its character)
+    stop_unit: int | None                   a unit that ends a sample (end of document), or None
+
+A rung whose model can decode faster than one `next_logprobs` call a unit (the GPT's key-value
+cache and CUDA graphs, lmladder.decode) also has
+
+    decode_units(prompt_ids, max_new, settings, rngs, on_units)
+
+which draws exactly what the loop would, calling `on_units(ids, alive)` after each step.
+
+How each kind trains, loads and is built from a ladder file is in lmladder.registry; `Built` is
+what a ladder file's rung becomes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Built:
+    """A rung built by a ladder file (lmladder.bench), with what the ladder's table reports."""
+
+    rung: Any  # keeps the contract above
+    size: int | None
+    size_unit: str | None
+    has_tokens: bool = True
+    curve: list[tuple[float, float]] | None = None  # (seconds, val bits/char) for neural rungs
+    details: dict[str, Any] | None = None  # what the rung chose, e.g. the best order on val
