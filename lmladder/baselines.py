@@ -20,7 +20,6 @@ from lmladder.atomic import MARKER, atomic_dir, write_json
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
 from lmladder.rung import Built
-from lmladder.sampling import SampleSettings, choose, sample_rngs
 from lmladder.vocab import CharVocab
 
 KINDS = ("uniform", "unigram")
@@ -51,22 +50,17 @@ class LetterDistribution:
             parts.append(UnitScores(lp, len(doc), len(doc.encode("utf-8"))))
         return UnitScores.concat(parts)
 
-    def sample(self, prompt: str = "", max_new_chars: int = 200, settings: SampleSettings | None = None,
-               seed: int = 0, num_samples: int = 1, on_text=None) -> list[str]:
-        """Draw letters independently (the prompt is no context for a context-free model).
-        `on_text(i, piece)` is called with each new piece of sample i as it is drawn."""
-        settings = settings or SampleSettings()
-        rngs = sample_rngs(seed, num_samples)
-        logits = np.broadcast_to(self.logp, (num_samples, self.vocab.size))
-        texts = [prompt] * num_samples
-        for _ in range(max_new_chars):
-            ids = choose(logits, settings, rngs)
-            for i, unit in enumerate(ids.tolist()):
-                piece = self.vocab.decode([unit], rngs[i])
-                texts[i] += piece
-                if on_text:
-                    on_text(i, piece)
-        return texts
+    # -- the sampling contract (lmladder.rung): no context, so the prompt is none either ----------
+    stop_unit = None
+
+    def prompt_units(self, prompt: str) -> list[int]:
+        return []
+
+    def next_logprobs(self, contexts: list[list[int]]) -> np.ndarray:
+        return np.broadcast_to(self.logp, (len(contexts), self.vocab.size))
+
+    def stream_decoder(self, rng: np.random.Generator):
+        return lambda unit: self.vocab.decode([unit], rng)
 
     def save(self, out: str | Path, corpus: dict[str, Any], split: str) -> None:
         with atomic_dir(out) as tmp:

@@ -8,18 +8,20 @@ registry (lmladder.registry) and that kind's settings.
 from __future__ import annotations
 
 import datetime as _dt
+import fnmatch
 import platform
 import resource
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from lmladder import __version__, registry
+from lmladder.home import DATA
 from lmladder.errors import LadderError
 
-DEFAULT_LADDER_NAME = "benchmarks/ladders/default.toml"  # in the repository; manifests name it so
-DEFAULT_LADDER = Path(__file__).resolve().parent.parent / DEFAULT_LADDER_NAME
+DEFAULT_LADDER = DATA / "default-ladder.toml"  # inside the package, so an installed lmladder has it
+DEFAULT_LADDER_NAME = "default"  # what manifests call it
 
 
 def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
@@ -28,7 +30,7 @@ def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
 
     path = Path(path) if path else DEFAULT_LADDER
     if not path.is_file():
-        raise LadderError(f"ladder file {path} does not exist; see benchmarks/ladders/ for examples")
+        raise LadderError(f"ladder file {path} does not exist; the default ladder ({DEFAULT_LADDER}) is an example")
     data = read_toml(path, "ladder file")
     rungs = data.get("rung")
     problems = []
@@ -56,6 +58,18 @@ def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
     if problems:
         raise LadderError(f"ladder file {path}: " + "; ".join(problems))
     return rungs
+
+
+def select(rungs: list[dict[str, Any]], only: Sequence[str]) -> list[dict[str, Any]]:
+    """The rungs whose names match any of the shell-style patterns (all rungs without any); a
+    pattern that matches nothing is an error, so a typo never runs an empty ladder."""
+    if not only:
+        return rungs
+    unmatched = [p for p in only if not any(fnmatch.fnmatchcase(r["name"], p) for r in rungs)]
+    if unmatched:
+        names = ", ".join(repr(r["name"]) for r in rungs)
+        raise LadderError(f"--only {unmatched[0]!r} matches no rung of the ladder (its rungs: {names})")
+    return [r for r in rungs if any(fnmatch.fnmatchcase(r["name"], p) for p in only)]
 
 
 def _peak_rss_mb() -> float:
@@ -122,8 +136,9 @@ def _cached_row(folder: Path, name: str) -> dict[str, Any] | None:
 
 def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", split: str | None = None,
         on_rung: Callable[[dict], None] | None = None, baseline: dict[str, Any] | None = None,
-        force: bool = False) -> dict[str, Any]:
-    """Build and score every rung. A `baseline` (see load_baseline) is checked against the
+        force: bool = False, only: Sequence[str] = ()) -> dict[str, Any]:
+    """Build and score every rung (or those whose names match one of the shell-style patterns
+    `only`). A `baseline` (see load_baseline) is checked against the
     corpus and split before any rung is trained. Each rung's result is cached under
     $LMLADDER_HOME/cache/bench as soon as it is scored, so a second run (or one resumed after
     an interruption) reuses finished rungs unless `force`."""
@@ -132,7 +147,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
 
     if profile not in ("cpu", "gpu"):
         raise LadderError(f"unknown --profile {profile!r}; choose cpu or gpu")
-    rungs = load_ladder(ladder_path)
+    rungs = select(load_ladder(ladder_path), only)
     corpus = corpora.load(corpus_name)
     splits = corpus.split(split)
     splits.require("train")
@@ -172,7 +187,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
     manifest = {
         "corpus": corpus.identity(), "split": str(splits.spec),
         "ladder": str(ladder_path) if ladder_path else DEFAULT_LADDER_NAME,
-        "profile": profile, "lmladder_version": __version__, "git_commit": _git_commit(),
+        "profile": profile, "only": list(only) or None, "lmladder_version": __version__, "git_commit": _git_commit(),
         "device": _device(), "torch": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -294,8 +309,13 @@ def check(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) ->
     baseline_path, base_rows = baseline["path"], baseline["results"]
     now = {r["rung"]: r for r in report["results"]}
     rows, failed = [], False
+    only = report["manifest"].get("only") or ()
     for b in base_rows:
         r = now.get(b["rung"])
+        if r is None and only and not any(fnmatch.fnmatchcase(b["rung"], p) for p in only):
+            rows.append({"rung": b["rung"], "baseline": b["bits_per_char"], "now": None, "change": None,
+                         "status": "not run"})
+            continue
         if r is None:
             rows.append({"rung": b["rung"], "baseline": b["bits_per_char"], "now": None, "change": None, "status": "missing"})
             failed = True

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmladder import home, textio
+from lmladder.home import DATA
 from lmladder.console import log, progress
 from lmladder.errors import LadderError
 from lmladder.splits import DEFAULT_SPLIT, Splits, SplitSpec, split_documents
@@ -51,15 +51,11 @@ class Corpus:
 
 
 def registry_path() -> Path:
-    candidates = [
-        os.environ.get("LMLADDER_REGISTRY"),
-        Path(__file__).resolve().parent.parent / "corpora" / "registry.toml",
-        Path(sys.prefix) / "share" / "lmladder" / "corpora" / "registry.toml",
-    ]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise LadderError("the corpus registry (corpora/registry.toml) was not found; reinstall lmladder")
+    """The corpus registry: $LMLADDER_REGISTRY, else the one inside the package (lmladder/data)."""
+    path = Path(os.environ.get("LMLADDER_REGISTRY") or DATA / "corpora.toml")
+    if not path.is_file():
+        raise LadderError(f"the corpus registry {path} was not found; reinstall lmladder or fix LMLADDER_REGISTRY")
+    return path
 
 
 @lru_cache(maxsize=8)

@@ -1,9 +1,13 @@
-"""The tool's home folder: downloaded corpora and caches live under $LMLADDER_HOME."""
+"""Where lmladder keeps things: downloaded corpora and caches under $LMLADDER_HOME, and its own
+data files (the corpus registry, the default ladder) inside the package, so an installed
+lmladder, run from any folder, has them."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def home() -> Path:

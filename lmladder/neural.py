@@ -138,7 +138,7 @@ def window_logprobs(model, seqs: Sequence[np.ndarray], window: int, overlap: int
 
 
 class NeuralRung:
-    """A trained GPT or MLP with its tokenizer: score(documents) and sample(...)."""
+    """A trained GPT or MLP with its tokenizer, keeping the rung contract (lmladder.rung)."""
 
     def __init__(self, model, tokenizer, config: TrainConfig, device: str = "cpu"):
         self.model = model.eval()
@@ -166,46 +166,60 @@ class NeuralRung:
                  for doc, ids, lp in zip(documents, encoded, lps)]
         return UnitScores.concat(parts)
 
-    def sample(self, prompt: str = "", max_new_chars: int | None = None, settings=None, seed: int = 0,
-               num_samples: int = 1, on_text=None, max_new_tokens: int | None = None) -> list[str]:
-        """Continue `prompt` for `max_new_chars` characters or `max_new_tokens` tokens, or until
-        a sample reaches the end of a document. A GPT decodes with a key-value cache
-        (lmladder.decode); the MLP re-reads its short fixed window. Samples are drawn in parallel,
-        each with its own generator; `on_text(i, piece)` sees sample i's text as it grows."""
-        from lmladder import decode
+    # -- the sampling contract (lmladder.rung, driven by lmladder.generate) --------------------
+    @property
+    def stop_unit(self) -> int:
+        return self.tokenizer.eot_id  # the end of a document ends a sample
+
+    def prompt_units(self, prompt: str) -> list[int]:
+        """End-of-text (the start of a document), then the prompt's tokens."""
         from lmladder.console import log
-        from lmladder.sampling import SampleSettings, sample_rngs
 
-        settings = settings or SampleSettings()
-        if max_new_chars is None and max_new_tokens is None:
-            max_new_chars = 200
-        tok = self.tokenizer
+        ids = [self.tokenizer.eot_id] + self.tokenizer.encode(prompt).tolist()
         block = self.config.model.block_size
-        prompt_ids = np.concatenate([[tok.eot_id], tok.encode(prompt)]).astype(np.int64)
-        if len(prompt_ids) > block:
-            log(f"[yellow]the prompt is {len(prompt_ids) - 1:,} tokens; the model sees only its last {block:,}[/]")
-        tokens: list[list[int]] = [[] for _ in range(num_samples)]
-        texts = [""] * num_samples
+        if len(ids) > block:
+            log(f"[yellow]the prompt is {len(ids) - 1:,} tokens; the model sees only its last {block:,}[/]")
+        return ids[-block:]
 
-        def decoded(i: int) -> str:  # the same random spelling for an escape every time
-            return tok.decode(tokens[i], rng=np.random.default_rng([seed, i, 1]))
+    def context_window(self, length: int) -> int:
+        """How many of the latest tokens of a context of `length` (that started at most a block
+        long) the model reads for the next one: all up to a block; past it, a GPT reads what its
+        key-value cache holds, which slides back to 3/4 of a block each time it fills
+        (lmladder.decode), so the plain loop draws exactly what the fast path draws."""
+        block = self.config.model.block_size
+        if self.kind != "gpt" or length <= block:
+            return min(length, block)
+        from lmladder.decode import slide_keep
 
-        def on_tokens(ids: np.ndarray, alive: np.ndarray) -> bool:
-            for i in np.flatnonzero(alive):
-                tokens[i].append(int(ids[i]))
-                text = decoded(i)
-                if max_new_chars is not None:
-                    text = text[:max_new_chars]
-                if on_text and len(text) > len(texts[i]) and text.startswith(texts[i]):
-                    on_text(int(i), text[len(texts[i]):])
-                texts[i] = text
-            return max_new_chars is not None and all(len(texts[i]) >= max_new_chars for i in np.flatnonzero(alive))
+        keep = slide_keep(block)
+        return keep + (length - block - 1) % (block - keep + 1)
 
-        limit = max_new_tokens if max_new_tokens is not None else 4 * max_new_chars + 16
-        decode.generate(self.model, prompt_ids.tolist(), limit, settings, sample_rngs(seed, num_samples),
-                        vocab_size=tok.vocab_size, stop_id=tok.eot_id, dtype=_autocast_dtype(self.config.run.dtype),
-                        use_cache=self.kind == "gpt", on_tokens=on_tokens)
-        return [prompt + t for t in texts]
+    def stream_decoder(self, rng: np.random.Generator):
+        return self.tokenizer.stream_decoder(rng)
+
+    def next_logprobs(self, contexts: list[list[int]]) -> np.ndarray:
+        """(B, V) ln P(next token | the context's latest `context_window` tokens), over the
+        tokenizer's vocabulary (the padding of the output layer removed)."""
+        import torch
+
+        tails = [list(c[-self.context_window(len(c)):]) for c in contexts]
+        out = np.empty((len(contexts), self.tokenizer.vocab_size))
+        for width in sorted({len(t) for t in tails}):  # contexts of one length in one batch
+            rows = [i for i, t in enumerate(tails) if len(t) == width]
+            x = torch.tensor([tails[i] for i in rows], dtype=torch.long, device=self.device)
+            with torch.no_grad():
+                logits = self.model(x)[:, -1, : self.tokenizer.vocab_size]
+            out[rows] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+        return out
+
+    def decode_units(self, prompt_ids: list[int], max_new: int, settings, rngs, on_units) -> None:
+        """The fast path of the sampling loop: a GPT decodes with a key-value cache (CUDA graphs
+        on a GPU), the MLP re-reads its short window; the same draws as next_logprobs gives."""
+        from lmladder import decode
+
+        decode.generate(self.model, prompt_ids, max_new, settings, rngs, vocab_size=self.tokenizer.vocab_size,
+                        stop_id=self.tokenizer.eot_id, dtype=_autocast_dtype(self.config.run.dtype),
+                        use_cache=self.kind == "gpt", on_tokens=on_units)
 
 
 def _autocast_dtype(name: str):

@@ -33,6 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# how much text a sample adds when nobody says (lmladder.generate, `lmladder sample`)
+DEFAULT_MAX_NEW_CHARS = 500
+
 
 @dataclass
 class Built:

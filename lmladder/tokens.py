@@ -73,6 +73,10 @@ class CharTokenizer:
         ids = [int(i) for i in ids if int(i) != self.eot_id]
         return self.vocab.decode(ids, rng)
 
+    def stream_decoder(self, rng: np.random.Generator):
+        """unit -> its text, one unit at a time (lmladder.generate); escapes spelled from `rng`."""
+        return lambda unit: self.decode([unit], rng)
+
     def spelling_logprob(self, ids: np.ndarray) -> np.ndarray:
         return self.vocab.spelling_logprob(np.asarray(ids))
 
@@ -166,6 +170,22 @@ class BPETokenizer:
     def decode(self, ids: Sequence[int] | np.ndarray, rng: np.random.Generator | None = None) -> str:
         """The text of `ids` (eot dropped). Ids that end mid-character decode to U+FFFD."""
         return self.raw.decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def stream_decoder(self, rng: np.random.Generator | None = None):
+        """unit -> the text it completes, one unit at a time (lmladder.generate): a byte-level
+        token can end inside a character, so tokens wait until they decode to whole characters
+        (at most 4 bytes, so at most 4 tokens)."""
+        pending: list[int] = []
+
+        def piece(unit: int) -> str:
+            pending.append(int(unit))
+            text = self.decode(pending)
+            if text.endswith("\ufffd") and len(pending) < 4:
+                return ""
+            pending.clear()
+            return text
+
+        return piece
 
     def spelling_logprob(self, ids: np.ndarray) -> np.ndarray:
         return np.zeros(np.shape(ids), dtype=np.float64)

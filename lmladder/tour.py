@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from lmladder.generate import generate
 from lmladder.sampling import SampleSettings
 
 
@@ -86,8 +87,8 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                 "blur; with the space as a letter, 'words' appear, of the right lengths but not real.")
     top = np.argsort(-probs, kind="stable")[:10]
     step.table = [{"letter": units[i], "probability": float(probs[i])} for i in top]
-    step.samples = [("letters", letters.sample("", length, settings, seed)[0]),
-                    ("letters + space", spaced.sample("", length, settings, seed)[0])]
+    step.samples = [("letters", generate(letters, "", max_new_chars=length, settings=settings, seed=seed)[0]),
+                    ("letters + space", generate(spaced, "", max_new_chars=length, settings=settings, seed=seed)[0])]
     if figures:
         _bar(units, probs, figures / "letters.png", "letter frequencies")
         step.figure = str(figures / "letters.png")
@@ -132,7 +133,7 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                 "by order 4 or 5 the 'words' are mostly real words.")
     for n in range(1, 7):
         model = ngram.train(ngram.NgramConfig(unit="char", order=n), train)
-        step.samples.append((f"order {n}", model.sample("", length, settings, seed)[0]))
+        step.samples.append((f"order {n}", generate(model, "", max_new_chars=length, settings=settings, seed=seed)[0]))
     emit(step)
 
     # 4. words, independently and in pairs
@@ -144,8 +145,8 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                 f"Words drawn independently by frequency make no sense; drawn by word pairs, starting from "
                 f"'{seed_word}', short stretches do.")
     step.table = [{"word": wunits[i], "probability": float(wprobs[i])} for i in wtop]
-    step.samples = [("words by frequency", words1.sample("", length, settings, seed)[0]),
-                    (f"word pairs from '{seed_word}'", words2.sample(seed_word, length, settings, seed)[0])]
+    step.samples = [("words by frequency", generate(words1, "", max_new_chars=length, settings=settings, seed=seed)[0]),
+                    (f"word pairs from '{seed_word}'", generate(words2, seed_word, max_new_chars=length, settings=settings, seed=seed)[0])]
     if figures:
         _bar(wunits, wprobs, figures / "words.png", "word frequencies (top 40)", top=40)
         step.figure = str(figures / "words.png")
@@ -172,6 +173,6 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                     "Temperature 0 always takes the most likely next token: flat and repetitive. "
                     "Temperature 0.8 is what works best for prose.")
         for t in (0.0, 0.8):
-            step.samples.append((f"temperature {t}", model.sample("", length * 3, SampleSettings(t), seed)[0]))
+            step.samples.append((f"temperature {t}", generate(model, "", max_new_chars=length * 3, settings=SampleSettings(t), seed=seed)[0]))
         emit(step)
     return steps

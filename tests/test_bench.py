@@ -77,6 +77,32 @@ def test_bench_default_ladder_on_default_corpus(cli, tmp_path):
     assert rows["unigram"]["bits_per_char"] < 5.0
     best_ngram = min(r["bits_per_char"] for r in rows.values() if r["kind"] == "ngram")
     assert best_ngram < min(r["bits_per_char"] for r in rows.values() if r["kind"] == "compressor")
+    # every n-gram, baseline and compressor number is the committed CI baseline's, to the last bit
+    baseline = json.loads((Path(__file__).parents[1] / "benchmarks/baselines/cpu-tinyshakespeare.json").read_text())
+    committed = {r["rung"]: r["bits_per_char"] for r in baseline["results"] if r["rung"] in rows}
+    assert len(committed) == len(rows)
+    assert {name: rows[name]["bits_per_char"] for name in committed} == committed
+
+
+def test_only_runs_the_rungs_that_match(cli, small_corpus, ladder, tmp_path):
+    result = cli("bench", str(small_corpus), "--ladder", str(ladder), "--only", "uni*", "--json")
+    assert result.exit_code == 0, result
+    report = json.loads(result.stdout)
+    assert [r["rung"] for r in report["results"]] == ["uniform", "unigram"]
+    assert report["manifest"]["only"] == ["uni*"]
+    both = cli("bench", str(small_corpus), "--ladder", str(ladder), "--only", "gzip", "--only", "unigram", "--json")
+    assert [r["rung"] for r in json.loads(both.stdout)["results"]] == ["unigram", "gzip"]  # in the ladder's order
+    assert_error(cli("bench", str(small_corpus), "--ladder", str(ladder), "--only", "gpt*"), "--only", "gpt*")
+
+
+def test_check_with_only_skips_the_rungs_not_run(cli, small_corpus, ladder, tmp_path):
+    out = tmp_path / "base"
+    assert cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)).exit_code == 0
+    part = cli("bench", str(small_corpus), "--ladder", str(ladder), "--only", "unigram",
+               "--check", str(out / "results.json"), "--json")
+    assert part.exit_code == 0, part
+    status = {r["rung"]: r["status"] for r in json.loads(part.stdout)["check"]["rows"]}
+    assert status == {"uniform": "not run", "unigram": "ok", "gzip": "not run"}
 
 
 def test_check_gate(cli, small_corpus, ladder, tmp_path):

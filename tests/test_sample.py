@@ -105,3 +105,25 @@ def test_sample_bad_inputs(cli, unigram_dir, tmp_path):
     assert_error(cli("sample", unigram_dir, "--max-new-chars", "5", "--max-new-tokens", "5"), "not both")
     assert_error(cli("sample", tmp_path), "not an lmladder model")
     assert_error(cli("sample", unigram_dir, "--prompt-file", str(tmp_path / "none.txt")), "does not exist")
+
+
+def test_every_rung_takes_max_new_tokens_and_stop(cli, unigram_dir):
+    """A unigram with --max-new-tokens was an internal error; now every rung goes through one loop."""
+    out = json.loads(cli("sample", unigram_dir, "--max-new-tokens", "20", "--seed", "2", "--json").stdout)
+    assert len(out[0]["text"]) == 20
+    full = json.loads(cli("sample", unigram_dir, "--max-new-chars", "300", "--seed", "2", "--json").stdout)[0]["text"]
+    stopped = cli("sample", unigram_dir, "--max-new-chars", "300", "--seed", "2", "--stop", "e", "--json")
+    assert json.loads(stopped.stdout)[0]["text"] == full[: full.index("e")]
+
+
+def test_default_length_is_one_constant(cli, unigram_dir):
+    from lmladder.rung import DEFAULT_MAX_NEW_CHARS
+
+    out = json.loads(cli("sample", unigram_dir, "--json").stdout)
+    assert len(out[0]["text"]) == DEFAULT_MAX_NEW_CHARS
+    assert f"default {DEFAULT_MAX_NEW_CHARS}" in cli("sample", "--help").stdout
+
+
+def test_sample_bad_seed_and_stop(cli, unigram_dir):
+    assert_error(cli("sample", unigram_dir, "--seed", "-1"), "--seed")
+    assert_error(cli("sample", unigram_dir, "--stop", ""), "--stop")

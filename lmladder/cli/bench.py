@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -11,13 +11,16 @@ from lmladder.cli.common import JSON_OPTION, emit_json, fmt, stdout_console
 
 def bench(
     corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
-    ladder: Optional[str] = typer.Option(None, "--ladder", help="Ladder file (default benchmarks/ladders/default.toml)."),
+    ladder: Optional[str] = typer.Option(None, "--ladder", help="Ladder file (default: lmladder/data/default-ladder.toml, the whole ladder)."),
     profile: str = typer.Option("cpu", "--profile", help="cpu or gpu: how big the neural rungs are."),
     split: Optional[str] = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write results.json, results.md, results.parquet and a manifest here."),
     check: Optional[str] = typer.Option(None, "--check", help="A baseline results.json: exit 1 if any rung is worse."),
     tolerance: float = typer.Option(0.01, "--tolerance", help="Relative bits/char worsening allowed by --check."),
     force: bool = typer.Option(False, "--force", help="Retrain every rung instead of reusing cached results."),
+    only: Optional[List[str]] = typer.Option(
+        None, "--only", help="Run only the rungs whose names match this shell-style pattern (repeatable), "
+                             "e.g. --only 'letter*' --only unigram."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train every rung of a ladder on the train split and score all of them on the test split."""
@@ -31,7 +34,7 @@ def bench(
     if out:
         check_output_dir(out)
     baseline = lib.load_baseline(check) if check else None
-    report = lib.run(corpus, ladder, profile, split, baseline=baseline, force=force,
+    report = lib.run(corpus, ladder, profile, split, baseline=baseline, force=force, only=only or (),
                      on_rung=lambda r: log(f"{r['rung']}: {r['bits_per_char']:.4f} bits/char "
                                            f"({r['train_seconds']:.1f} s train, {r['score_seconds']:.1f} s score"
                                            f"{', cached' if r.get('cached') else ''})"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from lmladder.cli.common import JSON_OPTION, emit_json
 from lmladder.errors import LadderError
+from lmladder.rung import DEFAULT_MAX_NEW_CHARS
 
 
 def sample(
@@ -19,29 +20,28 @@ def sample(
     top_k: Optional[int] = typer.Option(None, "--top-k", help="Keep exactly the k most likely units."),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Keep the smallest set of units whose mass reaches p."),
     seed: int = typer.Option(0, "--seed", help="Same model, prompt, settings and seed: same text."),
-    max_new_chars: Optional[int] = typer.Option(None, "--max-new-chars", help="Characters to add (default 500)."),
+    max_new_chars: Optional[int] = typer.Option(
+        None, "--max-new-chars", help=f"Characters to add (default {DEFAULT_MAX_NEW_CHARS})."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Units (tokens) to add instead."),
     num_samples: int = typer.Option(1, "--num-samples", help="How many samples (drawn in parallel)."),
+    stop: Optional[List[str]] = typer.Option(
+        None, "--stop", help="End a sample where this text appears, cutting it off (repeatable)."),
     stream: bool = typer.Option(False, "--stream", help="Print text as it is produced (the first sample)."),
     report_novelty: bool = typer.Option(
         False, "--report-novelty",
         help="For each sample, the share of its word 4-grams (letter 8-grams for letter models) found verbatim in train."),
     json: bool = JSON_OPTION,
 ) -> None:
-    """Sample text from a saved rung (n-gram, MLP or GPT)."""
-    problems = []
-    if prompt is not None and prompt_file is not None:
-        problems.append("give --prompt or --prompt-file, not both")
-    if max_new_chars is not None and max_new_tokens is not None:
-        problems.append("give --max-new-chars or --max-new-tokens, not both")
-    for name, value in (("--max-new-chars", max_new_chars), ("--max-new-tokens", max_new_tokens),
-                        ("--num-samples", num_samples)):
-        if value is not None and value < 1:
-            problems.append(f"{name} must be >= 1 (got {value})")
-    if stream and json:
-        problems.append("--stream prints text, --json prints JSON: choose one")
+    """Sample text from a saved rung (any kind), through the one sampling loop."""
+    from lmladder.generate import check_request, generate
     from lmladder.sampling import SampleSettings
 
+    stop = list(stop or [])
+    problems = check_request(max_new_chars, max_new_tokens, num_samples, seed, stop)
+    if prompt is not None and prompt_file is not None:
+        problems.insert(0, "give --prompt or --prompt-file, not both")
+    if stream and json:
+        problems.append("--stream prints text, --json prints JSON: choose one")
     try:
         settings = SampleSettings(temperature, top_k, top_p)
     except LadderError as exc:
@@ -58,11 +58,7 @@ def sample(
 
     header = artifacts.read_header(model_dir, "lmladder-model")
     rung = registry.load_model(model_dir)
-    kwargs = {"settings": settings, "seed": seed, "num_samples": num_samples}
-    if max_new_tokens is not None:
-        kwargs["max_new_tokens"] = max_new_tokens
-    else:
-        kwargs["max_new_chars"] = max_new_chars or 500
+    on_text = None
     if stream:
         sys.stdout.write(prompt)
 
@@ -71,8 +67,8 @@ def sample(
                 sys.stdout.write(piece)
                 sys.stdout.flush()
 
-        kwargs["on_text"] = on_text
-    texts = rung.sample(prompt, **kwargs)
+    texts = generate(rung, prompt, max_new_chars=max_new_chars, max_new_tokens=max_new_tokens, settings=settings,
+                     seed=seed, num_samples=num_samples, stop=stop, on_text=on_text)
     scores = None
     if report_novelty:
         from lmladder import corpora, sampling
