@@ -1,10 +1,38 @@
-"""Self-describing folders: every folder lmladder writes carries `lmladder.json`.
+"""Self-describing folders: every folder lmladder writes carries `lmladder.json`, and this is
+the one place their layouts are written down.
 
     {"format": "lmladder-model", "format_version": 1, "kind": "unigram", ...}
 
-`format` says what the folder is (a model, n-gram counts, a tokenizer, a bench run);
-`format_version` changes when the layout does, and a folder of another version is refused
-with a clear error rather than misread. Models are loaded by kind through lmladder.registry.
+`format` says what the folder is; `format_version` changes when the layout does, and a folder of
+another version is refused with a clear error rather than misread. Models are loaded by kind
+through lmladder.registry. Everything is written under a temporary name and renamed into place.
+
+A model (format lmladder-model; `kind` from the registry; `corpus`, `split`, `config`,
+`parameters` always):
+
+    uniform, unigram   vocab.json            the training alphabet (lmladder.vocab), the counts
+                                             in lmladder.json
+    ngram              vocab.parquet         id -> unit
+                       order{n}.parquet      n = 1..order: ngram (units), ctx, word, logp, backoff
+                                             (natural logs; schema lmladder.schemas.NGRAM_MODEL)
+                       spelling-*.parquet    word models: the letter model that spells rare words
+    gpt, mlp           config.json           the resolved run config (lmladder.config)
+    (a training run)   tokenizer/            the tokenizer folder it was trained with
+                       metrics.jsonl         one JSON line per log interval (train loss, tokens/s,
+                                             MFU) and per evaluation (val loss, val bits/char)
+                       latest/               the last checkpoint: model.safetensors, optimizer
+                                             state, ema.safetensors (with --ema), lmladder.json
+                                             (step, tokens, RNG states; lmladder.checkpoint)
+                       best/                 the weights of the best val loss (the average's with
+                                             --ema), what the run scores and samples with
+                       lmladder.json         also `status` (training, interrupted, trained,
+                                             diverged), `weights` (which file is the model),
+                                             `step`, `best_val` and, when finished, `test`
+
+Other folders: a tokenizer (format lmladder-tokenizer: tokenizer.json that Hugging Face
+tokenizers loads, or vocab.json for characters), n-gram counts (lmladder-ngram-counts:
+order{n}.parquet counts tables), a bench run (lmladder-bench: results.json, results.md,
+results.parquet, manifest.json, ladder.png, curves.png).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import platform
 import resource
 import subprocess
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -112,15 +113,29 @@ def _git_commit() -> str | None:
         return None
 
 
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 of lmladder's own source (every .py and data file of the package), so a cached
+    result never outlives a change of the code that made it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".toml") and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def _cache_folder(corpus: dict[str, Any], split: str, spec: dict[str, Any], profile: str) -> Path:
-    """Where a rung's result lives: keyed by corpus, split, the rung's settings and profile."""
+    """Where a rung's result lives: keyed by corpus, split, the rung's settings, the profile and
+    the code (code_digest)."""
     import hashlib
     import json
 
     from lmladder import home
 
     key = json.dumps({"corpus": corpus["sha256"], "split": split, "rung": spec, "profile": profile,
-                      "version": __version__}, sort_keys=True)
+                      "version": __version__, "code": code_digest()}, sort_keys=True)
     return home.cache_dir("bench", hashlib.sha256(key.encode()).hexdigest()[:24])
 
 

@@ -263,6 +263,23 @@ def _load_local(path: Path) -> Corpus:
     return Corpus(str(path), "local", names, docs, sha, DEFAULT_SPLIT, {})
 
 
+def load_recorded(identity: dict[str, Any] | None, what: str) -> Corpus:
+    """The corpus an artifact records it was built from (its `corpus` identity), checked by
+    sha256; DEFAULT_CORPUS for an artifact that records none."""
+    if not identity or not identity.get("name"):
+        return load(DEFAULT_CORPUS)
+    name = identity["name"]
+    try:
+        corpus = load(name)
+    except LadderError:
+        raise LadderError(f"{what} was built from corpus {name!r}, which is not here; give the corpus to use "
+                          "as an argument") from None
+    if identity.get("sha256") and corpus.sha256 != identity["sha256"]:
+        raise LadderError(f"{what} was built from corpus {name!r} with sha256 {identity['sha256'][:12]}..., but "
+                          f"{name!r} now has {corpus.sha256[:12]}...; give the corpus to use as an argument")
+    return corpus
+
+
 def load(name_or_path: str | os.PathLike | None = None) -> Corpus:
     """A registered corpus by name, or a local .txt file or folder of them."""
     name = str(name_or_path or DEFAULT_CORPUS)

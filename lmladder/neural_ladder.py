@@ -9,7 +9,7 @@ from typing import Any
 
 from lmladder import artifacts
 from lmladder.config import resolve
-from lmladder.errors import LadderError
+from lmladder.errors import Interrupted, LadderError
 from lmladder.neural import load as load_rung
 from lmladder.neural import padded_vocab, pick_device
 from lmladder.rung import Built
@@ -84,7 +84,11 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     try:
         job = Job(config, _BenchCorpus(splits), str(splits.spec), tok, train_ids, val_ids,
                   sum(len(d) for d in splits["val"]), [], out / "run", None, pick_device(config.run.device))
-        train(job)
+        result = train(job)
+        if result["stopped"] != "finished":  # a rung cut short is no result: never scored, never cached
+            raise Interrupted(f"the {kind} rung was stopped by {result['stopped']} at step {result['steps']:,}; "
+                              "rungs that finished are cached: run the same bench again to go on",
+                              result["stopped"])
         rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
         curve = [(r["time"], r["val_bits_per_char"]) for r in rows if "val_bits_per_char" in r]
         rung = load_rung(out / "run", artifacts.read_header(out / "run", "lmladder-model"))

@@ -2,7 +2,10 @@
 
 A kind is one entry below. For each, `load` reads a saved model folder (its lmladder.json says
 the kind), `ladder` builds the rung a ladder file's `[[rung]]` table asks for (with the
-settings listed in `settings`: name -> required?), and `train_command` is how a user trains one.
+settings listed in `settings`: name -> required?), `train_command` is how a user trains one and
+`resumes` whether an interrupted training continues (`lmladder train --resume`). Every saved
+kind scores and samples through the contract of lmladder.rung (tests/test_contract.py trains
+each at toy size and checks it through the CLI).
 The functions are named as "module:function" and imported only when used, so this module is
 cheap to import (the CLI reads it for its help) and no rung module needs to import it back.
 
@@ -27,6 +30,7 @@ class RungKind:
     load: str | None = None  # "module:function" (folder, header) -> rung; None: never saved
     settings: dict[str, bool] = field(default_factory=dict)  # a ladder file's settings: name -> required?
     train_command: str | None = None  # how a user trains and saves one
+    resumes: bool = False  # an interrupted training continues exactly with --resume
 
     def function(self, role: str) -> Callable[..., Any]:
         target = getattr(self, role)
@@ -53,10 +57,10 @@ KINDS: dict[str, RungKind] = {k.name: k for k in (
              train_command="lmladder ngram train CORPUS --unit char --order 5 --out DIR"),
     RungKind("mlp", "Bengio et al. (2003): letter embeddings over a fixed context, a tanh layer",
              ladder="lmladder.neural_ladder:from_ladder", load="lmladder.neural:load", settings=_NEURAL_SETTINGS,
-             train_command="lmladder train CORPUS --model mlp --out DIR"),
+             train_command="lmladder train CORPUS --model mlp --out DIR", resumes=True),
     RungKind("gpt", "GPT-2's architecture on characters or BPE tokens",
              ladder="lmladder.neural_ladder:from_ladder", load="lmladder.neural:load", settings=_NEURAL_SETTINGS,
-             train_command="lmladder train CORPUS --model gpt --out DIR"),
+             train_command="lmladder train CORPUS --model gpt --out DIR", resumes=True),
 )}
 
 # the kinds `lmladder train --model` trains (the others have commands of their own)

@@ -23,8 +23,8 @@ class SampleSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        if not (self.temperature >= 0):
-            problems.append(f"--temperature must be >= 0 (got {self.temperature})")
+        if not (0 <= self.temperature < float("inf")):
+            problems.append(f"--temperature must be a number >= 0 (got {self.temperature})")
         if self.top_k is not None and self.top_k < 1:
             problems.append(f"--top-k must be >= 1 (got {self.top_k})")
         if self.top_p is not None and not (0 < self.top_p <= 1):

@@ -27,11 +27,17 @@ class Step:
 
 
 def _letters_only(docs: list[str]) -> list[str]:
-    return ["".join(re.findall(r"[^\W\d_]", d.lower())) for d in docs]
+    """The letters of the text, lower-cased; a text without letters (brackets, digits) keeps
+    every character that is not a space instead."""
+    letters = ["".join(re.findall(r"[^\W\d_]", d.lower())) for d in docs]
+    return letters if any(letters) else ["".join(d.split()) for d in docs]
 
 
 def _letters_and_spaces(docs: list[str]) -> list[str]:
-    return [re.sub(r"\s+", " ", re.sub(r"[^\w\s]|[\d_]", "", d.lower())).strip() for d in docs]
+    """Letters and single spaces between runs of them (or, without letters, every character
+    that is not a space, and single spaces)."""
+    kept = [re.sub(r"\s+", " ", re.sub(r"[^\w\s]|[\d_]", "", d.lower())).strip() for d in docs]
+    return kept if any(kept) else [" ".join(d.split()) for d in docs]
 
 
 def _unit_probs(model) -> tuple[list[str], np.ndarray]:

@@ -12,7 +12,8 @@ from lmladder.errors import LadderError
 
 def score(
     model_dir: str = typer.Argument(..., help="A model folder written by lmladder."),
-    corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
+    corpus: Optional[str] = typer.Argument(
+        None, help="A registered corpus name, or a .txt file or folder (default: the one the model was trained on)."),
     split: Optional[str] = typer.Option(
         None, "--split",
         help="train, val, test or all. Default: test for the corpus the model was trained on or a "
@@ -28,7 +29,7 @@ def score(
 
     header = artifacts.read_header(model_dir, "lmladder-model")
     rung = registry.load_model(model_dir)
-    data = corpora.load(corpus)
+    data = corpora.load(corpus) if corpus else corpora.load_recorded(header.get("corpus"), f"the model {model_dir}")
     same = data.sha256 == header.get("corpus", {}).get("sha256")
     spec = split_spec or (header.get("split") if same else None)
     which = split or ("test" if (same or data.kind != "local") else "all")
@@ -47,9 +48,10 @@ def score(
     if json:
         emit_json(result)
         return
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{header.get('kind')} on {data.name} [{which}]", show_header=False)
+    table = Table(title=escape(f"{header.get('kind')} on {data.name} [{which}]"), show_header=False)
     for key in ("bits_per_char", "bits_per_byte", "word_perplexity", "token_perplexity", "chars", "bytes",
                 "words", "tokens"):
         table.add_row(key, fmt(result[key]))

@@ -191,16 +191,20 @@ def compute_stats(tok: Any, documents: list[str], top: int = 10) -> dict[str, An
 @app.command("stats")
 def stats(
     folder: str = DIR_ARG,
-    corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
-    split: Optional[str] = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
+    corpus: Optional[str] = typer.Argument(
+        None, help="A registered corpus name, or a .txt file or folder (default: the one it was trained on)."),
+    split: Optional[str] = typer.Option(
+        None, "--split", help="TRAIN,VAL,TEST fractions (default: the tokenizer's, for its own corpus)."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Measure the tokenizer on the corpus's val split."""
-    from lmladder import corpora, tokens
+    from lmladder import artifacts, corpora, tokens
 
     tok = tokens.load_tokenizer(folder)
-    data = corpora.load(corpus)
-    splits = data.split(split)
+    header = artifacts.read_header(folder, tokens.FORMAT, what="tokenizer")
+    data = corpora.load(corpus) if corpus else corpora.load_recorded(header.get("corpus"), f"the tokenizer {folder}")
+    own = data.sha256 == (header.get("corpus") or {}).get("sha256")
+    splits = data.split(split or (header.get("split") if own else None))
     result = {"tokenizer": str(Path(folder)), "corpus": data.identity(), "split": str(splits.spec),
               "on": "val", **compute_stats(tok, splits.require("val"))}
     if json:

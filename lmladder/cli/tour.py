@@ -20,6 +20,7 @@ def tour(
     """A guided, reproducible walk up the ladder: letters, pairs, n-grams, words, a GPT."""
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     from lmladder import tour as lib
     from lmladder.atomic import check_output_dir
@@ -37,27 +38,30 @@ def tour(
     console = stdout_console()
 
     def show(step: lib.Step) -> None:
-        console.rule(f"[bold]{step.title}")
-        console.print(step.caption)
+        # everything from the corpus or the user is shown as plain text, never read as rich markup
+        console.rule(Text(step.title, style="bold"))
+        console.print(Text(step.caption))
         if step.table:
             table = Table()
             for col in step.table[0]:
                 table.add_column(col)
             for row in step.table:
-                table.add_row(*[repr(v) if isinstance(v, str) and v.strip() != v else
-                                (f"{v:.4f}" if isinstance(v, float) and v < 1e6 else fmt(v)) for v in row.values()])
+                table.add_row(*[Text(repr(v) if isinstance(v, str) and v.strip() != v else
+                                     (f"{v:.4f}" if isinstance(v, float) and v < 1e6 else fmt(v)))
+                                for v in row.values()])
             console.print(table)
         for label, text in step.samples:
-            console.print(Panel(text, title=label, title_align="left", expand=False))
+            console.print(Panel(Text(text), title=Text(label), title_align="left", expand=False))
         if step.figure:
-            console.print(f"[dim]figure: {step.figure}[/]")
+            console.print(Text(f"figure: {step.figure}", style="dim"))
 
     if out:
         from pathlib import Path
 
-        from lmladder import artifacts
+        from lmladder import artifacts, corpora
         from lmladder.atomic import MARKER, write_json
 
+        corpora.load(corpus)  # a bad corpus is an error before the folder is made
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json(Path(out) / MARKER, artifacts.header("lmladder-tour", corpus=corpus, seed=seed))
     lib.run(corpus, out, seed, length, seed_word, gpt, on_step=show)
