@@ -43,7 +43,9 @@ from pathlib import Path
 import kenlm
 import numpy as np
 
-from lmladder import arpa, corpora, ngram, registry
+from lmladder import arpa, corpora, registry
+from lmladder.ngramio import readable
+from lmladder.ngramunits import BOS_NAME, UNK_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("KENLM_FIXTURES", ROOT.parent / "shared" / "fixtures" / "kenlm"))
@@ -96,7 +98,7 @@ def summary(lp: np.ndarray, oov: np.ndarray) -> dict:
 def arpa_names(model) -> list[str]:
     names = [arpa.token(u) for u in model.units]
     if not model.config.kenlm_compat:
-        names[model.bos], names[model.escape] = ngram.BOS_NAME, ngram.UNK_NAME
+        names[model.bos], names[model.escape] = BOS_NAME, UNK_NAME
     return names
 
 
@@ -119,7 +121,7 @@ def check_ngrams(model, m: kenlm.Model, path: Path, samples: int, seed: int) -> 
     to_name = dict(zip(model.units, arpa_names(model)))
     ours = {}
     for n, t in enumerate(model.tables, 1):
-        for units, lp, bo in zip(ngram.readable(model, n).to_pylist(), t.logp, t.backoff):
+        for units, lp, bo in zip(readable(model, n).to_pylist(), t.logp, t.backoff):
             ours[tuple(to_name[u] for u in units)] = (lp / LN10, bo / LN10)
     written = arpa.read(path)
     keys = [g for g in ours if g != ("<s>",)]

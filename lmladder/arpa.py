@@ -26,7 +26,10 @@ import math
 import re
 from pathlib import Path
 
+from lmladder.atomic import atomic_file
 from lmladder.errors import LadderError
+from lmladder.ngrammodel import NgramModel
+from lmladder.ngramunits import BOS_NAME, EOS_NAME, UNK_NAME
 
 _SPACE = re.compile(r"\s")
 
@@ -35,17 +38,14 @@ def token(unit: str) -> str:
     return _SPACE.sub(lambda m: f"<U+{ord(m.group()):04X}>", unit) if unit else "<empty>"
 
 
-def write(model, path: str | Path) -> None:
-    from lmladder import ngram
-    from lmladder.atomic import atomic_file
-
+def write(model: NgramModel, path: str | Path) -> None:
     if model.config.smoothing != "kn":
         raise LadderError(f"ARPA needs a Kneser-Ney model (this one is {model.config.smoothing}); "
                           "train with --smoothing kn")
     names = [token(u) for u in model.units]
     if not model.config.kenlm_compat:
-        names[model.bos] = ngram.BOS_NAME
-        names[model.escape] = ngram.UNK_NAME
+        names[model.bos] = BOS_NAME
+        names[model.escape] = UNK_NAME
     ln10 = math.log(10)
     no_end = not model.config.kenlm_compat
     with atomic_file(path, "w") as out:
@@ -54,10 +54,7 @@ def write(model, path: str | Path) -> None:
             out.write(f"ngram {n}={len(t.keys) + (no_end and n == 1)}\n")
         for n, t in enumerate(model.tables, 1):
             out.write(f"\n\\{n}-grams:\n")
-            grams = ngram.readable(model, n)
-            ids = grams.flatten().to_numpy(zero_copy_only=False)
-            ids_map = {u: names[i] for i, u in enumerate(model.units)}
-            words = [ids_map[u] for u in ids]
+            words = [names[i] for i in model.ngram_ids(n).ravel().tolist()]
             lp = t.logp / ln10
             bo = t.backoff / ln10
             last = n == len(model.tables)
@@ -67,7 +64,7 @@ def write(model, path: str | Path) -> None:
                 p = 0.0 if (n == 1 and r == model.bos) else lp[r]
                 rows.append(f"{p:.7g}\t{g}" if last else f"{p:.7g}\t{g}\t{bo[r]:.7g}")
             if no_end and n == 1:
-                rows.append(f"-99\t{ngram.EOS_NAME}" + ("" if last else "\t0"))
+                rows.append(f"-99\t{EOS_NAME}" + ("" if last else "\t0"))
             out.write("\n".join(rows) + "\n")
         out.write("\n\\end\\\n")
 

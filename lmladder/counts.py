@@ -5,7 +5,7 @@ where documents are lines), all documents concatenated into one int array. BOS i
 boundary: it is never predicted, and an n-gram never reaches back past it. So the first units of
 a document are conditioned on the boundary exactly like KenLM's `<s>`: the first unit on `BOS`,
 the second on `BOS u1`, and only from unit n-1 on is the context n-1 real units. Scoring uses
-the same rule (lmladder.ngram).
+the same rule (lmladder.ngrammodel).
 
 The tables. Order n holds every distinct n-gram seen, sorted lexicographically, as
 

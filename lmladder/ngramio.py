@@ -1,42 +1,59 @@
-"""Count folders: `lmladder ngram count` writes them, `lmladder ngram stats` reads them.
+"""N-gram folders on disk: count folders and model folders, Parquet tables (lmladder.schemas).
+
+Count folders (`lmladder ngram count` writes them, `lmladder ngram stats` reads them):
 
     lmladder.json     {"format": "lmladder-ngram-counts", unit, order, corpus, split, tokenisation, ...}
     vocab.parquet     id -> unit (ngram_vocab)
     order<n>.parquet  every n-gram of order n with its raw and Kneser-Ney adjusted count (ngram_counts)
+
+Model folders (`lmladder ngram train` writes them; lmladder.registry loads them):
+
+    lmladder.json     {"format": "lmladder-model", "kind": "ngram", config, model: {bos, escape, eos, ...},
+                       spelling: the same for a word model's speller, or null}
+    vocab.parquet     id -> unit (ngram_vocab)
+    order<n>.parquet  every stored n-gram with ln p and ln backoff, or count and context total (ngram_model)
+    spelling-*.parquet  the speller's vocabulary and tables, for an open-vocabulary word model
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lmladder import artifacts, wordtok
 from lmladder import counts as counting
+from lmladder.atomic import MARKER, atomic_dir, write_json
 from lmladder.errors import LadderError
+from lmladder.ngrammodel import NgramConfig, NgramModel, Tables
+from lmladder.ngramunits import BOS_NAME, UNK_NAME, letter_units, word_stream
+from lmladder.vocab import CharVocab
 
 FORMAT = "lmladder-ngram-counts"
 
 
-def _stream(config, documents):
-    from lmladder import ngram, openvocab, wordtok
+# --- count folders ---------------------------------------------------------------------------
 
+
+def _stream(config: NgramConfig, documents):
+    """Units (every word seen, for word units: counting keeps them all), boundary, stream, rule."""
     if config.unit == "char":
-        units, bos, esc, eos, seq = ngram.prepare(config, documents)
+        units, bos, esc, eos, seq = letter_units(documents)
         return units, bos, seq, "characters (Unicode code points); <s> = document boundary"
     flat = sorted({u for d in documents for u in wordtok.units(d)})
     if not flat:
         raise LadderError("the train split is empty; give a corpus with text in it")
-    units = flat + [ngram.UNK_NAME, ngram.BOS_NAME]
-    seq, _ = openvocab.word_stream(documents, {u: i for i, u in enumerate(flat)}, len(units) - 1, len(flat))
+    units = flat + [UNK_NAME, BOS_NAME]
+    seq, _ = word_stream(documents, {u: i for i, u in enumerate(flat)}, len(units) - 1, len(flat))
     return units, len(units) - 1, seq, "word units: " + wordtok.RULE
 
 
-def count_corpus(config, splits, corpus: dict[str, Any], out, memory_bytes) -> dict[str, Any]:
+def count_corpus(config: NgramConfig, splits, corpus: dict[str, Any], out, memory_bytes) -> dict[str, Any]:
     import pyarrow as pa
 
-    from lmladder import artifacts, ngram, schemas
-    from lmladder.atomic import MARKER, atomic_dir, write_json
+    from lmladder import schemas
 
     train = splits.require("train")
     units, bos, seq, rule = _stream(config, train)
@@ -47,17 +64,12 @@ def count_corpus(config, splits, corpus: dict[str, Any], out, memory_bytes) -> d
     if any(val):
         index = {u: i for i, u in enumerate(units) if i != bos}
         if config.unit == "char":
-            from lmladder.vocab import CharVocab
-
             cv = CharVocab(units[:-2])
             vseq = np.concatenate([x for d in val for x in (np.array([bos]), cv.encode(d))])
         else:
-            from lmladder import openvocab
-
-            vseq, _ = openvocab.word_stream(val, index, bos, len(units) - 2)
-        probe = ngram.NgramModel(ngram.NgramConfig(unit=config.unit, order=config.order), units, bos,
-                                 len(units) - 2, None,
-                                 [ngram.Tables(c.keys(n), np.zeros(0), np.zeros(0)) for n in range(1, config.order + 1)])
+            vseq, _ = word_stream(val, index, bos, len(units) - 2)
+        probe = NgramModel(NgramConfig(unit=config.unit, order=config.order), units, bos, len(units) - 2, None,
+                           [Tables(c.keys(n), np.zeros(0), np.zeros(0)) for n in range(1, config.order + 1)])
         idx = probe.positions(vseq)
         start = np.flatnonzero(vseq == bos)
         since = np.arange(len(vseq)) - start[np.searchsorted(start, np.arange(len(vseq)), side="right") - 1]
@@ -81,9 +93,9 @@ def count_corpus(config, splits, corpus: dict[str, Any], out, memory_bytes) -> d
                             tmp / "vocab.parquet", "ngram_vocab", {"unit": config.unit})
         for n in range(1, config.order + 1):
             t = c.tables[n - 1]
-            model = ngram.NgramModel(ngram.NgramConfig(unit=config.unit, order=n), units, bos, len(units) - 2, None,
-                                     [ngram.Tables(c.keys(k), np.zeros(0), np.zeros(0)) for k in range(1, n + 1)])
-            table = pa.table({"ngram": ngram.readable(model, n), "ctx": t.ctx, "word": t.word.astype(np.int32),
+            model = NgramModel(NgramConfig(unit=config.unit, order=n), units, bos, len(units) - 2, None,
+                               [Tables(c.keys(k), np.zeros(0), np.zeros(0)) for k in range(1, n + 1)])
+            table = pa.table({"ngram": readable(model, n), "ctx": t.ctx, "word": t.word.astype(np.int32),
                               "count": t.count, "adjusted": t.adjusted})
             schemas.write_table(table, tmp / f"order{n}.parquet", "ngram_counts",
                                 {"unit": config.unit, "order": n, "corpus": corpus["name"],
@@ -95,13 +107,12 @@ def count_corpus(config, splits, corpus: dict[str, Any], out, memory_bytes) -> d
 
 
 def stats(folder) -> dict[str, Any]:
-    from lmladder import artifacts
+    import pyarrow.parquet as pq
+
 
     head = artifacts.read_header(folder, FORMAT, what="n-gram counts folder")
     for n in range(1, int(head.get("order", 0)) + 1):  # refuse a damaged folder, not just a header
         path = Path(folder) / f"order{n}.parquet"
-        import pyarrow.parquet as pq
-
         try:
             meta = pq.read_schema(path).metadata or {}
         except FileNotFoundError:
@@ -111,3 +122,78 @@ def stats(folder) -> dict[str, Any]:
         if meta.get(b"lmladder.table") != b"ngram_counts":
             raise LadderError(f"{path} is not an lmladder ngram_counts table; rebuild it")
     return {k: head[k] for k in ("unit", "order", "corpus", "split", "tokenisation", "orders")}
+
+
+# --- model folders ----------------------------------------------------------------------------
+
+
+def readable(model: NgramModel, n: int):
+    """Each stored n-gram of order n as its list of unit strings (an Arrow list array)."""
+    import pyarrow as pa
+
+    ids = model.ngram_ids(n)
+    values = pa.array(model.units, pa.string()).take(pa.array(ids.ravel()))
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, ids.size + 1, n, dtype=np.int32)), values)
+
+
+def save(model: NgramModel, out: str | Path, corpus: dict[str, Any], split: str) -> None:
+    """The model (and a word model's speller) as a self-describing folder."""
+    with atomic_dir(out) as tmp:
+        _write_tables(model, tmp, "")
+        if model.spelling is not None:
+            _write_tables(model.spelling, tmp, "spelling-")
+        head = artifacts.header(
+            "lmladder-model", kind="ngram", unit=model.config.unit, corpus=corpus, split=split,
+            config=asdict(model.config), parameters=model.parameters,
+            model=_model_meta(model),
+            spelling=_model_meta(model.spelling) if model.spelling is not None else None)
+        write_json(tmp / MARKER, head)
+
+
+def _model_meta(m: NgramModel) -> dict[str, Any]:
+    return {"config": asdict(m.config), "bos": m.bos, "escape": m.escape, "eos": m.eos,
+            "order": m.order, "meta": m.meta}
+
+
+def _write_tables(model: NgramModel, folder: Path, prefix: str) -> None:
+    import pyarrow as pa
+
+    from lmladder import schemas
+
+    schemas.write_table(pa.table({"id": np.arange(model.V, dtype=np.int32), "unit": model.units}),
+                        folder / f"{prefix}vocab.parquet", "ngram_vocab", {"unit": model.config.unit})
+    for n, t in enumerate(model.tables, 1):
+        ctx = (t.keys // np.uint64(model.V)).astype(np.int64)
+        word = (t.keys % np.uint64(model.V)).astype(np.int32)
+        table = pa.table({"ngram": readable(model, n), "ctx": ctx, "word": word, "logp": t.logp,
+                          "backoff": t.backoff})
+        schemas.write_table(table, folder / f"{prefix}order{n}.parquet", "ngram_model",
+                            {"order": n, "unit": model.config.unit, "smoothing": model.config.smoothing})
+
+
+def load(folder: Path, header: dict[str, Any]) -> NgramModel:
+    """The model a folder written by `save` holds (`header` is its lmladder.json)."""
+    model = _load_part(folder, header.get("model"), "")
+    if header.get("spelling"):
+        model.spelling = _load_part(folder, header["spelling"], "spelling-")
+    return model
+
+
+def _load_part(folder: Path, info: Any, prefix: str) -> NgramModel:
+    from lmladder import schemas
+
+    if not isinstance(info, dict) or "config" not in info:
+        raise LadderError(f"{folder / MARKER} does not describe an n-gram model; rebuild it")
+    try:
+        config = NgramConfig(**info["config"])
+    except TypeError:
+        raise LadderError(f"{folder / MARKER} has an unknown n-gram configuration; rebuild it") from None
+    units = schemas.read_table(folder / f"{prefix}vocab.parquet", "ngram_vocab").column("unit").to_pylist()
+    V = np.uint64(len(units))
+    tables = []
+    for n in range(1, int(info["order"]) + 1):
+        t = schemas.read_table(folder / f"{prefix}order{n}.parquet", "ngram_model")
+        ctx = t.column("ctx").to_numpy().astype(np.uint64)
+        word = t.column("word").to_numpy().astype(np.uint64)
+        tables.append(Tables(ctx * V + word, t.column("logp").to_numpy(), t.column("backoff").to_numpy()))
+    return NgramModel(config, units, info["bos"], info["escape"], info["eos"], tables, info.get("meta", {}))

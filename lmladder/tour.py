@@ -1,7 +1,7 @@
 """Wolfram's tour of the ladder ("What Is ChatGPT Doing ... and Why Does It Work?", 2023) on the
 user's own corpus: letters drawn by frequency, letter pairs, longer letter n-grams, words, the
 counts that make long n-grams hopeless, and a GPT. Each step uses the library calls a user
-would (lmladder.ngram.train, ngramio.count_corpus, rung.sample); figures are optional PNGs.
+would (lmladder.ngram.train, ngramio.count_corpus, lmladder.generate); figures are optional PNGs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ def _letters_and_spaces(docs: list[str]) -> list[str]:
     that is not a space, and single spaces)."""
     kept = [re.sub(r"\s+", " ", re.sub(r"[^\w\s]|[\d_]", "", d.lower())).strip() for d in docs]
     return kept if any(kept) else [" ".join(d.split()) for d in docs]
+
+
+def _sample(rung, prompt: str, length: int, settings: SampleSettings, seed: int) -> str:
+    return generate(rung, prompt, max_new_chars=length, settings=settings, seed=seed)[0]
 
 
 def _unit_probs(model) -> tuple[list[str], np.ndarray]:
@@ -93,8 +97,8 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                 "blur; with the space as a letter, 'words' appear, of the right lengths but not real.")
     top = np.argsort(-probs, kind="stable")[:10]
     step.table = [{"letter": units[i], "probability": float(probs[i])} for i in top]
-    step.samples = [("letters", generate(letters, "", max_new_chars=length, settings=settings, seed=seed)[0]),
-                    ("letters + space", generate(spaced, "", max_new_chars=length, settings=settings, seed=seed)[0])]
+    step.samples = [("letters", _sample(letters, "", length, settings, seed)),
+                    ("letters + space", _sample(spaced, "", length, settings, seed))]
     if figures:
         _bar(units, probs, figures / "letters.png", "letter frequencies")
         step.figure = str(figures / "letters.png")
@@ -139,7 +143,7 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                 "by order 4 or 5 the 'words' are mostly real words.")
     for n in range(1, 7):
         model = ngram.train(ngram.NgramConfig(unit="char", order=n), train)
-        step.samples.append((f"order {n}", generate(model, "", max_new_chars=length, settings=settings, seed=seed)[0]))
+        step.samples.append((f"order {n}", _sample(model, "", length, settings, seed)))
     emit(step)
 
     # 4. words, independently and in pairs
@@ -151,8 +155,8 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                 f"Words drawn independently by frequency make no sense; drawn by word pairs, starting from "
                 f"'{seed_word}', short stretches do.")
     step.table = [{"word": wunits[i], "probability": float(wprobs[i])} for i in wtop]
-    step.samples = [("words by frequency", generate(words1, "", max_new_chars=length, settings=settings, seed=seed)[0]),
-                    (f"word pairs from '{seed_word}'", generate(words2, seed_word, max_new_chars=length, settings=settings, seed=seed)[0])]
+    step.samples = [("words by frequency", _sample(words1, "", length, settings, seed)),
+                    (f"word pairs from '{seed_word}'", _sample(words2, seed_word, length, settings, seed))]
     if figures:
         _bar(wunits, wprobs, figures / "words.png", "word frequencies (top 40)", top=40)
         step.figure = str(figures / "words.png")
@@ -179,6 +183,6 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
                     "Temperature 0 always takes the most likely next token: flat and repetitive. "
                     "Temperature 0.8 is what works best for prose.")
         for t in (0.0, 0.8):
-            step.samples.append((f"temperature {t}", generate(model, "", max_new_chars=length * 3, settings=SampleSettings(t), seed=seed)[0]))
+            step.samples.append((f"temperature {t}", _sample(model, "", length * 3, SampleSettings(t), seed)))
         emit(step)
     return steps

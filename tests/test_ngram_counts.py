@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmladder import counts, ngram, wordtok
+from lmladder import counts, wordtok
+from lmladder.ngramunits import kenlm_units, letter_units
 
 
 def table(c, units, n, what="count"):
@@ -16,8 +17,7 @@ def table(c, units, n, what="count"):
 
 def test_two_line_corpus_by_hand():
     # <s> a b </s>   and   <s> b a b </s>
-    config = ngram.NgramConfig(unit="word", order=2, kenlm_compat=True)
-    units, bos, esc, eos, seq = ngram.prepare(config, ["a b", "b a b"])
+    units, bos, esc, eos, seq = kenlm_units(["a b", "b a b"])
     assert units == ["<unk>", "<s>", "</s>", "a", "b"]
     assert seq.tolist() == [1, 3, 4, 2, 1, 4, 3, 4, 2]
     c = counts.count(seq, 2, len(units), bos)
@@ -63,7 +63,7 @@ def test_word_units_keep_the_leading_space():
 
 def test_packed_hierarchical_and_chunked_counting_agree(monkeypatch):
     text = ("First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40) + "zq\n"
-    units, bos, _, _, seq = ngram.prepare(ngram.NgramConfig(unit="char", order=5), [text[:900], text[900:]])
+    units, bos, _, _, seq = letter_units([text[:900], text[900:]])
     packed = counts.count(seq, 5, len(units), bos)  # fits in 64 bits: one sort per order
     wide = counts.count(seq, 5, len(units) << 20, bos)  # too wide to pack: order-by-order ids
     small = counts.count(seq, 5, len(units), bos, memory_bytes=1)  # pieces of 256 units, merged
@@ -86,7 +86,7 @@ def test_counting_in_pieces_equals_counting_at_once(widen):
     and, with the vocabulary widened past 64 bits at order 4, chained keys (as for words)."""
     text = "one two three one two four.\n" * 40
     docs = [text, "x", "ab\n" * 90, text[:300]]
-    units, bos, _, _, seq = ngram.prepare(ngram.NgramConfig(unit="char", order=4), docs)
+    units, bos, _, _, seq = letter_units(docs)
     V = len(units) << widen
     whole = counts.count(seq, 4, V, bos)
     for budget in (1, 64 * 300, 64 * 1000):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lmladder import arpa, ngram
+from lmladder.ngramio import readable
 from tests.conftest import FIXTURES, MIRROR
 
 KENLM = FIXTURES / "kenlm"
@@ -39,7 +40,7 @@ def check(name, order, train, test, ppl_incl, ppl_excl):
     ours = {}
     for n in range(1, order + 1):
         t = model.tables[n - 1]
-        for gram, lp, bo in zip(ngram.readable(model, n).to_pylist(), t.logp, t.backoff):
+        for gram, lp, bo in zip(readable(model, n).to_pylist(), t.logp, t.backoff):
             ours[tuple(gram)] = (lp / ln10, bo / ln10)
     assert set(ours) == set(ref)
     worst_p = max(abs(ours[g][0] - ref[g][0]) for g in ref if g != ("<s>",))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from lmladder import metrics, ngram
+from lmladder.generate import generate
 from tests.conftest import assert_error
 
 TEXT = "the cat sat on the mat.\nthe dog sat on the log!\na cat and a dog.\n" * 3 + "zebra quux\n"
@@ -19,18 +20,36 @@ def test_every_context_sums_to_one(unit, order, smoothing):
     model = ngram.train(ngram.NgramConfig(unit=unit, order=order, smoothing=smoothing, min_count=2), [TEXT])
     contexts = [[model.bos]]
     for n in range(1, order):  # every stored n-gram of order < N as a context
-        ids = np.empty((len(model.tables[n - 1].keys), n), dtype=np.int64)
-        row = np.arange(len(ids))
-        for k in range(n, 0, -1):
-            keys = model.tables[k - 1].keys
-            ids[:, k - 1] = (keys[row] % np.uint64(model.V)).astype(np.int64)
-            row = (keys[row] // np.uint64(model.V)).astype(np.int64)
-        contexts += [list(r) for r in ids.tolist()]
+        contexts += model.ngram_ids(n).tolist()
     probs = np.exp(model.next_logprobs(contexts)).sum(axis=1)
     assert np.allclose(probs, 1.0, atol=1e-9), probs.min()
     if model.spelling is not None:
         sp = model.spelling
         assert np.allclose(np.exp(sp.next_logprobs([[sp.bos], [sp.bos, 0], [0, 1]])).sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize("unit,order,smoothing", [("char", 4, "kn"), ("char", 1, "kn"), ("char", 3, "addk"),
+                                                  ("word", 3, "kn")])
+def test_next_logprobs_scores_each_context_as_its_own_stream(unit, order, smoothing):
+    """The batched next_logprobs (contexts of any length side by side) equals scoring
+    `last n-1 units, candidate` for each context alone, as a stream cut off before its start."""
+    model = ngram.train(ngram.NgramConfig(unit=unit, order=order, smoothing=smoothing, min_count=2), [TEXT])
+    prompt = model.prompt_units("the cat")
+    assert prompt[0] == model.bos and len(prompt) > 2
+    contexts = [[], [model.bos], prompt, prompt[:2], [3, model.bos, 4], list(range(8))]
+    batched = model.next_logprobs(contexts)
+    assert batched.shape == (len(contexts), model.V) and np.all(batched[:, model.bos] == -np.inf)
+    for ctx, row in zip(contexts, batched):
+        hist = ctx[max(0, len(ctx) - (order - 1)):]
+        for w in range(model.V):
+            if w == model.bos:
+                continue
+            seq = np.array(hist + [w])
+            starts = np.arange(len(seq)) == 0
+            assert row[w] == model.unit_logprob(seq, starts)[-1], (ctx, w)
+    decode = model.stream_decoder(np.random.default_rng(0))
+    assert decode(model.escape) != "" and model.stop_unit is None
+    assert "".join(decode(u) for u in prompt[1:]) == "the cat"
 
 
 def test_open_vocabulary_word_model_is_exact():
@@ -60,12 +79,12 @@ def test_save_load_round_trip(tmp_path):
     back = registry.load_model(tmp_path / "m")
     doc = ["the cat sat on a zebra\n"]
     assert np.allclose(back.score(doc).logprob, model.score(doc).logprob)
-    assert back.sample("the", 20, seed=3) == model.sample("the", 20, seed=3)
+    assert generate(back, "the", max_new_chars=20, seed=3) == generate(model, "the", max_new_chars=20, seed=3)
 
 
 def test_mle_refuses_to_score_unseen():
     model = ngram.train(ngram.NgramConfig(unit="char", order=3, smoothing="mle"), [TEXT])
-    assert len(model.sample("the", 30, seed=1)[0]) == 33
+    assert len(generate(model, "the", max_new_chars=30, seed=1)[0]) == 33
     with pytest.raises(Exception, match="probability 0"):
         model.score(["qqq"])
 

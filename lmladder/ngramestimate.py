@@ -1,0 +1,102 @@
+"""Estimation: n-gram counts (lmladder.counts) -> the tables of a query model (lmladder.ngrammodel).
+
+Interpolated modified Kneser-Ney (Chen & Goodman 1998), as KenLM's lmplz computes it (Heafield
+et al. 2013), order by order over the adjusted counts a:
+
+    D1, D2, D3+ = closed form from the counts-of-counts t1..t4 of adjusted counts:
+        Y = t1 / (t1 + 2 t2),  Dk = k - (k+1) Y t(k+1) / tk
+    where that is undefined or out of range [0, k] (tiny or character data) the order falls
+    back to D1=0.5, D2=1, D3+=1.5 (KenLM's --discount_fallback), so building never fails.
+    u(w|h)   = (a(hw) - D(a(hw))) / sum_x a(hx)
+    gamma(h) = (D1 N1(h) + D2 N2(h) + D3+ N3+(h)) / sum_x a(hx)
+    p(w|h)   = u(w|h) + gamma(h) p(w|h'),   p(w|empty) = u(w) + gamma / (V - 1)
+
+with V - 1 the predictable units (all but the boundary). Every stored n-gram keeps ln p, every
+n-gram that is a context ln gamma as its backoff. Add-k and mle keep the raw counts and each
+context's total; lmladder.ngrammodel turns them into probabilities when scoring.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from lmladder import counts as counting
+from lmladder.ngrammodel import NgramConfig, NgramModel, Tables
+
+FALLBACK = (0.5, 1.0, 1.5)
+
+
+def discounts(adjusted: np.ndarray) -> tuple[tuple[float, float, float], bool]:
+    """D1, D2, D3+ from counts-of-counts (Chen & Goodman eq. 26), and whether the fallback was used."""
+    t = np.bincount(np.minimum(adjusted, 5), minlength=6)[:5].astype(np.float64)
+    if t[1] == 0 or t[2] == 0 or t[3] == 0:
+        return FALLBACK, True
+    y = t[1] / (t[1] + 2 * t[2])
+    d = tuple(float(j - (j + 1) * y * t[j + 1] / t[j]) for j in (1, 2, 3))
+    if any(not (0 <= d[j - 1] <= j) for j in (1, 2, 3)):
+        return FALLBACK, True
+    return d, False  # type: ignore[return-value]
+
+
+def _group_sums(ctx: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    return np.bincount(ctx, weights=values, minlength=size)
+
+
+def estimate_kn(c: counting.Counts) -> tuple[list[np.ndarray], list[np.ndarray], list[dict]]:
+    """ln p and ln backoff of every stored n-gram, and each order's discounts."""
+    V, N = c.vocab_size, c.order
+    logp, backoff, info = [], [], []
+    gammas: list[np.ndarray] = []
+    for n in range(1, N + 1):
+        t = c.tables[n - 1]
+        a = t.adjusted.astype(np.float64)
+        (d1, d2, d3), fell = discounts(t.adjusted)
+        info.append({"order": n, "ngrams": int(len(t)), "D1": d1, "D2": d2, "D3+": d3, "fallback": fell})
+        dvec = np.array([0.0, d1, d2, d3])
+        dk = dvec[np.minimum(t.adjusted, 3)]
+        nctx = 1 if n == 1 else len(c.tables[n - 2])
+        denom = _group_sums(t.ctx, a, nctx)
+        mass = _group_sums(t.ctx, dk * (t.adjusted > 0), nctx)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gamma = np.where(denom > 0, mass / denom, 1.0)
+            u = np.where(denom[t.ctx] > 0, (a - dk) / denom[t.ctx], 0.0)
+        if n == 1:
+            p = u + gamma[0] / (V - 1)
+        else:
+            p = u + gamma[t.ctx] * np.exp(logp[n - 2][t.suffix])
+        with np.errstate(divide="ignore"):
+            lp = np.log(p)
+        if n == 1:
+            lp[c.bos] = 0.0  # never predicted (KenLM writes 0 too)
+        logp.append(lp)
+        gammas.append(gamma)
+    for n in range(1, N):
+        g = gammas[n]  # gamma of each order-n n-gram as a context of order n+1
+        has = np.bincount(c.tables[n].ctx, minlength=len(c.tables[n - 1])) > 0
+        backoff.append(np.where(has, np.log(g), 0.0))
+    backoff.append(np.zeros(len(c.tables[N - 1])))
+    return logp, backoff, info
+
+
+def from_counts(config: NgramConfig, units: list[str], bos: int, escape: int, eos: int | None,
+                c: counting.Counts, meta: dict[str, Any]) -> NgramModel:
+    """The query model of `config.smoothing` over the counts of a unit stream; `meta` gains the
+    discounts (kn) or the token total (add-k, mle)."""
+    tables = []
+    if config.smoothing == "kn":
+        logp, backoff, info = estimate_kn(c)
+        meta["discounts"] = info
+        for n in range(1, c.order + 1):
+            tables.append(Tables(c.keys(n), logp[n - 1], backoff[n - 1]))
+    else:
+        for n in range(1, c.order + 1):
+            t = c.tables[n - 1]
+            if n < c.order:
+                totals = np.bincount(c.tables[n].ctx, weights=c.tables[n].count, minlength=len(t))
+            else:
+                totals = np.zeros(len(t))
+            tables.append(Tables(c.keys(n), t.count.astype(np.float64), totals))
+        meta["tokens"] = int(c.tables[0].count.sum())
+    return NgramModel(config, units, bos, escape, eos, tables, meta)

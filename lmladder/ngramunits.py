@@ -1,0 +1,147 @@
+"""The units of the n-gram rungs, and text turned into unit streams (lmladder.counts counts them).
+
+Three kinds of unit, each a vocabulary `units` (id -> spelling) with a boundary id (BOS, before
+every document; never predicted) and an escape id:
+
+    letters       Unicode code points seen in train, then the escape (U+FFFD: any unseen
+                  character, spelled through lmladder.vocab) and BOS
+    word units    lmladder.wordtok's reversible units; the vocabulary and its UNK are chosen by
+                  the open-vocabulary model (lmladder.openvocab), whose speller reads spellings
+                  as `BOS c1 ... cm EOW`
+    KenLM tokens  whitespace-separated tokens of lines, `<s> tokens </s>`, anything unseen
+                  <unk> (KenLM's ids: <unk> 0, <s> 1, </s> 2)
+
+Every stream is one int array of all documents, BOS first in each (lmladder.counts' rule).
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Sequence
+
+import numpy as np
+
+from lmladder import wordtok
+from lmladder.counts import bracket
+from lmladder.errors import LadderError
+from lmladder.vocab import CharVocab, codepoints
+
+BOS_NAME, EOS_NAME, UNK_NAME = "<s>", "</s>", "<unk>"
+
+# what the train stream functions return: units, boundary, escape and end ids, the stream
+Prepared = tuple[list[str], int, int, int | None, np.ndarray]
+
+
+def _require_text(documents: Sequence[str]) -> None:
+    if not any(documents):
+        raise LadderError("the train split is empty; give a corpus with text in it")
+
+
+# --- letters --------------------------------------------------------------------------------
+
+
+def letter_units(documents: Sequence[str]) -> Prepared:
+    """The letter vocabulary of the training documents and their stream, through a lookup table:
+    O(T), no sort (the same ids as CharVocab). The stream is int32 (4 bytes a character), first
+    holding code points, then mapped in place."""
+    _require_text(documents)
+    seq = np.empty(sum(len(d) for d in documents) + len(documents), dtype=np.int32)
+    spans = []
+    at = 0
+    for doc in documents:
+        spans.append((at + 1, at + 1 + len(doc)))
+        seq[at + 1:at + 1 + len(doc)] = codepoints(doc)
+        at += len(doc) + 1
+    seen_mask = np.zeros(0x110000, dtype=bool)
+    for a, b in spans:
+        seen_mask[seq[a:b]] = True
+    seen = np.flatnonzero(seen_mask)
+    cv = CharVocab(seen.astype(np.uint32).tobytes().decode("utf-32-le"))
+    if len(cv.chars) < 2:
+        raise LadderError(f"the train split has only one distinct character ({cv.chars!r}); "
+                          "an n-gram model needs at least two")
+    units = list(cv.chars) + ["\ufffd", BOS_NAME]  # the escape (shown as U+FFFD), then the boundary
+    bos = len(units) - 1
+    lut = np.full(int(seen[-1]) + 1, cv.escape_id, dtype=np.int32)
+    lut[seen] = np.arange(len(seen))
+    for a, b in spans:
+        seq[a:b] = lut[seq[a:b]]
+        seq[a - 1] = bos
+    return units, bos, cv.escape_id, None, seq
+
+
+# --- KenLM tokens -----------------------------------------------------------------------------
+
+
+def kenlm_stream(lines: Sequence[str], index: dict[str, int], bos: int, eos: int, unk: int) -> np.ndarray:
+    """`<s> tokens </s>` for every line (KenLM: whitespace-separated tokens, unknown -> <unk>)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tokens, lengths = [], []
+    for line in lines:
+        words = line.split()
+        tokens += words
+        lengths.append(len(words))
+    vocab = pa.array(list(index.keys()), pa.string())
+    ids_of = np.asarray(list(index.values()), dtype=np.int64)
+    pos = pc.index_in(pa.array(tokens, pa.string()), value_set=vocab).fill_null(-1).to_numpy().astype(np.int64)
+    ids = np.where(pos >= 0, ids_of[np.maximum(pos, 0)], unk)
+    return bracket(ids, np.asarray(lengths, dtype=np.int64), bos, eos)
+
+
+def kenlm_units(lines: Sequence[str]) -> Prepared:
+    """KenLM lmplz's vocabulary of the training lines (in order of first sight) and their stream."""
+    _require_text(lines)
+    vocab: dict[str, None] = {}
+    for line in lines:
+        for w in line.split():
+            vocab.setdefault(w, None)
+    units = [UNK_NAME, BOS_NAME, EOS_NAME] + list(vocab)
+    if len(units) < 4:
+        raise LadderError("the train split has no tokens; give a corpus with text in it")
+    index = {u: i for i, u in enumerate(units) if i > 2}
+    return units, 1, 0, 2, kenlm_stream(lines, index, 1, 2, 0)
+
+
+# --- word units and spellings ---------------------------------------------------------------
+
+
+class WordUnits:
+    """The word units of some documents, tokenised once: all units as one Arrow string array,
+    and how many units each document has."""
+
+    def __init__(self, documents: Sequence[str]):
+        import pyarrow as pa
+
+        per_doc = [wordtok.units(d) for d in documents]
+        self.lengths = np.array([len(d) for d in per_doc], dtype=np.int64)
+        self.array = pa.array(list(chain.from_iterable(per_doc)), pa.string())
+
+    def texts(self) -> list[str]:
+        return self.array.to_pylist()
+
+    def ids(self, keys, bos: int, unk: int, values: np.ndarray | None = None) -> np.ndarray:
+        """Unit ids with BOS before each document: the i-th string of `keys` (an Arrow array)
+        is id `values[i]` (default i), any other unit is `unk`."""
+        import pyarrow.compute as pc
+
+        pos = pc.index_in(self.array, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False)
+        ids = np.where(pos >= 0, pos if values is None else values[np.maximum(pos, 0)], unk)
+        return bracket(ids, self.lengths, bos)
+
+
+def word_stream(documents: Sequence[str], index: dict[str, int], bos: int, unk: int):
+    """Unit ids with BOS before each document (`index` maps the vocabulary to ids, anything
+    else is `unk`), and the unit strings (without BOS)."""
+    import pyarrow as pa
+
+    units = WordUnits(documents)
+    values = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+    return units.ids(pa.array(list(index), pa.string()), bos, unk, values), units.texts()
+
+
+def spelling_stream(words: Sequence[str], vocab: CharVocab, bos: int, eow: int) -> np.ndarray:
+    """`BOS c1 ... cm EOW` for every word (what an open-vocabulary model's speller reads)."""
+    lengths = np.array([len(w) for w in words], dtype=np.int64)
+    return bracket(vocab.encode("".join(words)), lengths, bos, eow)
