@@ -1,7 +1,8 @@
 """A neural run's configuration: what `lmladder train` reads, saves with every run and resumes.
 
 Four sections, each a dataclass; every field is a command-line option of `lmladder train`
-(`n_layer` -> `--n-layer`, its help the comment beside the field) and a key of a TOML file:
+(`n_layer` -> `--n-layer`, its help the field's own, written beside it with `opt`) and a key
+of a TOML file:
 
     [model]  GPTConfig or MLPConfig: the architecture
     [optim]  OptimConfig: batch, learning-rate schedule, AdamW
@@ -17,25 +18,41 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from lmladder import registry
 from lmladder.errors import LadderError
+from lmladder.splits import SplitSpec
 
-MODEL_KINDS = ("gpt", "mlp")
+
+def opt(default: Any, help: str, resumable: bool = False) -> Any:
+    """A config field with its help, the help of its `lmladder train` option. resumable: a
+    RunConfig field that `--resume` may change (RESUMABLE)."""
+    return field(default=default, metadata={"help": help, "resumable": resumable})
+
+
+# the help of the fields GPTConfig and MLPConfig share word for word
+VOCAB_HELP = ("Output size, at least the tokenizer's (default: the tokenizer's, for a GPT padded up to a "
+              "multiple of 64 for faster matmuls).")
+DROPOUT_HELP = "Dropout probability while training."
+
 
 @dataclass
 class GPTConfig:
-    block_size: int = 1024  # the longest context the model sees
-    vocab_size: int = 50304  # GPT-2's 50,257 padded up to a multiple of 64 for faster matmuls
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
-    bias: bool = True  # biases in Linear and LayerNorm, as GPT-2 has; False is a little faster
-    position: str = "learned"  # learned (GPT-2's table, transformer.wpe) or rotary (no table)
-    # the residual stream's dtype under autocast: float32 (as GPT-2 under autocast, nanoGPT) or
-    # autocast (its dtype, bf16 on a GPU: half the memory traffic of the adds and layer norms)
-    residual_dtype: str = "float32"
+    block_size: int = opt(1024, "The longest context the model sees, in tokens.")
+    # the class default: GPT-2's 50,257 padded up to a multiple of 64
+    vocab_size: int = opt(50304, VOCAB_HELP)
+    n_layer: int = opt(12, "Transformer blocks.")
+    n_head: int = opt(12, "Attention heads (n_embd must be a multiple of them).")
+    n_embd: int = opt(768, "Embedding width, the residual stream's.")
+    dropout: float = opt(0.0, DROPOUT_HELP)
+    bias: bool = opt(True, "Biases in the Linear and LayerNorm layers, as GPT-2 has; without them a step is "
+                           "a little faster.")
+    position: str = opt("learned", "learned position embeddings (GPT-2's table, transformer.wpe) or rotary "
+                                   "ones (no table).")
+    residual_dtype: str = opt("float32", "The residual stream's dtype under autocast: float32 (as GPT-2 under "
+                                         "autocast, nanoGPT) or autocast (its dtype, bf16 on a GPU: half the memory "
+                                         "traffic of the adds and layer norms, a faster step).")
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -52,72 +69,51 @@ POSITIONS = ("learned", "rotary")
 RESIDUAL_DTYPES = ("float32", "autocast")
 
 
-
 @dataclass
 class MLPConfig:
-    block_size: int = 16  # n: how many previous units the model sees (the paper used 5 words)
-    vocab_size: int = 256
-    n_embd: int = 30  # m: the paper's feature vectors had 30 to 100 dimensions
-    n_hidden: int = 512  # h: hidden tanh units (the paper: 50 to 100 on word vocabularies)
-    direct: bool = True  # the direct connections W from the embeddings to the output
-    dropout: float = 0.0
-    pad_id: int = 0  # set to the tokenizer's end-of-text id
+    """Bengio et al. (2003), "A Neural Probabilistic Language Model": its n, m, h and W."""
+
+    block_size: int = opt(16, "How many previous tokens the model sees (n in Bengio et al. 2003, who used 5 "
+                              "words).")
+    vocab_size: int = opt(256, VOCAB_HELP)
+    n_embd: int = opt(30, "The width of each token's feature vector in C (m in Bengio et al. 2003: 30 to 100).")
+    n_hidden: int = opt(512, "Hidden tanh units (h in Bengio et al. 2003: 50 to 100 on word vocabularies).")
+    direct: bool = opt(True, "The direct connections W from the embeddings to the output.")
+    dropout: float = opt(0.0, DROPOUT_HELP)
+    pad_id: int = opt(0, "The tokenizer's end-of-text id, set by the trainer (not an option).")
 
 
+MODEL_CONFIGS = {"gpt": GPTConfig, "mlp": MLPConfig}
+MODEL_KINDS = registry.NEURAL  # the rung registry's neural kinds: one config class each above
+HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
 
 
 @dataclass
 class OptimConfig:
-    batch_size: int = 64  # sequences per optimizer step, over all processes together
-    micro_batch_size: int = 0  # sequences per forward pass in each process; 0: the whole share
-    lr: float = 1e-3
-    min_lr: float = 1e-4  # where the schedule ends
-    warmup_steps: int = 100
-    schedule: str = "cosine"  # cosine, or wsd (warmup, stable, then a linear decay over the last 30%)
-    weight_decay: float = 0.1  # decoupled, on matrices only (not biases, norms)
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0  # max global gradient norm; 0: no clipping
-    ema: float = 0.0  # decay of a moving average of the weights that is evaluated and kept (0: none)
+    batch_size: int = opt(64, "Sequences per optimizer step, over all processes together.")
+    micro_batch_size: int = opt(0, "Sequences per forward pass in each process, their gradients accumulated "
+                                   "(0: the whole share at once). A preset's (one not given as an option or in a "
+                                   "config file) is fitted to each process's share and to the GPU's memory.")
+    lr: float = opt(1e-3, "Peak learning rate, reached at the end of the warmup.")
+    min_lr: float = opt(1e-4, "Learning rate at the end of the schedule.")
+    warmup_steps: int = opt(100, "Steps of linear warmup.")
+    schedule: str = opt("cosine", "cosine (down to min_lr over the run), or wsd (warmup, stable, then a linear "
+                                  "decay over the last 30%).")
+    weight_decay: float = opt(0.1, "AdamW's decoupled weight decay, on matrices only (not biases, norms).")
+    beta1: float = opt(0.9, "AdamW's beta1.")
+    beta2: float = opt(0.99, "AdamW's beta2.")
+    grad_clip: float = opt(1.0, "Clip the global gradient norm to this (0: no clipping).")
+    ema: float = opt(0.0, "Decay of a moving average of the weights, which is evaluated and kept (0: none).")
 
 
 @dataclass
 class DataConfig:
-    split: str = ""  # TRAIN,VAL,TEST fractions; "": the corpus's default
-    seq_len: int = 0  # training window; 0: the model's block_size
+    split: str = opt("", "TRAIN,VAL,TEST fractions, e.g. 0.9,0.05,0.05 (default: the corpus's; lmladder.splits "
+                         "has the forms).")
+    seq_len: int = opt(0, "Training window in tokens (0: the model's block_size; a GPT's is at most it, an "
+                          "MLP's at least it).")
 
 
-@dataclass
-class RunConfig:
-    max_steps: int = 0  # stop after this many optimizer steps (0: no step limit)
-    max_tokens: int = 0  # ... or this many training tokens
-    time_budget: float = 0.0  # ... or this many seconds of training
-    eval_interval: int = 250  # steps between full passes over val (0: only at the end)
-    eval_batch_size: int = 64
-    log_interval: int = 10
-    checkpoint_interval: int = 1000  # steps between saves of latest/ (also at the end)
-    seed: int = 1337
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    compile: bool = False  # torch.compile the model with its loss (pays off on long runs)
-    compile_mode: str = "default"  # torch.compile's mode: default, or max-autotune-no-cudagraphs (slow to compile)
-    cuda_graph: bool = True  # one GPU: record the whole training step once and replay it (not with max-autotune)
-    attention: str = "auto"  # CUDA attention kernel: auto (torch's choice), flash, cudnn, efficient, math
-    dtype: str = "bfloat16"  # autocast dtype on CUDA: bfloat16, float16 or float32
-    # a GPT's head and cross-entropy: fused (one pass writes the logits' gradient over them; a
-    # Triton kernel on a GPU, lmladder/headloss.py), plain (nn.Linear, then F.cross_entropy), or
-    # auto: fused on a GPU from FUSED_HEAD_MIN_VOCAB outputs up, where it makes the step faster
-    head_loss: str = "auto"
-    # a GPT's MLP: fused (GELU in the matrix products' epilogues, cuBLASLt's on a GPU:
-    # lmladder/fusedmlp.py), plain (Linear, GELU, Linear, compiled as separate kernels), or
-    # auto: fused on a GPU from FUSED_GELU_MIN_TOKENS tokens a micro-batch, where it was faster
-    gelu_fusion: str = "auto"
-
-
-SECTIONS = ("model", "optim", "data", "run")
-ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
-COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
-HEAD_LOSSES = ("auto", "fused", "plain")
-GELU_FUSIONS = ("auto", "fused", "plain")
 # an H100's MLP forward + backward, fused against plain compiled, by (width, tokens a micro-batch)
 # (benchmarks/bench_fused_mlp.py; runs Y and AE in benchmarks/results/gpu-train-2026-11-23.md):
 # faster at 65,536 tokens (768: 0.91-0.92x the time, 512: 0.89-0.93x), mostly slower below
@@ -128,16 +124,56 @@ FUSED_GELU_MIN_TOKENS = 65536
 FUSED_HEAD_MIN_VOCAB = 1024
 
 
+@dataclass
+class RunConfig:
+    max_steps: int = opt(0, "Stop after this many optimizer steps (0: no step limit).", resumable=True)
+    max_tokens: int = opt(0, "Stop after this many training tokens (0: no token limit).", resumable=True)
+    time_budget: float = opt(0.0, "Stop after this many seconds of training (0: no time limit).", resumable=True)
+    eval_interval: int = opt(250, "Steps between full passes over val (0: only at the end).", resumable=True)
+    eval_batch_size: int = opt(64, "Windows per batch when evaluating and scoring.", resumable=True)
+    log_interval: int = opt(10, "Steps between progress updates and metrics lines.", resumable=True)
+    checkpoint_interval: int = opt(1000, "Steps between saves of latest/ (0: only at the end, where it is "
+                                         "always saved).", resumable=True)
+    seed: int = opt(1337, "Seed of the weights and the batches.")
+    device: str = opt("auto", "auto (a CUDA GPU if torch sees one), cpu, cuda or cuda:N.", resumable=True)
+    compile: bool = opt(False, "torch.compile the model with its loss (pays off on long GPU runs).",
+                        resumable=True)
+    compile_mode: str = opt("default", "torch.compile's mode: default, or max-autotune-no-cudagraphs (slow to "
+                                       "compile).")
+    cuda_graph: bool = opt(True, "On one GPU, record the whole training step once and replay it as a CUDA "
+                                 "graph (not with max-autotune; default: on).")
+    attention: str = opt("auto", "CUDA attention kernel: auto (torch's choice), flash, cudnn, efficient or math.")
+    dtype: str = opt("bfloat16", "Autocast dtype on CUDA: bfloat16, float16 or float32.")
+    head_loss: str = opt("auto", "GPT: the head and the cross-entropy: fused (one pass that also writes the "
+                                 "logits' gradient; a Triton kernel on a GPU, lmladder/kernels/headloss.py), "
+                                 "plain (nn.Linear, then F.cross_entropy) or auto (fused on a GPU from a "
+                                 f"vocabulary of {FUSED_HEAD_MIN_VOCAB:,} up, where it makes the step faster).",
+                         resumable=True)
+    gelu_fusion: str = opt("auto", "GPT: the MLP: fused (GELU in the matrix products' epilogues, cuBLASLt's on "
+                                   "a GPU, lmladder/kernels/fusedmlp.py), plain (Linear, GELU, Linear, compiled "
+                                   "as separate kernels) or auto (fused on a GPU under bf16/fp16 from "
+                                   f"{FUSED_GELU_MIN_TOKENS:,} tokens a micro-batch, where it was faster).",
+                           resumable=True)
+
+
+# What --resume may change: when the run stops, evaluates, logs and saves, and where and with
+# which of the equivalent kernels it runs. Everything else (the model, the optimizer and its
+# schedule, the data, the seed, the dtypes) is the run itself: resuming with another value would
+# not continue that run but start a different one from its weights.
+RESUMABLE = tuple(f.name for f in fields(RunConfig) if f.metadata["resumable"])
+
+SECTIONS = ("model", "optim", "data", "run")
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
-HIDDEN_MODEL_FIELDS = ("pad_id",)  # set from the tokenizer, never by hand
+ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+HEAD_LOSSES = ("auto", "fused", "plain")
+GELU_FUSIONS = ("auto", "fused", "plain")
 
 
 def model_config_type(kind: str):
-    if kind == "gpt":
-        return GPTConfig
-    if kind == "mlp":
-        return MLPConfig
-    raise LadderError(f"unknown neural model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    if kind not in MODEL_CONFIGS:
+        raise LadderError(f"unknown neural model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+    return MODEL_CONFIGS[kind]
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -195,21 +231,41 @@ class TrainConfig:
         return self.data.seq_len or self.model.block_size
 
 
-def option_fields() -> dict[str, list[tuple[str, type, Any]]]:
-    """section -> [(field name, type, default)] for every settable field (the CLI's options)."""
-    out: dict[str, list[tuple[str, type, Any]]] = {"model": []}
-    seen = set()
-    for cls in (GPTConfig, MLPConfig):
+
+class Option(NamedTuple):
+    """A config field as an option of `lmladder train`: `--name` (`--name/--no-name` for a bool)."""
+
+    name: str
+    type: type
+    help: str
+
+
+def option_fields() -> dict[str, list[Option]]:
+    """section -> its settable fields, in order. [model] holds GPTConfig's and MLPConfig's fields
+    once each: a field of one model has its help headed "GPT:" or "MLP:", a field both have and
+    describe differently has both helps."""
+    shared: dict[str, dict[str, dataclasses.Field]] = {}
+    for kind, cls in MODEL_CONFIGS.items():
         for f in fields(cls):
-            if f.name not in seen and f.name not in HIDDEN_MODEL_FIELDS:
-                seen.add(f.name)
-                out["model"].append((f.name, _type(f), f.default))
+            if f.name not in HIDDEN_MODEL_FIELDS:
+                shared.setdefault(f.name, {})[kind] = f
+    out = {"model": [Option(name, _type(next(iter(by_kind.values()))), _model_help(by_kind))
+                     for name, by_kind in shared.items()]}
     for section, cls in SECTION_TYPES.items():
-        out[section] = [(f.name, _type(f), f.default) for f in fields(cls)]
+        out[section] = [Option(f.name, _type(f), f.metadata["help"]) for f in fields(cls)]
     return out
 
 
-def _type(f) -> type:
+def _model_help(by_kind: dict[str, dataclasses.Field]) -> str:
+    helps = {kind: f.metadata["help"] for kind, f in by_kind.items()}
+    if len(helps) == len(MODEL_CONFIGS) and len(set(helps.values())) == 1:
+        return next(iter(helps.values()))
+    # "Transformer blocks." -> "GPT: transformer blocks."; an initialism keeps its capitals
+    return " ".join(f"{kind.upper()}: {h[0].lower() + h[1:] if h[1:2].islower() else h}"
+                    for kind, h in helps.items())
+
+
+def _type(f: dataclasses.Field) -> type:
     return {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type), type(f.default))
 
 
@@ -226,7 +282,8 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, dict[str, Any]] | None,
             options: dict[str, dict[str, Any]]) -> TrainConfig:
-    """Defaults < preset < config file < options; every unknown key or bad value is reported at once."""
+    """Defaults < preset < config file < options, as a new TrainConfig (PRESETS, file_values and
+    options are only read); every unknown key or bad value is reported at once."""
     if preset is not None and preset not in PRESETS:
         raise LadderError(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if preset is not None and model_kind is not None and PRESETS[preset]["model_kind"] != model_kind:
@@ -236,7 +293,7 @@ def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, d
         raise LadderError(f"unknown neural model {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
     base = PRESETS[preset or DEFAULT_PRESET[kind]]
     types = {"model": model_config_type(kind), **SECTION_TYPES}
-    values: dict[str, dict[str, Any]] = {s: dict(base.get(s, {})) for s in SECTIONS}
+    values: dict[str, dict[str, Any]] = {s: dict(base.get(s, {})) for s in SECTIONS}  # copies: PRESETS stay
     values["model"].setdefault("vocab_size", 0)  # 0: the tokenizer's, filled in by the trainer
     problems = []
     for source, layer in (("config file", file_values or {}), ("options", options)):
@@ -254,7 +311,8 @@ def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, d
                 if want is float and isinstance(value, int) and not isinstance(value, bool):
                     value = float(value)
                 if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-                    problems.append(f"[{section}] {key} must be a {want.__name__} (got {value!r})")
+                    article = "an" if want is int else "a"
+                    problems.append(f"[{section}] {key} must be {article} {want.__name__} (got {value!r})")
                     continue
                 values[section][key] = value
     if problems:
@@ -264,6 +322,19 @@ def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, d
                              **{s: SECTION_TYPES[s](**values[s]) for s in SECTION_TYPES})
     except ValueError as exc:
         raise LadderError(str(exc)) from None
+    check(config)
+    return config
+
+
+def resumed(saved: dict[str, Any], run_options: dict[str, Any]) -> TrainConfig:
+    """A saved run's config (TrainConfig.to_dict) to continue it, with the RESUMABLE run
+    options changed; any other option is refused."""
+    changed = [k for k in run_options if k not in RESUMABLE]
+    if changed:
+        raise LadderError(f"--{changed[0].replace('_', '-')} cannot change on --resume; only "
+                          + ", ".join(f"--{k.replace('_', '-')}" for k in RESUMABLE) + " can")
+    config = TrainConfig.from_dict(saved)
+    config.run = dataclasses.replace(config.run, **run_options)
     check(config)
     return config
 
@@ -289,6 +360,11 @@ def check(config: TrainConfig) -> None:
         problems.append(f"dropout must be in [0, 1) (got {m.dropout})")
     if o.schedule not in ("cosine", "wsd"):
         problems.append(f"schedule must be cosine or wsd (got {o.schedule!r})")
+    if config.data.split:  # "" is the corpus's own, known once the corpus is loaded
+        try:
+            SplitSpec.parse(config.data.split)
+        except LadderError as exc:
+            problems.append(str(exc))
     if r.compile_mode not in COMPILE_MODES:
         problems.append(f"compile_mode must be one of {', '.join(COMPILE_MODES)} (got {r.compile_mode!r})")
     if r.attention not in ATTENTION_KERNELS:
@@ -310,8 +386,3 @@ def check(config: TrainConfig) -> None:
         problems.append("give a way to stop: --max-steps, --max-tokens or --time-budget")
     if problems:
         raise LadderError("; ".join(problems))
-
-
-# --- the model, built from a config --------------------------------------------------------
-
-
