@@ -1,7 +1,7 @@
-"""The GPT's MLP with GELU inside its matrix products (lmladder.fusedmlp) against Linear -> GELU ->
-Linear, forward + backward under bf16 autocast (compiled), by width and tokens a micro-batch:
-the measurements behind neural.FUSED_GELU_MIN_TOKENS. On a GPU also the cuBLASLt algorithms
-lmladder.cublaslt times at gpt2-124m's shapes, and the one it keeps.
+"""The GPT's MLP with GELU inside its matrix products (lmladder.kernels.fusedmlp) against Linear ->
+GELU -> Linear, forward + backward under bf16 autocast (compiled), by width and tokens a
+micro-batch: the measurements behind config.FUSED_GELU_MIN_TOKENS. On a GPU also the cuBLASLt
+algorithms lmladder.kernels.cublaslt times at gpt2-124m's shapes, and the one it keeps.
 
     PYTHONPATH=. python3 benchmarks/bench_fused_mlp.py [--shapes 768x65536,512x16384] [--steps 50]
 
@@ -29,12 +29,13 @@ def mlp_ms(width: int, tokens: int, fused: bool, device: str, steps: int, compil
     import torch
 
     from lmladder.gpt import MLP, GPTConfig
+    from lmladder.kernels.fusedmlp import fused_mlp
     from lmladder.train import training_autocast
 
     torch._dynamo.reset()
     torch.manual_seed(0)
     mlp = MLP(GPTConfig(n_embd=width, n_head=8)).to(device)
-    mlp.fused = fused
+    mlp.fused_forward = fused_mlp if fused else None
     cuda = device.startswith("cuda")
     x = torch.randn(tokens, width, device=device, requires_grad=True)
     grad = torch.randn(tokens, width, device=device, dtype=torch.bfloat16 if cuda else torch.float32)
@@ -60,7 +61,7 @@ def algorithms(device: str) -> dict:
     tokens, 768 wide), and the index kept."""
     import torch
 
-    from lmladder import cublaslt
+    from lmladder.kernels import cublaslt
 
     m, k, n = 65536, 768, 3072
     x = torch.randn(m, k, device=device, dtype=torch.bfloat16)

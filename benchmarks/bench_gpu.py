@@ -136,10 +136,10 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
                 "no-bias-autotune-no-graph": ["--no-bias", "--compile-mode", "max-autotune-no-cudagraphs",
                                               "--no-cuda-graph"],
                 # the head and its cross-entropy as nn.Linear + F.cross_entropy (the trainer's default
-                # is lmladder.headloss's fused pass)
+                # is lmladder.kernels.headloss's fused pass)
                 "plain-head": ["--head-loss", "plain"], "no-bias-plain-head": ["--no-bias", "--head-loss", "plain"],
                 # the MLP as Linear, GELU, Linear compiled (the trainer's default on a GPU is
-                # lmladder.fusedmlp: GELU in cuBLASLt's epilogues)
+                # lmladder.kernels.fusedmlp: GELU in cuBLASLt's epilogues)
                 "plain-gelu": ["--gelu-fusion", "plain"],
                 # GPT-2's biases (the preset has none since session 8, as nanoGPT's train.py and bench.py)
                 "bias": ["--bias"], "bias-plain-gelu": ["--bias", "--gelu-fusion", "plain"]}

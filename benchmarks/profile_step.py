@@ -1,10 +1,10 @@
 """Where a GPT training step spends its time: the step `lmladder train` runs (the compiled model,
-its MLPs through lmladder.fusedmlp unless --gelu-fusion plain, its head and cross-entropy (lmladder.headloss, or with --head-loss plain compiled with the
-model), backward, gradient clipping, fused AdamW; not recorded as a CUDA graph, which a step
-this large does not need) on random tokens, timed, then profiled, with the kernels' time
-summed by kind: matrix multiplications, attention, compiled elementwise and reduction kernels
-(layer norms, GELU, bias gradients; the plain loss), the fused head loss's kernel, the
-optimizer, and the rest.
+its MLPs through lmladder.kernels.fusedmlp unless --gelu-fusion plain, its head and cross-entropy
+(lmladder.kernels.headloss, or with --head-loss plain compiled with the model), backward,
+gradient clipping, fused AdamW; not recorded as a CUDA graph, which a step this large does not
+need) on random tokens, timed, then profiled, with the kernels' time summed by kind: matrix
+multiplications, attention, compiled elementwise and reduction kernels (layer norms, GELU, bias
+gradients; the plain loss), the fused head loss's kernel, the optimizer, and the rest.
 
     PYTHONPATH=. python3 benchmarks/profile_step.py [--preset gpt2-124m] [--micro 64] [--no-bias]
         [--residual-dtype autocast] [--head-loss fused|plain] [--gelu-fusion fused|plain] [--gemm]
@@ -29,7 +29,7 @@ KINDS = (  # (kind, name fragments), first match wins: cuDNN's attention kernels
     ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
     ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
-    ("head loss", ("head_loss_rows",)),  # lmladder.headloss's Triton kernel
+    ("head loss", ("head_loss_rows",)),  # lmladder.kernels.headloss's Triton kernel
     ("compiled", ("triton",)),
 )
 
@@ -43,7 +43,7 @@ def build(preset: str, micro: int, options: dict, run: dict, device: str):
     """The model, one training step as lmladder.train runs it, and the tokens a step sees."""
     import torch
 
-    from lmladder import neural  # noqa: F401
+    from lmladder import kernels, neural
     from lmladder.config import resolve
     from lmladder.train import loss_function, make_optimizer, setup_cuda, training_autocast
 
@@ -55,8 +55,10 @@ def build(preset: str, micro: int, options: dict, run: dict, device: str):
     if cuda:
         setup_cuda(config.run.attention)
     model = neural.build_model(config).to(device)
-    if neural.fused_gelu(config, torch.device(device).type):
-        model.use_fused_mlp()
+    if kernels.fused_gelu(config, torch.device(device).type):
+        from lmladder.kernels.fusedmlp import fused_mlp
+
+        model.use_fused_mlp(fused_mlp)
     optimizer = make_optimizer(model, config.optim, device)
     params = list(model.parameters())
     autocast = training_autocast(device, config.run.dtype)

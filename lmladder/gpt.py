@@ -18,16 +18,15 @@ Shapes: B batch, T time (<= block_size), C = n_embd, nh = n_head, hs = C // nh, 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from lmladder.fusedmlp import fused_mlp
-from lmladder.headloss import compute_dtype
+from lmladder.config import GPTConfig  # with the run's other settings; here too, beside its model
+from lmladder.precision import compute_dtype
 
-
-from lmladder.config import POSITIONS, RESIDUAL_DTYPES, GPTConfig  # noqa: F401
 
 class Rotary(nn.Module):
     """Rotary position embeddings: the two halves of each head's query and key, read as the real
@@ -85,11 +84,12 @@ class MLP(nn.Module):
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's gelu
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
-        self.fused = False  # through lmladder.fusedmlp (GPT.use_fused_mlp): the same function
+        # fused_forward(x, c_fc, c_proj): the same function in one go (GPT.use_fused_mlp), or None
+        self.fused_forward: Callable | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            return self.dropout(fused_mlp(x, self.c_fc, self.c_proj))
+        if self.fused_forward is not None:
+            return self.dropout(self.fused_forward(x, self.c_fc, self.c_proj))
         return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, 4C) inside, (B, T, C) out
 
 
@@ -160,11 +160,13 @@ class GPT(nn.Module):
             x = x + self.transformer.wpe(pos)
         return x.to(compute_dtype(x)) if self.config.residual_dtype == "autocast" else x
 
-    def use_fused_mlp(self, on: bool = True) -> None:
-        """Run every block's MLP through lmladder.fusedmlp (GELU in the matrix products' epilogues)
-        or as three modules; the parameters and the function are the same."""
+    def use_fused_mlp(self, fused_forward: Callable | None) -> None:
+        """Run every block's MLP as fused_forward(x, c_fc, c_proj), a kernel that computes
+        c_proj(gelu(c_fc(x))) in one go (the trainer passes lmladder.kernels.fusedmlp.fused_mlp:
+        GELU in the matrix products' epilogues), or with None as three modules again. The
+        parameters and the function are the same; the model only holds what it is given."""
         for block in self.transformer.h:
-            block.mlp.fused = on
+            block.mlp.fused_forward = fused_forward
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counting the tied wte/lm_head once; without the position table by default

@@ -7,7 +7,7 @@ A rung is any object with
 returning the natural-log probability of each unit it predicts (characters, words, tokens)
 over all the documents, and how many characters and bytes of the documents those units
 cover, which must be all of them: no character may be skipped and no unit may be an
-`<unk>` that hides its spelling. (Rungs also have `sample(...)`; see lmladder.sampling.)
+`<unk>` that hides its spelling. (Rungs also write text: lmladder.rung, lmladder.generate.)
 
 From the total negative log-likelihood NLL = -sum ln P (nats):
 
@@ -72,6 +72,11 @@ def text_counts(documents: Sequence[str]) -> tuple[int, int, int]:
     return chars, nbytes, words
 
 
+def bits_per_char(nats: float, chars: int) -> float:
+    """The headline: a total negative log-likelihood in nats, in bits per character of the text."""
+    return nats / math.log(2) / chars
+
+
 def compute(scores: UnitScores, documents: Sequence[str]) -> Metrics:
     chars, nbytes, words = text_counts(documents)
     if scores.chars != chars or scores.bytes != nbytes:
@@ -87,7 +92,7 @@ def compute(scores: UnitScores, documents: Sequence[str]) -> Metrics:
     nll = float(-logprob.sum())
     tokens = int(logprob.size)
     return Metrics(
-        bits_per_char=nll / math.log(2) / chars,
+        bits_per_char=bits_per_char(nll, chars),
         bits_per_byte=nll / math.log(2) / nbytes,
         word_perplexity=math.exp(min(nll / words, 700.0)) if words else None,
         token_perplexity=math.exp(min(nll / tokens, 700.0)) if tokens else None,

@@ -17,13 +17,13 @@ trainer, the evaluator and the sampler serve both.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
+from lmladder.config import MLPConfig  # with the run's other settings; here too, beside its model
 
-from lmladder.config import MLPConfig  # noqa: F401
+
 class MLP(nn.Module):
     def __init__(self, config: MLPConfig):
         super().__init__()

@@ -1,5 +1,5 @@
-"""The GPT's MLP with GELU inside its matrix products (lmladder.fusedmlp, lmladder.cublaslt)
-against Linear -> GELU -> Linear."""
+"""The GPT's MLP with GELU inside its matrix products (lmladder.kernels.fusedmlp and
+lmladder.kernels.cublaslt) against Linear -> GELU -> Linear."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmladder import fusedmlp, neural
+from lmladder import kernels
+from lmladder.kernels import fusedmlp
 from lmladder.config import resolve
 from lmladder.gpt import GPT, GPTConfig, MLP
 
@@ -56,7 +57,7 @@ def test_fused_mlp_matches_the_modules(bias):
     dout = torch.randn(2, 5, 16, generator=g, dtype=torch.float64)
     plain = output_and_grads(mlp_pair(bias), x, dout)
     fused_module = mlp_pair(bias)
-    fused_module.fused = True
+    fused_module.fused_forward = fusedmlp.fused_mlp
     fused = output_and_grads(fused_module, x, dout)
     assert len(plain) == len(fused) == (6 if bias else 4)
     for a, b in zip(fused, plain):
@@ -77,8 +78,8 @@ def test_gpt_with_fused_mlps_compiled_and_not():
         return [loss.detach(), *(p.grad.clone() for p in model.parameters())]
 
     plain = loss_and_grads(model)
-    model.use_fused_mlp()
-    assert all(block.mlp.fused for block in model.transformer.h)
+    model.use_fused_mlp(fusedmlp.fused_mlp)
+    assert all(block.mlp.fused_forward is fusedmlp.fused_mlp for block in model.transformer.h)
     for fn in (model, torch.compile(model, backend="aot_eager")):
         for a, b in zip(loss_and_grads(fn), plain):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
@@ -99,7 +100,7 @@ def test_second_derivative_is_an_error(first, second):
     """The fused backward pass is not itself differentiable: a second derivative, through the
     input or between weights (whose paths run through saved activations), fails loudly."""
     mlp = mlp_pair(True)
-    mlp.fused = True
+    mlp.fused_forward = fusedmlp.fused_mlp
     x = torch.randn(3, 16, dtype=torch.float64, requires_grad=True)
     named = {"x": x, **dict(mlp.named_parameters())}
     (g,) = torch.autograd.grad(mlp(x).square().sum(), named[first], create_graph=True)
@@ -110,7 +111,7 @@ def test_second_derivative_is_an_error(first, second):
 def test_only_the_gradients_asked_for():
     """A frozen weight gets no gradient and the backward pass skips it."""
     mlp = mlp_pair(True)
-    mlp.fused = True
+    mlp.fused_forward = fusedmlp.fused_mlp
     mlp.c_fc.weight.requires_grad_(False)
     mlp(torch.randn(3, 16, dtype=torch.float64)).sum().backward()
     assert mlp.c_fc.weight.grad is None and mlp.c_fc.bias.grad is not None and mlp.c_proj.weight.grad is not None
@@ -126,23 +127,23 @@ def test_only_the_gradients_asked_for():
 def test_gelu_fusion_policy(kind, preset, micro, device, fused):
     model = "mlp" if preset == "mlp" else "gpt"
     options = {} if model == "mlp" else {"run": {"gelu_fusion": kind}, "optim": {"micro_batch_size": micro}}
-    assert neural.fused_gelu(resolve(model, preset, None, options), device) is fused
+    assert kernels.fused_gelu(resolve(model, preset, None, options), device) is fused
 
 
 def test_gelu_fusion_auto_on_a_gpu_by_micro_batch(monkeypatch):
     """auto: fused from FUSED_GELU_MIN_TOKENS tokens a micro-batch, where cuBLASLt runs."""
-    from lmladder import cublaslt
+    from lmladder.kernels import cublaslt
 
     monkeypatch.setattr(cublaslt, "available", lambda device="cuda": True)
     for micro, fused in ((64, True), (32, False), (0, True)):  # 0: the whole batch of 512 sequences
         config = resolve("gpt", "gpt2-124m", None, {"optim": {"micro_batch_size": micro}})
-        assert neural.fused_gelu(config, "cuda") is fused
+        assert kernels.fused_gelu(config, "cuda") is fused
     shared = resolve("gpt", "gpt2-124m", None, {"optim": {"micro_batch_size": 0, "batch_size": 128}})
-    assert neural.fused_gelu(shared, "cuda", world=2) and not neural.fused_gelu(shared, "cuda", world=4)
+    assert kernels.fused_gelu(shared, "cuda", world=2) and not kernels.fused_gelu(shared, "cuda", world=4)
     fp32 = resolve("gpt", "gpt2-124m", None, {"run": {"dtype": "float32"}})
-    assert not neural.fused_gelu(fp32, "cuda")  # cuBLASLt's epilogues here are bf16/fp16 only
+    assert not kernels.fused_gelu(fp32, "cuda")  # cuBLASLt's epilogues here are bf16/fp16 only
     monkeypatch.setattr(cublaslt, "available", lambda device="cuda": False)
-    assert not neural.fused_gelu(resolve("gpt", "gpt2-124m", None, {}), "cuda")
+    assert not kernels.fused_gelu(resolve("gpt", "gpt2-124m", None, {}), "cuda")
 
 
 def test_epilogues_refused_off_a_gpu():
@@ -171,7 +172,7 @@ def test_epilogues_refused_for_odd_shapes_dtypes_and_layouts():
 def test_cublaslt_epilogues_match_torch(rows, bias):
     """cuBLASLt's GELU_AUX(_BIAS) and DGELU products against torch's, in bf16 (u exactly; y and
     g to bf16 rounding)."""
-    from lmladder import cublaslt
+    from lmladder.kernels import cublaslt
 
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(rows, 768, device="cuda", dtype=torch.bfloat16, generator=g)
@@ -199,7 +200,7 @@ def test_fused_mlp_on_the_gpu_in_a_cuda_graph():
     dout = torch.randn(4, 256, 768, device="cuda")
 
     def run(fused):
-        mlp.fused = fused
+        mlp.fused_forward = fusedmlp.fused_mlp if fused else None
         mlp.zero_grad(set_to_none=False)
         x.grad = None
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -217,7 +218,7 @@ def test_fused_mlp_on_the_gpu_in_a_cuda_graph():
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        mlp.fused = True
+        mlp.fused_forward = fusedmlp.fused_mlp
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out = mlp(x)
         out.backward(dout)
@@ -235,7 +236,7 @@ def test_the_fastest_algorithm_is_timed_once_and_kept(monkeypatch):
     """cublaslt._fastest's logic with a simulated GPU clock: each algorithm runs once untimed and
     3 times timed, the fastest is kept and never timed again; while a CUDA graph records, the
     heuristic's first is used, untimed and not kept."""
-    from lmladder import cublaslt
+    from lmladder.kernels import cublaslt
 
     clock = [0.0]
 

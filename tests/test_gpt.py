@@ -112,6 +112,9 @@ class _Tok:
     def decode(self, ids, rng=None):
         return "".join(chr(97 + i) for i in ids if i != 8)
 
+    def stream_decoder(self, rng=None):
+        return lambda unit: self.decode([unit], rng)
+
 
 def _rung(kind="gpt"):
     torch.manual_seed(2)
@@ -163,14 +166,16 @@ def test_window_logprobs_deterministic():
 
 
 def test_sample_is_seeded_and_long_enough():
+    from lmladder.generate import generate
+
     rung = _rung("gpt")
-    a = rung.sample("ab", 12, seed=3, num_samples=2)
-    assert a == rung.sample("ab", 12, seed=3, num_samples=2)
-    assert a[0] == rung.sample("ab", 12, seed=3, num_samples=1)[0]  # batching changes nothing
+    a = generate(rung, "ab", max_new_chars=12, seed=3, num_samples=2)
+    assert a == generate(rung, "ab", max_new_chars=12, seed=3, num_samples=2)
+    assert a[0] == generate(rung, "ab", max_new_chars=12, seed=3, num_samples=1)[0]  # batching changes nothing
     # each sample has 12 new characters, or fewer where it reached the end of a document
     assert all(s.startswith("ab") and len(s) <= 14 for s in a)
     pieces = []
-    streamed = rung.sample("ab", 12, seed=3, num_samples=1, on_text=lambda i, p: pieces.append(p))
+    streamed = generate(rung, "ab", max_new_chars=12, seed=3, num_samples=1, on_text=lambda i, p: pieces.append(p))
     assert "ab" + "".join(pieces) == streamed[0]
 
 

@@ -1,4 +1,4 @@
-"""The fused head + cross-entropy (lmladder.headloss) against nn.Linear + F.cross_entropy."""
+"""The fused head + cross-entropy (lmladder.kernels.headloss) against nn.Linear + F.cross_entropy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lmladder.headloss import head_cross_entropy, rows_torch, triton_usable
+from lmladder.kernels.headloss import head_cross_entropy, rows_torch, triton_usable
 
 
 def plain(h, w, y):
@@ -52,7 +52,7 @@ def test_autocast_runs_the_head_in_its_dtype(monkeypatch):
     """Under CPU bf16 autocast the head's product (and so the gradient written over it) is bf16,
     as nn.Linear's would be, and loss and gradients are near the float32 ones; without autocast
     it is float32."""
-    from lmladder import headloss
+    from lmladder.kernels import headloss
 
     seen = []
     real = headloss.rows_torch
@@ -71,15 +71,16 @@ def test_autocast_runs_the_head_in_its_dtype(monkeypatch):
 
 
 def test_auto_fuses_large_vocabularies_on_a_gpu_only(monkeypatch):
-    from lmladder import headloss, neural
+    from lmladder import kernels
+    from lmladder.kernels import headloss
     from lmladder.config import resolve
 
     monkeypatch.setattr(headloss, "triton_usable", lambda device: torch.device(device).type == "cuda")
 
     def fused(vocab, kind="auto", model="gpt", device="cuda"):
         preset = "gpt-tiny" if model == "gpt" else "mlp"
-        return neural.fused_head(resolve(model, preset, None, {"model": {"vocab_size": vocab},
-                                                                      "run": {"head_loss": kind}}), device)
+        return kernels.fused_head(resolve(model, preset, None, {"model": {"vocab_size": vocab},
+                                                               "run": {"head_loss": kind}}), device)
 
     assert not fused(128) and not fused(1023) and fused(1024) and fused(50304)
     assert not fused(50304, device="cpu") and fused(50304, "fused", device="cpu")  # measured on a GPU only
@@ -101,7 +102,7 @@ def test_backward_is_not_differentiable_twice():
 
 def test_trained_gpt_loss_is_the_plain_one():
     """A GPT's loss through head_loss fused equals logits + cross_entropy (the trainer's two routes)."""
-    from lmladder import neural  # noqa: F401
+    from lmladder import neural
     from lmladder.config import resolve
     from lmladder.train import loss_function
 
@@ -127,7 +128,7 @@ def test_triton_rows_match_torch(vocab, block):
     logits = 4 * torch.randn(1000, vocab, device="cuda", generator=g).to(torch.bfloat16)
     y = torch.randint(0, vocab, (1000,), device="cuda", generator=g)
     a, b = logits.clone(), logits.clone()
-    from lmladder.headloss import rows_triton
+    from lmladder.kernels.headloss import rows_triton
 
     rows_a, rows_b = rows_triton(a, y, 1e-3, block), rows_torch(b, y, 1e-3)
     torch.testing.assert_close(rows_a, rows_b, rtol=1e-5, atol=1e-4)

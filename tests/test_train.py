@@ -61,9 +61,10 @@ def test_train_gpt_writes_a_self_describing_model(cli, tmp_path):
     scored = cli("score", out, "tinyshakespeare", "--json")
     assert scored.exit_code == 0, scored
     assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(report["test"]["bits_per_char"], rel=1e-9)
+    from lmladder.generate import generate
     from lmladder.registry import load_model
 
-    samples = load_model(out).sample("ROMEO:", 20, seed=1, num_samples=2)
+    samples = generate(load_model(out), "ROMEO:", max_new_chars=20, seed=1, num_samples=2)
     assert len(samples) == 2 and all(len(s) == 26 for s in samples)
 
 
@@ -119,10 +120,10 @@ def test_graphed_step_matches_the_plain_loop(cli, tmp_path, monkeypatch):
     warm-up steps run before recording and are undone (weights, AdamW moments and step counts,
     the loss sum), and each replay is a whole step. With accumulation (2 micro-batches) and a
     resume in the middle, it must give the weights of the plain loop."""
-    from lmladder import train as train_mod
+    from lmladder.train import step as train_step
 
     recorded = []
-    real = train_mod.GraphedStep
+    real = train_step.GraphedStep
 
     def spy(*args, **kw):
         recorded.append(1)
@@ -131,8 +132,8 @@ def test_graphed_step_matches_the_plain_loop(cli, tmp_path, monkeypatch):
     common = (*TINY, "--micro-batch-size", "4", "--dropout", "0.0", "--min-lr", "0.003", "--eval-interval", "3",
               "--log-interval", "4")
     assert cli("train", "tinyshakespeare", *common, "--max-steps", "8", "--out", tmp_path / "plain").exit_code == 0
-    monkeypatch.setattr(train_mod, "graph_capable", lambda device: True)
-    monkeypatch.setattr(train_mod, "GraphedStep", spy)
+    monkeypatch.setattr(train_step, "graph_capable", lambda device: True)
+    monkeypatch.setattr(train_step, "GraphedStep", spy)
     assert cli("train", "tinyshakespeare", *common, "--max-steps", "4", "--out", tmp_path / "graph").exit_code == 0
     result = cli("train", "tinyshakespeare", "--resume", tmp_path / "graph", "--max-steps", "8")
     assert result.exit_code == 0, result
@@ -174,7 +175,7 @@ def test_weight_average_resumes_exactly_and_is_the_model_kept(cli, tmp_path, mon
     (its warm-up undone); val is scored with it, so best/ holds it, and the header points there."""
     from safetensors.torch import load_file
 
-    from lmladder import train as train_mod
+    from lmladder.train import step as train_step
 
     common = (*TINY, "--ema", "0.8", "--dropout", "0.0", "--min-lr", "0.003", "--eval-interval", "0",
               "--log-interval", "4")
@@ -184,7 +185,7 @@ def test_weight_average_resumes_exactly_and_is_the_model_kept(cli, tmp_path, mon
     result = cli("train", "tinyshakespeare", "--resume", tmp_path / "halves", "--max-steps", "8")
     assert result.exit_code == 0, result
     assert_same_weights(ema("straight"), ema("halves"), atol=1e-6)
-    monkeypatch.setattr(train_mod, "graph_capable", lambda device: True)
+    monkeypatch.setattr(train_step, "graph_capable", lambda device: True)
     assert cli("train", "tinyshakespeare", *common, "--max-steps", "8", "--out", tmp_path / "graph").exit_code == 0
     assert_same_weights(ema("straight"), ema("graph"), atol=1e-6)
     assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "graph"), atol=1e-6)
@@ -221,10 +222,12 @@ def test_rotary_gpt_trains_scores_and_samples(cli, tmp_path):
     assert "transformer.wpe.weight" not in weights(out)
     scored = cli("score", out, "tinyshakespeare", "--json")
     assert json.loads(scored.stdout)["bits_per_char"] == pytest.approx(json.loads(result.stdout)["test"]["bits_per_char"])
+    from lmladder.generate import generate
     from lmladder.registry import load_model
 
     model = load_model(out)
-    assert model.sample("ROMEO:", 50, seed=3) == model.sample("ROMEO:", 50, seed=3)  # past the 32-unit block
+    once = generate(model, "ROMEO:", max_new_chars=50, seed=3)
+    assert once == generate(model, "ROMEO:", max_new_chars=50, seed=3)  # past the 32-unit block
 
 
 def test_training_without_compile_never_imports_dynamo(tmp_path):
@@ -265,16 +268,16 @@ def test_max_autotune_is_passed_on_and_not_recorded_as_a_graph(cli, tmp_path, mo
     so that mode trains without the CUDA graph, and times its candidate kernels in a subprocess."""
     import torch._inductor.config as inductor_config
 
-    from lmladder import train as train_mod
+    from lmladder.train import step as train_step
 
     monkeypatch.setattr(inductor_config, "autotune_in_subproc", False)
 
     modes, recorded = [], []
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: modes.append(kw.get("mode")) or real(fn, backend="eager"))
-    monkeypatch.setattr(train_mod, "graph_capable", lambda device: True)
-    graphed = train_mod.GraphedStep
-    monkeypatch.setattr(train_mod, "GraphedStep", lambda *a, **kw: recorded.append(1) or graphed(*a, **kw))
+    monkeypatch.setattr(train_step, "graph_capable", lambda device: True)
+    graphed = train_step.GraphedStep
+    monkeypatch.setattr(train_step, "GraphedStep", lambda *a, **kw: recorded.append(1) or graphed(*a, **kw))
     common = (*TINY, "--max-steps", "2", "--eval-interval", "0", "--compile")
     result = cli("train", "tinyshakespeare", *common, "--compile-mode", "max-autotune-no-cudagraphs",
                  "--out", tmp_path / "a")
@@ -451,14 +454,14 @@ def test_preset_that_does_not_fit_the_gpu(cli, tmp_path, monkeypatch):
     so is a preset that fits at no micro-batch (1 GiB: its weights and AdamW state alone do not)."""
     import lmladder.train
 
-    monkeypatch.setattr(lmladder.train, "device_memory", lambda device: 8 * 2**30)
+    monkeypatch.setattr(lmladder.train.plan, "device_memory", lambda device: 8 * 2**30)
     assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
                      "--micro-batch-size", "64", "--out", tmp_path / "o"), "GiB of GPU memory", "lower --micro-batch-size")
     conf = tmp_path / "micro.toml"
     conf.write_text("[optim]\nmicro_batch_size = 64\n")  # a config file's choice is the user's too
     assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
                      "--config", conf, "--out", tmp_path / "o"), "with micro_batch_size 64,")
-    monkeypatch.setattr(lmladder.train, "device_memory", lambda device: 2**30)
+    monkeypatch.setattr(lmladder.train.plan, "device_memory", lambda device: 2**30)
     assert_error(cli("train", "tinyshakespeare", "--preset", "gpt2-124m", "--vocab-size", "50304",
                      "--out", tmp_path / "o"), "with micro_batch_size 1,", "does not fit even at micro_batch_size 1")
     assert not (tmp_path / "o").exists()
@@ -474,7 +477,7 @@ def test_a_presets_micro_batch_is_fitted_to_the_gpu(tmp_path, monkeypatch, micro
 
     config = resolve("gpt", "gpt2-124m", None, {"model": {"vocab_size": 50304}})
     room = lmladder.train.memory_needed(config, micro) + 1
-    monkeypatch.setattr(lmladder.train, "device_memory", lambda device: room)
+    monkeypatch.setattr(lmladder.train.plan, "device_memory", lambda device: room)
     job = lmladder.train.prepare("tinyshakespeare", "char", config, tmp_path / "o", device="cpu", fit_micro=True)
     assert (job.config.optim.micro_batch_size, job.config.optim.batch_size) == (micro, 512)
 
@@ -491,6 +494,27 @@ def test_a_presets_micro_batch_divides_each_share(tmp_path, world, batch, micro)
     job = lmladder.train.prepare("tinyshakespeare", "char", config, tmp_path / "o", device="cpu", fit_micro=True,
                                  dist=lmladder.train.Dist(world=world))
     assert job.config.optim.micro_batch_size == micro
+
+
+def test_prepare_leaves_the_given_config_alone(tmp_path):
+    """prepare completes a copy of the config into the Job (the tokenizer's vocabulary, padded to
+    64 for a GPT; an MLP's padding id; a micro-batch fitted to each process's share) and leaves
+    the one it was given as it was."""
+    import copy
+
+    import lmladder.train
+    from lmladder.config import resolve
+
+    gpt = resolve("gpt", "gpt2-124m", None, {})
+    mlp = resolve("mlp", "mlp", None, {"model": {"block_size": 4}})
+    before = copy.deepcopy((gpt, mlp))
+    job = lmladder.train.prepare("tinyshakespeare", "char", gpt, tmp_path / "g", device="cpu", fit_micro=True,
+                                 dist=lmladder.train.Dist(world=8))
+    assert (gpt, mlp) == before and gpt.model.vocab_size == 0 and gpt.optim.micro_batch_size == 128
+    assert job.config.model.vocab_size == 64 * -(-job.tokenizer.vocab_size // 64) and job.config.optim.micro_batch_size == 64
+    job = lmladder.train.prepare("tinyshakespeare", "char", mlp, tmp_path / "m", device="cpu")
+    assert (gpt, mlp) == before
+    assert job.config.model.vocab_size == job.tokenizer.vocab_size and job.config.model.pad_id == job.tokenizer.eot_id
 
 
 def test_a_micro_batch_the_user_chose_must_divide_each_share(tmp_path):

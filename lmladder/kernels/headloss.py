@@ -19,11 +19,7 @@ import functools
 
 import torch
 
-
-def compute_dtype(t: torch.Tensor) -> torch.dtype:
-    """The dtype a matrix product of t runs in here: autocast's when it is on for t's device, else t's."""
-    kind = t.device.type
-    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else t.dtype
+from lmladder.precision import compute_dtype
 
 
 def rows_torch(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:

@@ -4,7 +4,7 @@ Compiled as separate kernels, the MLP's elementwise work is three passes over it
 activations besides the matrix products: the forward GELU (read u, write y), the backward GELU
 (read the gradient of y and u, write the gradient of u) and c_fc's bias gradient (a column sum
 of that). At 64 x 1,024 tokens and C = 768 that is ~0.8 ms a block on an H100, a tenth of the
-block. Here cuBLASLt's epilogues (lmladder.cublaslt) do the GELU while each output tile is in
+block. Here cuBLASLt's epilogues (cublaslt.py) do the GELU while each output tile is in
 registers:
 
   forward   u = x W_fc^T + b_fc and y = gelu(u), both written by c_fc's product;
@@ -15,6 +15,8 @@ GELU took 0.72, the backward one 0.56 (+ 0.15 for the bias gradient's column sum
 product + compiled GELU backward + sums took 0.99 (benchmarks/results/gpu-train-2026-11-23.md).
 The rest (c_proj, the weight and input gradients) are plain products. Off a GPU the same two
 steps are torch's (`fc_gelu_torch`, `gelu_grad_torch`), which the tests check against autograd.
+The trainer hands `fused_mlp` to the model (GPT.use_fused_mlp) where lmladder.kernels.fused_gelu
+says it pays.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from lmladder.headloss import compute_dtype
+from lmladder.precision import compute_dtype
 
 
 def fc_gelu_torch(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +41,7 @@ def gelu_grad_torch(dout: torch.Tensor, w_proj: torch.Tensor, u: torch.Tensor) -
 def epilogue_usable(*tensors: torch.Tensor | None) -> bool:
     """Whether cuBLASLt's epilogues can take these operands: non-empty CUDA tensors of one dtype,
     bf16 or fp16, contiguous, 16-byte aligned, every size a multiple of 8."""
-    from lmladder import cublaslt
+    from lmladder.kernels import cublaslt
 
     given = [t for t in tensors if t is not None]
     return (given[0].is_cuda and cublaslt.available(given[0].device)
@@ -52,7 +54,7 @@ def epilogue_usable(*tensors: torch.Tensor | None) -> bool:
 def fc_gelu(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(u, y) of fc_gelu_torch: by cuBLASLt's GELU_AUX(_BIAS) epilogue where it runs, else torch."""
     if epilogue_usable(x, w, b):
-        from lmladder import cublaslt
+        from lmladder.kernels import cublaslt
 
         return cublaslt.gelu_aux(x, w, b)
     return fc_gelu_torch(x, w, b)
@@ -68,7 +70,7 @@ def _(x, w, b):
 def gelu_grad(dout: torch.Tensor, w_proj: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """g of gelu_grad_torch: by cuBLASLt's DGELU epilogue where it runs, else torch."""
     if epilogue_usable(dout, w_proj, u):
-        from lmladder import cublaslt
+        from lmladder.kernels import cublaslt
 
         return cublaslt.dgelu(dout, w_proj, u)
     return gelu_grad_torch(dout, w_proj, u)

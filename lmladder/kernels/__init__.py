@@ -1,0 +1,56 @@
+"""GPU kernels the trainer may run a GPT's step through, and when it does.
+
+    headloss.py  the head (h W^T) and its cross-entropy as one autograd step that writes the
+                 logits' gradient over the logits (a Triton kernel on a GPU, torch elsewhere)
+    fusedmlp.py  the MLP (c_fc -> GELU -> c_proj) with the GELU inside the matrix products
+    cublaslt.py  the cuBLASLt GELU epilogues fusedmlp.py calls, through ctypes
+
+Each computes the same function as the plain modules (the tests check them against each other),
+so the model (lmladder.gpt) never imports them: the trainer asks `fused_head` and `fused_gelu`
+below, and hands the kernel to the model or the loss. Nothing here imports torch until a kernel
+is asked for, so the policy is cheap to consult.
+"""
+
+from __future__ import annotations
+
+from lmladder.config import FUSED_GELU_MIN_TOKENS, FUSED_HEAD_MIN_VOCAB
+
+
+def _chosen(config, switch: str) -> bool | None:
+    """A GPT fusion switch (head_loss, gelu_fusion) as set: True (fused), False (plain, or not a
+    GPT), None (auto: the caller decides)."""
+    value = getattr(config.run, switch)
+    if config.model_kind != "gpt" or value == "plain":
+        return False
+    return True if value == "fused" else None
+
+
+def fused_head(config, device_type: str) -> bool:
+    """Whether a run's GPT, on a device of this type (cuda, cpu, ...), takes its loss through
+    headloss.py: with auto only where its Triton kernel runs (off it, the torch version of the
+    kernel makes float32 copies of the logits, and the compiled plain loss is better)."""
+    chosen = _chosen(config, "head_loss")
+    if chosen is not None:
+        return chosen
+    from lmladder.kernels.headloss import triton_usable
+
+    return config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB and triton_usable(device_type)
+
+
+def fused_gelu(config, device_type: str, world: int = 1) -> bool:
+    """Whether a run's GPT, on a device of this type, runs its MLPs through fusedmlp.py: with auto
+    only where cuBLASLt's epilogues run it: a GPU, bf16 or fp16 autocast, a width that is a
+    multiple of 8, and FUSED_GELU_MIN_TOKENS tokens or more a micro-batch (each of `world`
+    processes' share). Elsewhere it would be the same torch arithmetic as the compiled plain
+    MLP's, hidden from the compiler."""
+    chosen = _chosen(config, "gelu_fusion")
+    if chosen is not None:
+        return chosen
+    o = config.optim
+    tokens = (o.micro_batch_size or o.batch_size // world) * config.seq_len
+    if (device_type != "cuda" or config.run.dtype not in ("bfloat16", "float16") or config.model.n_embd % 8
+            or tokens < FUSED_GELU_MIN_TOKENS or tokens % 8):
+        return False
+    from lmladder.kernels import cublaslt
+
+    return cublaslt.available()

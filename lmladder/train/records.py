@@ -1,0 +1,210 @@
+"""What a run keeps as it goes: where it stands (RunState), its metrics (metrics.jsonl and the
+progress bar), and its folder (Checkpointer).
+
+Checkpoints (lmladder.checkpoint): latest/ every checkpoint_interval steps and at the end, best/
+whenever val improves; the folder's header (lmladder.json) names the weights to load (best/'s,
+else the final ones: the moving average's when the run keeps one) and the run's status
+(training, trained, interrupted, diverged). Only the main process writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmladder import artifacts, checkpoint
+from lmladder.atomic import MARKER, write_json
+from lmladder.config import RunConfig
+from lmladder.console import log, stderr
+
+
+@dataclass
+class RunState:
+    """Where a run stands: steps and tokens trained, the best val loss, and its time (seconds
+    trained by the runs it resumes, plus this process's clock). `progress` is the fraction of
+    the run done that every process agrees on (see loop.agree)."""
+
+    step: int = 0
+    tokens: int = 0
+    best_val: float = math.inf
+    elapsed_before: float = 0.0
+    progress: float = 0.0
+    last_val: dict[str, Any] | None = None  # the latest val row
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def resumed(cls, saved: dict[str, Any]) -> "RunState":
+        """The state latest/ saved (RunState.saved)."""
+        return cls(step=saved["step"], tokens=saved["tokens"], best_val=saved.get("best_val") or math.inf,
+                   elapsed_before=saved.get("elapsed", 0.0))
+
+    def start_clock(self) -> None:
+        """Training time counts from here (not the set-up's)."""
+        self.started = time.perf_counter()
+
+    def advance(self, tokens: int) -> None:
+        """One optimizer step, of `tokens` tokens over all processes, done."""
+        self.step += 1
+        self.tokens += tokens
+
+    def clock(self) -> float:
+        """Seconds this process has trained."""
+        return time.perf_counter() - self.started
+
+    def fraction_done(self, r: RunConfig) -> float:
+        """How far through its limits (steps, tokens, seconds) the run is, by this process's clock."""
+        fracs = [0.0]
+        if r.max_steps:
+            fracs.append(self.step / r.max_steps)
+        if r.max_tokens:
+            fracs.append(self.tokens / r.max_tokens)
+        if r.time_budget:
+            fracs.append((self.elapsed_before + self.clock()) / r.time_budget)
+        return max(fracs)
+
+    def schedule_fraction(self, r: RunConfig) -> float:
+        """The fraction the learning rate follows: of steps or tokens, the same in every process;
+        under a time budget, the agreed one (each process's clock differs)."""
+        return self.progress if r.time_budget else self.fraction_done(r)
+
+    def finished(self, r: RunConfig) -> bool:
+        return bool((r.max_steps and self.step >= r.max_steps) or (r.max_tokens and self.tokens >= r.max_tokens)
+                    or (r.time_budget and self.progress >= 1.0))
+
+    def best_or_none(self) -> float | None:
+        return None if math.isinf(self.best_val) else self.best_val
+
+    def saved(self, config) -> dict[str, Any]:
+        """The state a checkpoint holds (the data position is the step: see step.batch_windows)."""
+        return {"config": config.to_dict(), "step": self.step, "tokens": self.tokens, "data_position": self.step,
+                "best_val": self.best_or_none(), "elapsed": self.elapsed_before + self.clock()}
+
+
+class MetricsLog:
+    """metrics.jsonl: one JSON row a line (training rows every log_interval steps, val rows at
+    each evaluation), flushed as written; None as the path (a process other than the main one)
+    writes nothing."""
+
+    def __init__(self, path: Path | None):
+        self.file = open(path, "a", encoding="utf-8") if path is not None else None
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(row) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class TrainingLog:
+    """Every log_interval steps: a metrics row (train loss, learning rate, tokens/s, MFU, peak GPU
+    memory since the previous row) and the progress bar's line; the bar shows only in the main
+    process, on a terminal (console.progress_enabled)."""
+
+    def __init__(self, metrics: MetricsLog, run: RunState, r: RunConfig, tokens_per_step: int,
+                 flops_per_token: float, peak: float | None, device: str, show: bool):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.metrics, self.r = metrics, r
+        self.tokens_per_step, self.flops_per_token, self.peak = tokens_per_step, flops_per_token, peak
+        self.device = device
+        self.last = (run.step, run.clock())  # the step and time of the previous row
+        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.fields[info]}"),
+                            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=stderr,
+                            transient=True, disable=not show)
+        self.task = self.bar.add_task("train", total=1000, info="")
+
+    def __enter__(self) -> "TrainingLog":
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def write(self, run: RunState, lr: float, train_loss: float) -> None:
+        import torch
+
+        now = run.clock()
+        tps = (run.step - self.last[0]) * self.tokens_per_step / max(1e-9, now - self.last[1])
+        mfu = tps * self.flops_per_token / self.peak if self.peak else None
+        mem = torch.cuda.max_memory_allocated(self.device) / 2**30 if self.device.startswith("cuda") else None
+        self.metrics.write({"step": run.step, "time": now, "unix": time.time(), "lr": lr, "train_loss": train_loss,
+                            "tokens": run.tokens, "tokens_per_s": tps, "mfu": mfu, "memory_gb": mem})
+        self.last = (run.step, run.clock())
+        info = f"step {run.step} loss {train_loss:.4f} {tps / 1e3:,.0f}k tok/s" + (f" MFU {mfu:.0%}" if mfu else "")
+        if run.last_val:
+            info += f" val {run.last_val['val_loss']:.4f}"
+        self.bar.update(self.task, completed=int(1000 * min(1.0, run.fraction_done(self.r))), info=info)
+
+
+class Checkpointer:
+    """The run's folder: its header, latest/ (weights, AdamW, the weight average, RunState) and
+    best/ (the weights of the best val loss, as evaluated). Only the main process writes."""
+
+    def __init__(self, job, model, optimizer, average, parameters: int, main: bool):
+        self.job, self.out, self.config = job, job.out, job.config
+        self.model, self.optimizer, self.average = model, optimizer, average
+        self.parameters, self.main = parameters, main
+        self.best_weights = "best/model.safetensors" if (self.out / "best").exists() else None
+        self.final_weights = "latest/ema.safetensors" if average is not None else "latest/model.safetensors"
+
+    def begin(self, run: RunState, tokens_per_step: int, micro: int, accum: int, world: int) -> None:
+        """A fresh run's tokenizer and config.json (and no metrics of an earlier run), the header
+        (status training), and the run's size and config in the log."""
+        if not self.main:
+            return
+        config, out = self.config, self.out
+        out.mkdir(parents=True, exist_ok=True)
+        if self.job.resume is None:
+            self.job.tokenizer.save(out / "tokenizer")
+            write_json(out / "config.json", config.to_dict())
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        self.write_header(run, "training", self.best_weights)
+        log(f"[bold]{config.model_kind}[/] {self.parameters / 1e6:.2f}M parameters on {self.job.device}"
+            + (f" x{world}" if world > 1 else "") + f"; {tokens_per_step:,} tokens a step, "
+            f"{accum} micro-step(s) of {micro}; config (also in {out / 'config.json'}):")
+        for section in ("model", "optim", "data", "run"):
+            log(f"  [{section}] " + " ".join(f"{k}={v}" for k, v in config.to_dict()[section].items()))
+
+    def write_header(self, run: RunState, status: str, weights: str | None, **extra: Any) -> None:
+        job = self.job
+        write_json(self.out / MARKER, artifacts.header(
+            "lmladder-model", kind=self.config.model_kind, unit=job.tokenizer.kind, corpus=job.corpus.identity(),
+            split=job.split, tokenizer=job.tokenizer.identity(), config=self.config.to_dict(),
+            parameters=self.parameters, weights=weights, status=status, step=run.step,
+            best_val=run.best_or_none(), **extra))
+
+    def kept_weights(self) -> str:
+        """The weights the header names once latest/ exists: best/'s, else the final ones."""
+        return self.best_weights or self.final_weights
+
+    def save_if_best(self, run: RunState, val_loss: float) -> None:
+        """best/, when val_loss is the best yet (the main process keeps the record): the model's
+        weights as they are now (the average's, inside WeightAverage.applied)."""
+        if self.main and val_loss < run.best_val:
+            run.best_val = val_loss
+            checkpoint.save(self.out / "best", self.model, None, run.saved(self.config))
+            self.best_weights = "best/model.safetensors"
+
+    def save_latest(self, run: RunState, status: str) -> None:
+        if self.main:
+            checkpoint.save(self.out / "latest", self.model, self.optimizer, run.saved(self.config),
+                            self.average and self.average.state_dict())
+            self.write_header(run, status, self.kept_weights())
+
+    def mark_diverged(self, run: RunState) -> None:
+        """The header says the run diverged, and names the last good weights (if any were saved)."""
+        if self.main:
+            self.write_header(run, "diverged", self.kept_weights() if self.best_weights or
+                              (self.out / "latest").exists() else None)
+
+    def mark_trained(self, run: RunState, test: dict[str, Any]) -> None:
+        """The header of a finished run, with its test scores."""
+        if self.main:
+            self.write_header(run, "trained", self.kept_weights(), test=test)
