@@ -17,50 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from lmladder.config import FUSED_GELU_MIN_TOKENS, FUSED_HEAD_MIN_VOCAB, TrainConfig
+from lmladder.config import TrainConfig
 from lmladder.errors import LadderError
-
-
-def _chosen(config, switch: str) -> bool | None:
-    """A GPT fusion switch (head_loss, gelu_fusion) as set: True (fused), False (plain, or not a
-    GPT), None (auto: the caller decides)."""
-    value = getattr(config.run, switch)
-    if config.model_kind != "gpt" or value == "plain":
-        return False
-    return True if value == "fused" else None
-
-
-def fused_head(config, device_type: str) -> bool:
-    """Whether a run's GPT, on a device of this type (cuda, cpu, ...), takes its loss through
-    lmladder.headloss: with auto only where its Triton kernel runs (off it, the torch version
-    of the kernel makes float32 copies of the logits, and the compiled plain loss is better)."""
-    chosen = _chosen(config, "head_loss")
-    if chosen is not None:
-        return chosen
-    from lmladder.headloss import triton_usable
-
-    return config.model.vocab_size >= FUSED_HEAD_MIN_VOCAB and triton_usable(device_type)
-
-
-def fused_gelu(config, device_type: str, world: int = 1) -> bool:
-    """Whether a run's GPT, on a device of this type, runs its MLPs through lmladder.fusedmlp:
-    with auto only where cuBLASLt's epilogues run it: a GPU, bf16 or fp16 autocast, a width that
-    is a multiple of 8, and FUSED_GELU_MIN_TOKENS tokens or more a micro-batch (each of `world`
-    processes' share). Elsewhere it would be the same torch arithmetic as the compiled plain
-    MLP's, hidden from the compiler."""
-    chosen = _chosen(config, "gelu_fusion")
-    if chosen is not None:
-        return chosen
-    o = config.optim
-    tokens = (o.micro_batch_size or o.batch_size // world) * config.seq_len
-    if (device_type != "cuda" or config.run.dtype not in ("bfloat16", "float16") or config.model.n_embd % 8
-            or tokens < FUSED_GELU_MIN_TOKENS or tokens % 8):
-        return False
-    from lmladder import cublaslt
-
-    return cublaslt.available()
-
-
 
 
 def padded_vocab(tokenizer_vocab: int, asked: int = 0) -> int:
@@ -194,7 +152,7 @@ class NeuralRung:
         keep = slide_keep(block)
         return keep + (length - block - 1) % (block - keep + 1)
 
-    def stream_decoder(self, rng: np.random.Generator):
+    def stream_decoder(self, rng: np.random.Generator, settings=None):
         return self.tokenizer.stream_decoder(rng)
 
     def next_logprobs(self, contexts: list[list[int]]) -> np.ndarray:
@@ -241,18 +199,29 @@ def pick_device(name: str) -> str:
 
 
 def load(folder: Path, header: dict[str, Any]) -> NeuralRung:
-    """The rung saved in a training folder (artifacts.MODEL_LOADERS: kinds gpt and mlp)."""
+    """The rung saved in a training folder (lmladder.registry: kinds gpt and mlp). A run that
+    is still training, or was stopped, has its best/ weights used."""
+    import torch
+
     from lmladder import checkpoint
     from lmladder.tokens import load_tokenizer
 
     try:
         config = TrainConfig.from_dict(header["config"])
-        weights = folder / header["weights"]
     except (KeyError, TypeError) as exc:
         raise LadderError(f"{folder} has a model header without a usable config ({exc}); retrain it") from None
+    named = header.get("weights")
+    candidates = [named] if named else ["best/model.safetensors", "latest/model.safetensors"]
+    weights = next((folder / c for c in candidates if (folder / c).is_file()), None)
+    if weights is None:
+        raise LadderError(f"{folder} holds no weights yet (the run stopped before its first checkpoint); "
+                          f"continue it with `lmladder train --resume {folder}` or train again")
     tokenizer = load_tokenizer(folder / "tokenizer")
     model = build_model(config)
     checkpoint.load_weights(model, weights)
+    if not all(torch.isfinite(p).all() for p in model.parameters()):
+        raise LadderError(f"{weights} holds weights that are not finite numbers (NaN or inf): the file is "
+                          "corrupt or the run diverged; train again")
     device = pick_device("auto")
     return NeuralRung(model.to(device), tokenizer, config, device)
 

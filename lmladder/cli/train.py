@@ -26,7 +26,9 @@ SECTION_OF = {o.name: section for section, entries in CONFIG_OPTIONS.items() for
 
 
 def train(
-    corpus: str = typer.Argument("tinyshakespeare", help="A registered corpus name, or a .txt file or folder."),
+    corpus: Optional[str] = typer.Argument(
+        None, help="A registered corpus name, or a .txt file or folder (default: tinyshakespeare; with --resume, "
+                   "the run's own)."),
     model: Optional[str] = O(None, "--model", help=f"What to train: {', '.join(registry.TRAIN_MODELS)} "
                              "(default: the preset's)."),
     out: Optional[str] = O(None, "--out", help="Folder to write the model to (default with --resume: that folder)."),
@@ -114,6 +116,7 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
             raise LadderError(f"--resume {resume} is not a checkpoint of lmladder train (no latest/ in it)")
         cfg = conf.resumed(header["config"], given)
         out = resume
+        corpus = corpus or (header.get("corpus") or {}).get("name")
     else:
         if out is None:
             raise LadderError("give --out DIR, the folder to write the run to")
