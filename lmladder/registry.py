@@ -64,9 +64,9 @@ KINDS: dict[str, RungKind] = {k.name: k for k in (
 )}
 
 # the kinds `lmladder train --model` trains (the others have commands of their own)
-TRAIN_MODELS = ("uniform", "unigram", "gpt", "mlp")
-NEURAL = ("gpt", "mlp")
 BASELINES = ("uniform", "unigram")
+NEURAL = ("gpt", "mlp")
+TRAIN_MODELS = BASELINES + NEURAL
 
 
 def kind(name: str) -> RungKind:

@@ -129,3 +129,98 @@ def test_tour_with_a_bad_corpus_makes_no_folder(cli, tmp_path):
     out = tmp_path / "figs"
     assert_error(cli("tour", tmp_path / "missing.txt", "--out", out), "unknown corpus")
     assert not out.exists()
+
+
+# --- folders that get lost or mixed (issue 18, items 6-8) ---------------------------------------
+
+
+def test_nothing_is_replaced_without_force_and_never_another_kind(cli, tmp_path, tiny_gpt):
+    unigram = tmp_path / "unigram"
+    assert cli("train", "markov", "--model", "unigram", "--out", unigram).exit_code == 0
+    assert_error(cli("train", "markov", "--model", "unigram", "--out", unigram), "already holds", "--force")
+    assert cli("train", "markov", "--model", "unigram", "--out", unigram, "--force").exit_code == 0
+    # another kind is never replaced, --force or not
+    for args in (["train", "markov", "--model", "uniform", "--out", unigram, "--force"],
+                 ["tokenizer", "train", "markov", "--kind", "char", "--out", tiny_gpt, "--force"],
+                 ["bench", "markov", "--only", "unigram", "--out", tiny_gpt, "--force"],
+                 ["train", "markov", "--preset", "gpt-tiny", "--max-steps", "1", "--out", unigram, "--force"]):
+        assert_error(cli(*args), "never replaces a folder of another kind")
+    assert (tiny_gpt / "latest").is_dir() and (unigram / "vocab.json").is_file()
+
+
+def test_force_replaces_a_run_only_once_the_new_one_passes_its_checks(cli, tiny_gpt):
+    before = sorted(p.name for p in tiny_gpt.iterdir())
+    bad = cli("train", "markov", "--preset", "gpt-tiny", "--max-steps", "1", "--device", "cpu", "--tokenizer",
+              tiny_gpt.parent / "no-such-tokenizer", "--out", tiny_gpt, "--force")
+    assert bad.exit_code == 2, bad
+    assert sorted(p.name for p in tiny_gpt.iterdir()) == before  # the old run is back, whole
+    again = cli("train", "markov", "--preset", "gpt-tiny", "--max-steps", "1", "--device", "cpu", "--out", tiny_gpt,
+                "--force", "--json")
+    assert again.exit_code == 0, again
+    assert json.loads(again.stdout)["steps"] == 1
+
+
+def test_a_folder_being_written_is_locked(tmp_path):
+    import multiprocessing
+
+    from lmladder.atomic import locked
+    from lmladder.errors import LadderError
+
+    out = tmp_path / "run"
+    with locked(out):
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            message = pool.apply(_try_lock, (str(out),))
+        assert "being written by another lmladder" in message and str(__import__("os").getpid()) in message
+        with pytest.raises(LadderError):  # another open of the same lock in this process fails too
+            with locked(out):
+                pass
+    assert not (tmp_path / ".run.lock").exists()
+    with locked(out):  # free again
+        pass
+
+
+def _try_lock(path: str) -> str:
+    from lmladder.atomic import locked
+    from lmladder.errors import LadderError
+
+    try:
+        with locked(path):
+            return "locked"
+    except LadderError as exc:
+        return str(exc)
+
+
+def test_out_that_cannot_be_written_fails_before_the_work(cli, tmp_path, monkeypatch):
+    assert_error(cli("train", "markov", "--model", "unigram", "--out", "."), "the folder you are in")
+    monkeypatch.chdir(tmp_path)
+    assert_error(cli("train", "markov", "--model", "unigram", "--out", ".."), "the folder you are in")
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+
+    def refused(*args, **kwargs):  # as a read-only folder answers (root may write to one, so it is faked)
+        raise PermissionError(13, "Permission denied")
+
+    from lmladder import atomic
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refused)
+    assert_error(cli("train", "markov", "--model", "unigram", "--out", readonly / "m"), "cannot write",
+                 "Permission denied")
+    assert_error(cli("bench", "markov", "--only", "unigram", "--out", readonly / "b"), "cannot write")
+
+
+def test_a_full_disk_is_one_error_line(monkeypatch, tmp_path):
+    import errno
+    import os
+
+    from lmladder.atomic import atomic_dir
+    from lmladder.errors import LadderError
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(LadderError, match="No space left"):
+        with atomic_dir(tmp_path / "out") as tmp:
+            monkeypatch.setattr(os, "replace", full)
+            (tmp / "x").write_text("x")
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))

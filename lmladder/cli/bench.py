@@ -17,7 +17,8 @@ def bench(
     out: Optional[str] = typer.Option(None, "--out", help="Write results.json, results.md, results.parquet and a manifest here."),
     check: Optional[str] = typer.Option(None, "--check", help="A baseline results.json: exit 1 if any rung is worse."),
     tolerance: float = typer.Option(0.01, "--tolerance", help="Relative bits/char worsening allowed by --check."),
-    force: bool = typer.Option(False, "--force", help="Retrain every rung instead of reusing cached results."),
+    force: bool = typer.Option(False, "--force", help="Retrain every rung instead of reusing cached results, and "
+                               "replace bench results already in --out (never a folder of another kind)."),
     only: Optional[List[str]] = typer.Option(
         None, "--only", help="Run only the rungs whose names match this shell-style pattern (repeatable), "
                              "e.g. --only 'letter*' --only unigram."),
@@ -32,7 +33,7 @@ def bench(
     if tolerance < 0:
         raise LadderError(f"--tolerance must be >= 0 (got {tolerance})")
     if out:
-        check_output_dir(out)
+        check_output_dir(out, "lmladder-bench", None, force)
     baseline = lib.load_baseline(check) if check else None
     report = lib.run(corpus, ladder, profile, split, baseline=baseline, force=force, only=only or (),
                      on_rung=lambda r: log(f"{r['rung']}: {r['bits_per_char']:.4f} bits/char "

@@ -30,6 +30,7 @@ def train(
                                                 help="A pair must occur this often to be merged (bpe; default 2)."),
     kind: str = typer.Option("bpe", "--kind", help="bpe (byte-level BPE) or char (the train split's characters)."),
     split: Optional[str] = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
+    force: bool = typer.Option(False, "--force", help="Replace a tokenizer already in --out (never a folder of another kind)."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train a tokenizer on the corpus's train split and save it as a self-describing folder."""
@@ -40,7 +41,9 @@ def train(
     if kind == "char" and (vocab_size is not None or min_frequency is not None):
         raise LadderError("--vocab-size and --min-frequency are for --kind bpe; a char vocabulary is "
                           "every character of the train split")
-    check_output_dir(out)
+    from lmladder.tokens import FORMAT
+
+    check_output_dir(out, FORMAT, None, force)
     from lmladder import corpora
 
     if kind == "bpe":

@@ -16,6 +16,7 @@ def tour(
     length: int = typer.Option(120, "--length", help="Characters per sample."),
     seed_word: str = typer.Option("cat", "--seed-word", help="The word the word-pair samples start from."),
     gpt: Optional[str] = typer.Option(None, "--gpt", help="A trained GPT folder for the last step."),
+    force: bool = typer.Option(False, "--force", help="Replace a tour's figures already in --out (never a folder of another kind)."),
 ) -> None:
     """A guided, reproducible walk up the ladder: letters, pairs, n-grams, words, a GPT."""
     from rich.panel import Panel
@@ -30,7 +31,7 @@ def tour(
     if length < 1:
         raise LadderError(f"--length must be >= 1 (got {length})")
     if out:
-        check_output_dir(out)
+        check_output_dir(out, "lmladder-tour", None, force)
     if gpt:
         from lmladder import artifacts
 

@@ -37,6 +37,7 @@ def train(
                               f"{' / '.join(conf.DEFAULT_PRESET.values())})."),
     config: Optional[str] = O(None, "--config", help="A TOML file with [model], [optim], [data], [run] tables."),
     resume: Optional[str] = O(None, "--resume", help="Continue the run saved in this folder exactly."),
+    force: bool = O(False, "--force", help="Replace a model of the same kind already in --out (never another kind)."),
     json: bool = JSON_OPTION,
     **options: Any,
 ) -> None:
@@ -51,8 +52,8 @@ def train(
             raise LadderError(f"--{extra[0].replace('_', '-')} does not apply to --model {model}")
         if out is None:
             raise LadderError("give --out DIR, the folder to write the model to")
-        return _baseline(corpus, model, out, given.get("split"), json)
-    _neural(corpus, model, out, tokenizer, preset, config, resume, given, json)
+        return _baseline(corpus, model, out, given.get("split"), force, json)
+    _neural(corpus, model, out, tokenizer, preset, config, resume, given, force, json)
 
 
 def _config_option(option: conf.Option) -> inspect.Parameter:
@@ -76,24 +77,28 @@ def _signature(command) -> inspect.Signature:
 train.__signature__ = _signature(train)  # type: ignore[attr-defined]
 
 
-def _baseline(corpus: str, model: str, out: str, split: Optional[str], json: bool) -> None:
+def _baseline(corpus: str, model: str, out: str, split: Optional[str], force: bool, json: bool) -> None:
     from lmladder import baselines, corpora
-    from lmladder.atomic import check_output_dir
+    from lmladder.atomic import check_output_dir, locked
     from lmladder.splits import SplitSpec
 
     spec = SplitSpec.parse(split) if split else None  # parsed once, and a bad one fails before the corpus loads
-    check_output_dir(out)
+    check_output_dir(out, "lmladder-model", model, force)
     data = corpora.load(corpus)
     splits = data.split(spec)
     rung = baselines.train(model, splits.require("train"))
     split_text = str(splits.spec)
-    rung.save(out, data.identity(), split_text)
+    with locked(out):
+        rung.save(out, data.identity(), split_text)
     result = {"model": model, "out": out, "corpus": data.identity(), "split": split_text,
               "parameters": rung.parameters}
     report(result, json, f"trained {model} on {data.name} ({split_text}) -> {out}")
 
 
-def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) -> None:
+def _neural(corpus, model, out, tokenizer, preset, config, resume, given, force, json) -> None:
+    import contextlib
+    import os
+    import shutil
     from pathlib import Path
 
     from lmladder import artifacts
@@ -103,8 +108,9 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
         options[SECTION_OF[name]][name] = value
     file_values = None
     if resume is not None:
-        if preset or config or model:
-            raise LadderError("--resume continues a run with its saved config; leave out --preset, --config, --model")
+        if preset or config or model or force:
+            raise LadderError("--resume continues a run with its saved config; leave out --preset, --config, --model "
+                              "and --force")
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise LadderError("--resume writes to the folder it continues; leave out --out or give the same folder")
         folder = Path(resume)
@@ -125,8 +131,32 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
             raise LadderError(f"give --model ({', '.join(registry.TRAIN_MODELS)}) or --preset "
                               f"({', '.join(conf.PRESETS)})")
         cfg = conf.resolve(model, preset, file_values, options)
+    from lmladder.atomic import check_output_dir, locked
+
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, process 0 writes the folder
+    if resume is None and main_process:
+        check_output_dir(out, "lmladder-model", cfg.model_kind, force)
+    with locked(out) if main_process else contextlib.nullcontext():
+        # --force: the run of this kind that was there is set aside, and removed once the new
+        # run has passed its checks (put back if it does not)
+        aside = Path(out).with_name(f".{Path(out).name}.replaced") if force and Path(out).exists() else None
+        if aside is not None and main_process:
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(out, aside)
+        try:
+            job, dist = _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options)
+        except BaseException:
+            if aside is not None and main_process:
+                os.replace(aside, out)
+            raise
+        if aside is not None and main_process:
+            shutil.rmtree(aside, ignore_errors=True)
+        _train_neural(job, dist, out, json)
+
+
+def _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options):
     from lmladder.neural import pick_device  # the training stack, only after the cheap checks
-    from lmladder.train import init_distributed, prepare, train
+    from lmladder.train import init_distributed, prepare
 
     dist, device = init_distributed(pick_device(cfg.run.device))
     # a micro-batch the user chose (option or config file) is kept; one from a preset or the
@@ -134,6 +164,12 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, json) 
     chosen = {**((file_values or {}).get("optim") or {}), **options["optim"]}
     job = prepare(corpus, tokenizer, cfg, out, resume=resume is not None, dist=dist, device=device,
                   fit_micro=resume is None and "micro_batch_size" not in chosen)
+    return job, dist
+
+
+def _train_neural(job, dist, out, json) -> None:
+    from lmladder.train import train
+
     result = train(job, dist)
     if not dist.main:
         return
