@@ -193,6 +193,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
             row["token_perplexity"] = None
         row.pop("nll_nats")
         row["curve"] = built.curve
+        row["train_curve"] = built.train_curve
         row["details"] = built.details
         write_json(folder / "result.json", row)
         row["cached"] = False
@@ -253,8 +254,9 @@ def plot_ladder(report: dict[str, Any], path: Path) -> None:
 
 
 def plot_curves(report: dict[str, Any], path: Path) -> bool:
-    """Validation bits/char against training time for the rungs that have a curve."""
-    curves = [(r["rung"], r["curve"]) for r in report["results"] if r.get("curve")]
+    """Validation bits/char (solid, dots at each evaluation) and the training loss in bits/char
+    (thin, every log interval) against training time, for the rungs that have them."""
+    curves = [r for r in report["results"] if r.get("curve") or r.get("train_curve")]
     if not curves:
         return False
     import matplotlib
@@ -263,11 +265,16 @@ def plot_curves(report: dict[str, Any], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, curve in curves:
-        t, v = zip(*curve)
-        ax.plot(t, v, marker=".", label=name)
+    for i, row in enumerate(curves):
+        color = f"C{i}"
+        if row.get("train_curve"):
+            t, v = zip(*row["train_curve"])
+            ax.plot(t, v, color=color, linewidth=0.8, alpha=0.6, label=f"{row['rung']} train")
+        if row.get("curve"):
+            t, v = zip(*row["curve"])
+            ax.plot(t, v, color=color, marker="o", linewidth=1.8, label=f"{row['rung']} val")
     ax.set_xlabel("training time (s)")
-    ax.set_ylabel("validation bits per character")
+    ax.set_ylabel("bits per character")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmladder import artifacts
+from lmladder import artifacts, metrics
 from lmladder.config import resolve
 from lmladder.errors import Interrupted, LadderError
 from lmladder.neural import load as load_rung
@@ -91,7 +91,11 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
                               result["stopped"])
         rows = [json.loads(line) for line in (out / "run" / "metrics.jsonl").read_text().splitlines()]
         curve = [(r["time"], r["val_bits_per_char"]) for r in rows if "val_bits_per_char" in r]
+        # the train loss is nats a token: bits a character through the train split's tokens per character
+        per_char = len(train_ids) / max(1, sum(len(d) for d in train_docs))
+        train_curve = [(r["time"], metrics.bits_per_char(r["train_loss"] * per_char, 1)) for r in rows
+                       if "train_loss" in r]
         rung = load_rung(out / "run", artifacts.read_header(out / "run", "lmladder-model"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return Built(rung, rung.parameters, "parameters", curve=curve or None)
+    return Built(rung, rung.parameters, "parameters", curve=curve or None, train_curve=train_curve or None)

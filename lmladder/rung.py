@@ -47,4 +47,5 @@ class Built:
     size_unit: str | None
     has_tokens: bool = True
     curve: list[tuple[float, float]] | None = None  # (seconds, val bits/char) for neural rungs
+    train_curve: list[tuple[float, float]] | None = None  # (seconds, train loss in bits/char), likewise
     details: dict[str, Any] | None = None  # what the rung chose, e.g. the best order on val

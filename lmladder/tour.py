@@ -52,6 +52,11 @@ def _unit_probs(model) -> tuple[list[str], np.ndarray]:
     return units, np.exp(lp[keep])
 
 
+def _label(unit: str) -> str:
+    """A unit as a chart shows it: spaces as ␣ (so "I" and " I" differ), escapes for controls."""
+    return repr(unit)[1:-1].replace(" ", "␣") or "∅"
+
+
 def _bar(units: list[str], probs: np.ndarray, path: Path, title: str, top: int = 30) -> None:
     import matplotlib
 
@@ -61,7 +66,7 @@ def _bar(units: list[str], probs: np.ndarray, path: Path, title: str, top: int =
     order = np.argsort(-probs, kind="stable")[:top]
     fig, ax = plt.subplots(figsize=(9, 3.5))
     ax.bar(range(len(order)), probs[order], color="#4C72B0")
-    ax.set_xticks(range(len(order)), [repr(units[i])[1:-1] or "␣" for i in order], rotation=90 if top > 30 else 0)
+    ax.set_xticks(range(len(order)), [_label(units[i]) for i in order], rotation=90 if top > 30 else 0)
     ax.set_ylabel("probability")
     ax.set_title(title)
     fig.tight_layout()
@@ -124,7 +129,8 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(7, 6))
-        ax.imshow(matrix, cmap="Blues")
+        image = ax.imshow(matrix, cmap="Blues")
+        fig.colorbar(image, ax=ax, label="P(second | first)")
         labels = [a if a != " " else "␣" for a in alphabet]
         ax.set_xticks(range(len(labels)), labels)
         ax.set_yticks(range(len(labels)), labels)

@@ -25,9 +25,14 @@ def pytest_sessionstart(session):
         return
     os.environ["LMLADDER_HOME"] = str(USER_CACHE)
     from lmladder import corpora
+    from lmladder.errors import LadderError
 
-    for name in ("tinyshakespeare", "gutenberg-en"):
-        corpora.get(name)
+    try:
+        for name in ("tinyshakespeare", "gutenberg-en"):
+            corpora.get(name)
+    except LadderError as exc:  # one clear line, not pytest's INTERNALERROR
+        pytest.exit(f"the tests need the corpora: put ../shared/corpora beside the checkout, set LMLADDER_MIRROR "
+                    f"to a copy, or allow downloads ({exc})", returncode=2)
     MIRROR = USER_CACHE / "corpora"
 
 

@@ -276,3 +276,20 @@ def test_fused_mlp_bench_on_the_cpu(tmp_path, monkeypatch):
     assert saved == result and saved["device"] == "cpu" and saved["torch"] and saved["date"]
     assert list(saved["shapes"]) == ["16x64", "32x128"] and "cublaslt_algorithms" not in saved
     assert all(row["plain_ms"] > 0 and row["fused_ms"] > 0 for row in saved["shapes"].values())
+
+
+def test_a_neural_rung_reports_val_and_train_curves(cli, small_corpus, tmp_path, monkeypatch):
+    from lmladder import neural_ladder
+
+    tiny = ("gpt-tiny", {"model": dict(block_size=16), "run": dict(max_steps=6, eval_interval=3, log_interval=1,
+                                                                   device="cpu")})
+    monkeypatch.setitem(neural_ladder.BENCH_PROFILES["cpu"], "gpt", tiny)
+    ladder = tmp_path / "gpt.toml"
+    ladder.write_text('[[rung]]\nname = "gpt"\nkind = "gpt"\n')
+    out = tmp_path / "out"
+    result = cli("bench", small_corpus, "--ladder", ladder, "--out", out, "--json")
+    assert result.exit_code == 0, result
+    row = json.loads(result.stdout)["results"][0]
+    assert len(row["curve"]) == 2 and len(row["train_curve"]) == 6
+    assert all(v > 0 for _, v in row["train_curve"])
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -51,3 +51,10 @@ def test_tour_bad_inputs(cli, small_shakespeare, tmp_path):
     assert_error(cli("tour", small_shakespeare, "--length", "0"), "--length")
     assert_error(cli("tour", small_shakespeare, "--gpt", tmp_path), "not an lmladder model")
     assert_error(cli("tour", tmp_path / "missing.txt"), "unknown corpus")
+
+
+def test_chart_labels_tell_units_apart():
+    from lmladder.tour import _label
+
+    assert _label("I") != _label(" I") == "␣I"
+    assert _label("\n") == "\\n" and _label("") == "∅"
