@@ -65,16 +65,19 @@ class _Texts:
         """Book one step's units (ids of samples that are no longer alive are ignored); True
         when every sample is done."""
         self.done |= ~alive
-        for i in np.flatnonzero(~self.done):
+        units = ids.tolist()
+        for i in np.flatnonzero(~self.done).tolist():
             before = len(self.texts[i])
-            text = self.texts[i] + self.decoders[i](int(ids[i]))
+            text = self.texts[i] + self.decoders[i](units[i])
             if self.max_chars is not None and len(text) >= self.max_chars:
                 text, self.done[i] = text[: self.max_chars], True
-            cut = self._first_stop(text, max(0, before - self.hold))
-            if cut is not None:
-                text, self.done[i] = text[:cut], True
+            if self.stop:
+                cut = self._first_stop(text, max(0, before - self.hold))
+                if cut is not None:
+                    text, self.done[i] = text[:cut], True
             self.texts[i] = text
-            self._show(i)
+            if self.on_text is not None:
+                self._show(i)
         return bool(self.done.all())
 
     def _first_stop(self, text: str, start: int) -> int | None:

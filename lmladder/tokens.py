@@ -74,8 +74,16 @@ class CharTokenizer:
         return self.vocab.decode(ids, rng)
 
     def stream_decoder(self, rng: np.random.Generator):
-        """unit -> its text, one unit at a time (lmladder.generate); escapes spelled from `rng`."""
-        return lambda unit: self.decode([unit], rng)
+        """unit -> its text, one unit at a time (lmladder.generate); escapes spelled from `rng`
+        (the same draws as decode(ids, rng) makes), end-of-text nothing."""
+        chars, escape = self.vocab.chars, self.vocab.escape_id
+
+        def piece(unit: int) -> str:
+            if unit < escape:
+                return chars[unit]
+            return self.vocab.random_unseen(rng) if unit == escape else ""
+
+        return piece
 
     def spelling_logprob(self, ids: np.ndarray) -> np.ndarray:
         return self.vocab.spelling_logprob(np.asarray(ids))
