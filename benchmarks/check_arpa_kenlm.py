@@ -149,7 +149,7 @@ def check(name: str, train_args: list[str], test_docs: list[str], compat: bool, 
     res["kenlm_order"] = m.order
     model = registry.load_model(str(out))
     if compat:
-        ours_lp, ours_oov = model.kenlm_query(test_docs)
+        ours_lp, ours_oov = model.kenlm_query(["".join(line + "\n" for line in test_docs)])  # the test file
         ken_lp, ken_oov = kenlm_lines(m, test_docs, eos=True)
         test_file = WORK / ("test.char.txt" if name == "char5" else "test.txt")
         res["lmladder_score_cli"] = cli("score", str(out), str(test_file)).get("error")

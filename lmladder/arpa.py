@@ -10,7 +10,8 @@
 
 Only Kneser-Ney models have the backoff form ARPA needs. A unit that contains whitespace (a
 space or newline letter, a word unit with its leading space) cannot be written as an ARPA token,
-so each whitespace character is written as <U+XXXX> (e.g. " the" -> "<U+0020>the").
+so each whitespace character is written as <U+XXXX> (e.g. " the" -> "<U+0020>the"); the tokens
+of a --kenlm-compat model are written as lmplz writes them.
 
 Letter and open-vocabulary word models have a document boundary (written <s>) and an escape
 (written <unk>) but no end symbol; KenLM refuses a file without </s>, so one is written with
@@ -26,6 +27,8 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
+
 from lmladder.atomic import atomic_file
 from lmladder.errors import LadderError
 from lmladder.ngrammodel import NgramModel
@@ -38,14 +41,22 @@ def token(unit: str) -> str:
     return _SPACE.sub(lambda m: f"<U+{ord(m.group()):04X}>", unit) if unit else "<empty>"
 
 
+def unit_names(model: NgramModel) -> list[str]:
+    """Each unit's ARPA token. A --kenlm-compat model's tokens are written as they are, as lmplz
+    writes them (none holds a space, tab or newline; a no-break space or VT stays in its token)."""
+    if model.config.kenlm_compat:
+        return list(model.units)
+    names = [token(u) for u in model.units]
+    names[model.bos] = BOS_NAME
+    names[model.escape] = UNK_NAME
+    return names
+
+
 def write(model: NgramModel, path: str | Path) -> None:
     if model.config.smoothing != "kn":
         raise LadderError(f"ARPA needs a Kneser-Ney model (this one is {model.config.smoothing}); "
                           "train with --smoothing kn")
-    names = [token(u) for u in model.units]
-    if not model.config.kenlm_compat:
-        names[model.bos] = BOS_NAME
-        names[model.escape] = UNK_NAME
+    names = unit_names(model)
     ln10 = math.log(10)
     no_end = not model.config.kenlm_compat
     with atomic_file(path, "w") as out:
@@ -71,17 +82,87 @@ def write(model: NgramModel, path: str | Path) -> None:
 
 def read(path: str | Path) -> dict[tuple[str, ...], tuple[float, float]]:
     """{n-gram tokens: (log10 p, log10 backoff)} of an ARPA file (plain or .gz)."""
-    opener = gzip.open if str(path).endswith(".gz") else open
     out: dict[tuple[str, ...], tuple[float, float]] = {}
-    order = 0
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            line = line.rstrip("\n")
-            if line.startswith("\\") and line.endswith("-grams:"):
-                order = int(line[1:].split("-")[0])
-                continue
-            if not order or not line or line.startswith("\\"):
-                continue
-            fields = line.split("\t")
-            out[tuple(fields[1].split(" "))] = (float(fields[0]), float(fields[2]) if len(fields) > 2 else 0.0)
+    for table in read_orders(path):
+        for gram, p, bo in zip(table["ngram"].to_pylist(), table["log10p"].to_pylist(), table["log10bo"].to_pylist()):
+            out[tuple(gram.split(" "))] = (p, bo)
     return out
+
+
+def read_orders(path: str | Path) -> list:
+    """Each order's entries of an ARPA file (plain or .gz) as an Arrow table (ngram: the tokens
+    joined by single spaces; log10p; log10bo, 0 where a line has none), vectorised for files of
+    millions of n-grams. Only "\\n" ends a line: a token may hold any other byte but space and tab."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as handle:
+        raw = handle.read()
+    tables, end = [], 0
+    while (head := raw.find(b"\\%d-grams:\n" % (len(tables) + 1), end)) >= 0:
+        start = raw.index(b"\n", head) + 1
+        end = raw.find(b"\n\\", start)  # an entry line starts with its number, never with a backslash
+        lines = pc.list_flatten(pc.split_pattern(pa.array([raw[start:end]], pa.large_binary()), "\n"))
+        fields = pc.split_pattern(lines.filter(pc.greater(pc.binary_length(lines), 0)), "\t")
+        third = pc.list_slice(fields, 2, 3)
+        backoff = np.zeros(len(fields))
+        backoff[pc.list_parent_indices(third).to_numpy()] = _floats(pc.list_flatten(third))
+        tables.append(pa.table({"ngram": pc.list_element(fields, 1).cast(pa.large_string()),
+                                "log10p": _floats(pc.list_element(fields, 0)), "log10bo": backoff}))
+    return tables
+
+
+def _floats(texts) -> np.ndarray:
+    import pyarrow as pa
+
+    return texts.cast(pa.large_string()).cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def model_orders(model: NgramModel) -> list:
+    """A Kneser-Ney model's entries as read_orders gives a file's, at full precision (the
+    written file rounds to 7 significant digits)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = pa.array(unit_names(model), pa.large_string())
+    tables = []
+    for n, t in enumerate(model.tables, 1):
+        ids = model.ngram_ids(n)
+        words = [names.take(pa.array(ids[:, k])) for k in range(n)]
+        ngram = words[0] if n == 1 else pc.binary_join_element_wise(*words, pa.scalar(" ", pa.large_string()))
+        tables.append(pa.table({"ngram": ngram, "log10p": t.logp / math.log(10), "log10bo": t.backoff / math.log(10)}))
+    return tables
+
+
+def compare(model: NgramModel, path: str | Path) -> list[dict]:
+    """Entry for entry, a Kneser-Ney model against an ARPA file (KenLM's, say): compare_orders."""
+    return compare_orders(model_orders(model), read_orders(path))
+
+
+def compare_orders(ours: list, theirs: list) -> list[dict]:
+    """Order by order (tables as read_orders gives them): n-grams on each side, how many are on
+    one side only, and the largest differences of log10 p and log10 backoff over the n-grams on
+    both (None where none are). N-grams are matched by hashing (pc.index_in), not by a join."""
+    import pyarrow.compute as pc
+
+    rows = []
+    for n in range(1, max(len(ours), len(theirs)) + 1):
+        a = ours[n - 1] if n <= len(ours) else None
+        b = theirs[n - 1] if n <= len(theirs) else None
+        size = {"ours": 0 if a is None else len(a), "theirs": 0 if b is None else len(b)}
+        row = {"order": n, **size, "only_ours": size["ours"], "only_theirs": size["theirs"],
+               "max_abs_log10p": None, "max_abs_log10bo": None}
+        if a is not None and b is not None:
+            at = pc.index_in(b["ngram"], value_set=a["ngram"]).to_numpy(zero_copy_only=False)
+            found = ~np.isnan(at)
+            mine = at[found].astype(np.int64)
+            row["only_theirs"] = int((~found).sum())
+            matched = np.zeros(len(a), dtype=bool)
+            matched[mine] = True
+            row["only_ours"] = int((~matched).sum())
+            if len(mine):
+                for key in ("log10p", "log10bo"):
+                    diff = a[key].to_numpy()[mine] - b[key].to_numpy()[found]
+                    row[f"max_abs_{key}"] = float(np.max(np.abs(diff)))
+        rows.append(row)
+    return rows

@@ -14,6 +14,9 @@ et al. 2013), order by order over the adjusted counts a:
 with V - 1 the predictable units (all but the boundary). Every stored n-gram keeps ln p, every
 n-gram that is a context ln gamma as its backoff. Add-k and mle keep the raw counts and each
 context's total; lmladder.ngrammodel turns them into probabilities when scoring.
+
+A --kenlm-compat model takes its counts-of-counts as lmplz collects them, one n-gram per order
+counted with its raw count (kenlm_counts_of_counts), so its discounts are lmplz's too.
 """
 
 from __future__ import annotations
@@ -28,9 +31,41 @@ from lmladder.ngrammodel import NgramConfig, NgramModel, Tables
 FALLBACK = (0.5, 1.0, 1.5)
 
 
-def discounts(adjusted: np.ndarray) -> tuple[tuple[float, float, float], bool]:
-    """D1, D2, D3+ from counts-of-counts (Chen & Goodman eq. 26), and whether the fallback was used."""
-    t = np.bincount(np.minimum(adjusted, 5), minlength=6)[:5].astype(np.float64)
+def counts_of_counts(adjusted: np.ndarray) -> np.ndarray:
+    """t0..t4: how many n-grams have each adjusted count (t4: 4; larger counts are not needed)."""
+    return np.bincount(np.minimum(adjusted, 5), minlength=6)[:5].astype(np.float64)
+
+
+def kenlm_counts_of_counts(c: counting.Counts) -> list[np.ndarray]:
+    """Each order's counts-of-counts as KenLM's lmplz collects them (lm/builder/adjust_counts.cc).
+    It walks the top-order n-grams in suffix order (last unit first, by vocabulary id) and adds
+    each lower n-gram to the counts-of-counts when the walk leaves it, with its adjusted count;
+    the lower n-grams still open at the end are flushed after the loop with their *raw* count
+    instead. Those are the suffixes of the last top-order n-gram: for unigrams the highest id,
+    which in KenLM's first-sight numbering is the last new token of the text; each longer one
+    extends the one below by its left neighbour with the highest id, up to the first that
+    starts with <s> (the walk opens none past <s>) or order N-1."""
+    out = [counts_of_counts(t.adjusted) for t in c.tables]
+    row = c.vocab_size - 1
+    for n in range(1, c.order):
+        t = c.tables[n - 1]
+        adjusted, raw = int(t.adjusted[row]), int(t.count[row])
+        if adjusted < 5:
+            out[n - 1][adjusted] -= 1
+        if raw < 5:
+            out[n - 1][raw] += 1
+        if t.bos[row] or n == c.order - 1:
+            break
+        longer = np.flatnonzero(c.tables[n].suffix == row)  # rows of order n+1 that end with this n-gram
+        first = longer
+        for k in range(n, 0, -1):  # walk each one's prefix chain back to its first unit
+            first = c.tables[k].ctx[first]
+        row = int(longer[np.argmax(first)])
+    return out
+
+
+def discounts(t: np.ndarray) -> tuple[tuple[float, float, float], bool]:
+    """D1, D2, D3+ from counts-of-counts t0..t4 (Chen & Goodman eq. 26), and whether the fallback was used."""
     if t[1] == 0 or t[2] == 0 or t[3] == 0:
         return FALLBACK, True
     y = t[1] / (t[1] + 2 * t[2])
@@ -44,15 +79,17 @@ def _group_sums(ctx: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(ctx, weights=values, minlength=size)
 
 
-def estimate_kn(c: counting.Counts) -> tuple[list[np.ndarray], list[np.ndarray], list[dict]]:
-    """ln p and ln backoff of every stored n-gram, and each order's discounts."""
+def estimate_kn(c: counting.Counts, kenlm_compat: bool = False) -> tuple[list[np.ndarray], list[np.ndarray], list[dict]]:
+    """ln p and ln backoff of every stored n-gram, and each order's discounts (from lmplz's
+    counts-of-counts with `kenlm_compat`)."""
     V, N = c.vocab_size, c.order
     logp, backoff, info = [], [], []
     gammas: list[np.ndarray] = []
+    coc = kenlm_counts_of_counts(c) if kenlm_compat else [counts_of_counts(t.adjusted) for t in c.tables]
     for n in range(1, N + 1):
         t = c.tables[n - 1]
         a = t.adjusted.astype(np.float64)
-        (d1, d2, d3), fell = discounts(t.adjusted)
+        (d1, d2, d3), fell = discounts(coc[n - 1])
         info.append({"order": n, "ngrams": int(len(t)), "D1": d1, "D2": d2, "D3+": d3, "fallback": fell})
         dvec = np.array([0.0, d1, d2, d3])
         dk = dvec[np.minimum(t.adjusted, 3)]
@@ -86,7 +123,7 @@ def from_counts(config: NgramConfig, units: list[str], bos: int, escape: int, eo
     discounts (kn) or the token total (add-k, mle)."""
     tables = []
     if config.smoothing == "kn":
-        logp, backoff, info = estimate_kn(c)
+        logp, backoff, info = estimate_kn(c, config.kenlm_compat)
         meta["discounts"] = info
         for n in range(1, c.order + 1):
             tables.append(Tables(c.keys(n), logp[n - 1], backoff[n - 1]))

@@ -213,9 +213,10 @@ class NgramModel:
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         return np.add.reduceat(lp, starts)
 
-    def kenlm_query(self, lines: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """log10 P of every token and </s> of each line, as KenLM's query prints, and an OOV mask."""
-        seq = kenlm_stream(lines, self.index(), self.bos, self.eos, self.escape)
+    def kenlm_query(self, documents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """log10 P of every token and </s> of the documents read one after another as KenLM's
+        query reads its input (lmladder.ngramunits.kenlm_stream), as it prints them, and an OOV mask."""
+        seq = kenlm_stream(documents, self.index(), self.bos, self.eos, self.escape)
         lp = self.unit_logprob(seq)
         keep = seq != self.bos
         return lp[keep] / math.log(10), seq[keep] == self.escape

@@ -17,7 +17,7 @@ def table(c, units, n, what="count"):
 
 def test_two_line_corpus_by_hand():
     # <s> a b </s>   and   <s> b a b </s>
-    units, bos, esc, eos, seq = kenlm_units(["a b", "b a b"])
+    units, bos, esc, eos, seq = kenlm_units(["a b\nb a b\n"])
     assert units == ["<unk>", "<s>", "</s>", "a", "b"]
     assert seq.tolist() == [1, 3, 4, 2, 1, 4, 3, 4, 2]
     c = counts.count(seq, 2, len(units), bos)

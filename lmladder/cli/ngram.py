@@ -81,8 +81,9 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
                                         help="Word units: words seen fewer times are spelled letter by letter "
                                              "(0: tune on val)."),
           kenlm_compat: bool = typer.Option(False, "--kenlm-compat",
-                                            help="KenLM's lmplz: lines as sentences with <s> </s>, whitespace "
-                                                 "tokens, <unk> (use --unit word)."),
+                                            help="KenLM's lmplz, entry for entry: the train text read as lmplz "
+                                                 "reads a file (lines at \\n only, tokens between ASCII spaces, "
+                                                 "tabs and CRs; <s> </s> <unk>) and its discounts (use --unit word)."),
           split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, json: bool = JSON_OPTION) -> None:
     """Train an n-gram rung on the train split and save it as a self-describing folder."""
     import time
@@ -103,8 +104,6 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
     data = corpora.load(corpus)
     splits = data.split(split)
     docs = splits.require("train")
-    if kenlm_compat:
-        docs = [line for doc in docs for line in doc.splitlines()]
     start = time.perf_counter()
     model = ngram.train(config, docs, budget, val=splits["val"])
     seconds = time.perf_counter() - start
