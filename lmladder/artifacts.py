@@ -29,6 +29,18 @@ A model (format lmladder-model; `kind` from the registry; `corpus`, `split`, `co
                                              diverged), `weights` (which file is the model),
                                              `step`, `best_val` and, when finished, `test`
 
+A transformers export (format lmladder-hf-export; lmladder.hf), which AutoModelForCausalLM and
+AutoTokenizer load:
+
+    config.json, model.safetensors      GPT-2's config and weights (float32, Conv1D layout, zero
+                                         biases for a GPT without them, the head tied to wte)
+    tokenizer.json, tokenizer_config.json, special_tokens_map.json
+    generation_config.json              <|endoftext|> as bos/eos/pad; padding ids suppressed
+    README.md                           the model card
+    lmladder.json                       `source`: the run's name, corpus, split, config, test,
+                                         tokenizer, step, status (carried on re-export); a folder
+                                         not made by lmladder reads as {"transformers": NAME}
+
 Other folders: a tokenizer (format lmladder-tokenizer: tokenizer.json that Hugging Face
 tokenizers loads, or vocab.json for characters), n-gram counts (lmladder-ngram-counts:
 order{n}.parquet counts tables), a bench run (lmladder-bench: results.json, results.md,

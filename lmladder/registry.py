@@ -75,11 +75,32 @@ def kind(name: str) -> RungKind:
     return KINDS[name]
 
 
-def load_model(folder: str | Path):
-    """Any saved rung, from its folder."""
+# transformers GPT-2 folders (lmladder.hf: a GPT lmladder exported, or GPT-2 weights from elsewhere),
+# named as "module:function" like the kinds' steps, so this module imports none of the GPT's
+TRANSFORMERS = {"detect": "lmladder.hf:is_transformers_folder", "header": "lmladder.hf:model_header",
+                "load": "lmladder.hf:load"}
+
+
+def _transformers(step: str) -> Callable[..., Any]:
+    module, name = TRANSFORMERS[step].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def model_header(folder: str | Path) -> dict[str, Any]:
+    """A model folder's header: its lmladder.json, or for a transformers folder what that header
+    would say (kind gpt; an export's run's corpus, split, config and test scores)."""
     from lmladder import artifacts
 
-    header = artifacts.read_header(folder, "lmladder-model")
+    if _transformers("detect")(folder):
+        return _transformers("header")(folder)
+    return artifacts.read_header(folder, "lmladder-model")
+
+
+def load_model(folder: str | Path):
+    """Any saved rung, from its folder; a transformers GPT-2 folder becomes a GPT."""
+    if _transformers("detect")(folder):
+        return _transformers("load")(folder)
+    header = model_header(folder)
     name = header.get("kind")
     if name not in KINDS or KINDS[name].load is None:
         saved = ", ".join(k.name for k in KINDS.values() if k.load)

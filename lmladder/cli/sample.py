@@ -54,9 +54,9 @@ def sample(
         prompt = textio.decode_utf8(textio.read_bytes(prompt_file), prompt_file)
     prompt = prompt or ""
 
-    from lmladder import artifacts, registry
+    from lmladder import registry
 
-    header = artifacts.read_header(model_dir, "lmladder-model")
+    header = registry.model_header(model_dir)
     rung = registry.load_model(model_dir)
     on_text = None
     if stream:
@@ -73,8 +73,11 @@ def sample(
     if report_novelty:
         from lmladder import corpora, sampling
 
+        name = (header.get("corpus") or {}).get("name")
+        if not name:
+            raise LadderError(f"--report-novelty needs the training corpus, and {model_dir} does not say which it was")
         try:
-            corpus = corpora.load(header["corpus"]["name"])
+            corpus = corpora.load(name)
         except LadderError as exc:
             raise LadderError(f"--report-novelty needs the training corpus: {exc}") from None
         train_docs = corpus.split(header.get("split")).require("train")

@@ -25,9 +25,9 @@ def score(
     """Score a saved rung: bits/char, bits/byte, word and token perplexity."""
     import time
 
-    from lmladder import artifacts, corpora, metrics, registry
+    from lmladder import corpora, metrics, registry
 
-    header = artifacts.read_header(model_dir, "lmladder-model")
+    header = registry.model_header(model_dir)
     rung = registry.load_model(model_dir)
     data = corpora.load(corpus) if corpus else corpora.load_recorded(header.get("corpus"), f"the model {model_dir}")
     same = data.sha256 == header.get("corpus", {}).get("sha256")
