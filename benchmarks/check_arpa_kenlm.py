@@ -142,7 +142,7 @@ def check(name: str, train_args: list[str], test_docs: list[str], compat: bool, 
     res: dict = {"train": "lmladder ngram train " + " ".join(train_args)}
     trained = cli("ngram", "train", *train_args, "--out", str(out))
     res["ngrams"] = trained["ngrams"]
-    exported = cli("ngram", "export", str(out), "--arpa", str(path))
+    exported = cli("export", str(out), "--format", "arpa", "--out", str(path))
     if "error" in exported:
         return {**res, "export_error": exported["error"]}
     m = load_kenlm(path, res)

@@ -187,7 +187,7 @@ class NgramModel:
             raise LadderError(
                 "this is a --kenlm-compat model: it scores whitespace tokens and hides unknown words "
                 "behind <unk>, so it has no exact bits per character; train without --kenlm-compat "
-                "to score it, or export it with `lmladder ngram export --arpa` for KenLM")
+                "to score it, or export it with `lmladder export MODEL --format arpa` for KenLM")
         seq, texts = self.encode(documents)
         lp = self.unit_logprob(seq)
         keep = seq != self.bos

@@ -112,7 +112,7 @@ def test_cli_count_stats_train_score_export(cli, corpus_file, tmp_path):
     r = cli("score", tmp_path / "m", corpus_file, "--split", "test", "--json")
     assert r.exit_code == 0, r
     assert 0 < json.loads(r.stdout)["bits_per_char"] < 3
-    r = cli("ngram", "export", tmp_path / "m", "--arpa", tmp_path / "m.arpa")
+    r = cli("export", tmp_path / "m", "--format", "arpa", "--out", tmp_path / "m.arpa")
     assert r.exit_code == 0, r
     text = (tmp_path / "m.arpa").read_text()
     assert text.startswith("\\data\\") and "\n-99\t</s>\t0\n" in text  # KenLM refuses a file without </s>
@@ -126,10 +126,10 @@ def test_cli_count_stats_train_score_export(cli, corpus_file, tmp_path):
     for smoothing in ("addk", "mle"):
         r = cli("ngram", "train", corpus_file, "--order", "2", "--smoothing", smoothing, "--out", tmp_path / smoothing)
         assert r.exit_code == 0, r
-    assert_error(cli("ngram", "export", tmp_path / "addk", "--arpa", tmp_path / "x.arpa"), "Kneser-Ney")
+    assert_error(cli("export", tmp_path / "addk", "--format", "arpa", "--out", tmp_path / "x.arpa"), "Kneser-Ney")
 
 
-@pytest.mark.parametrize("args", [[], ["count"], ["stats"], ["train"], ["export"]])
+@pytest.mark.parametrize("args", [[], ["count"], ["stats"], ["train"]])
 def test_help(cli, args):
     r = cli("ngram", *args, "--help")
     assert r.exit_code == 0 and "Usage" in r.stdout

@@ -113,19 +113,3 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
               "discounts": model.meta.get("discounts"), "seconds": seconds}
     report(result, json, f"trained {unit} {order}-gram ({smoothing}) on {data.name} ({splits.spec}) -> {out}")
 
-
-@app.command("export")
-def export(model_dir: str = typer.Argument(..., help="A Kneser-Ney model folder from `lmladder ngram train`."),
-           arpa: str = typer.Option(..., "--arpa", help="ARPA file to write (KenLM loads it)."),
-           json: bool = JSON_OPTION) -> None:
-    """Write a Kneser-Ney model as an ARPA file."""
-    from lmladder import arpa as arpa_io
-    from lmladder import artifacts, registry
-
-    header = artifacts.read_header(model_dir, "lmladder-model")
-    if header.get("kind") != "ngram":
-        raise LadderError(f"{model_dir} holds a {header.get('kind')} model, not an n-gram model")
-    model = registry.load_model(model_dir)
-    arpa_io.write(model, arpa)
-    result = {"model": model_dir, "arpa": arpa, "ngrams": [len(t.keys) for t in model.tables]}
-    report(result, json, f"wrote {arpa}")
