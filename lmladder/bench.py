@@ -149,14 +149,44 @@ def _cached_row(folder: Path, name: str) -> dict[str, Any] | None:
     return dict(row, rung=name, cached=True) if isinstance(row, dict) and "bits_per_char" in row else None
 
 
+COMPRESSED = ("compressed_bytes", "compressed_bits_per_char", "compress_seconds", "decompress_seconds")
+
+
+def compressed_size(rung, kind: str, test: Sequence[str]) -> dict[str, Any]:
+    """The test split (its documents joined) as a file: compressed by the rung itself
+    (lmladder.compress) and given back byte for byte, or, for a compressor rung, by gzip, bz2
+    or xz alone; its size, bits per character and times."""
+    import bz2
+    import gzip
+    import lzma
+
+    from lmladder import compress
+
+    text = "".join(test)
+    start = time.perf_counter()
+    if kind == "compressor":
+        data = rung.compress(text.encode("utf-8"))
+        middle = time.perf_counter()
+        back = {"gzip": gzip.decompress, "bz2": bz2.decompress, "xz": lzma.decompress}[rung.method](data).decode("utf-8")
+    else:
+        data = compress.compress(rung, text)
+        middle = time.perf_counter()
+        back = compress.decompress(data, rung, source="the compressed test split")
+    if back != text:
+        raise RuntimeError(f"the {kind} rung's compressed test split did not decompress to the same text")
+    return {"compressed_bytes": len(data), "compressed_bits_per_char": 8 * len(data) / max(1, len(text)),
+            "compress_seconds": middle - start, "decompress_seconds": time.perf_counter() - middle}
+
+
 def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", split: str | None = None,
         on_rung: Callable[[dict], None] | None = None, baseline: dict[str, Any] | None = None,
-        force: bool = False, only: Sequence[str] = ()) -> dict[str, Any]:
+        force: bool = False, only: Sequence[str] = (), compress: bool = False) -> dict[str, Any]:
     """Build and score every rung (or those whose names match one of the shell-style patterns
     `only`). A `baseline` (see load_baseline) is checked against the
     corpus and split before any rung is trained. Each rung's result is cached under
     $LMLADDER_HOME/cache/bench as soon as it is scored, so a second run (or one resumed after
-    an interruption) reuses finished rungs unless `force`."""
+    an interruption) reuses finished rungs unless `force`. With `compress`, each rung also
+    compresses the test split (compressed_size); a cached row without that is built again."""
     from lmladder import corpora, metrics
     from lmladder.atomic import write_json
 
@@ -173,6 +203,10 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
     for spec in rungs:
         folder = _cache_folder(corpus.identity(), str(splits.spec), spec, profile)
         cached = None if force else _cached_row(folder, spec["name"])
+        if cached is not None and compress and "compressed_bytes" not in cached:
+            cached = None  # the model is not kept: build it again to compress with it
+        if cached is not None and not compress:
+            cached = {k: v for k, v in cached.items() if k not in COMPRESSED}
         if cached is not None:
             results.append(cached)
             if on_rung:
@@ -195,6 +229,8 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
         row["curve"] = built.curve
         row["train_curve"] = built.train_curve
         row["details"] = built.details
+        if compress:
+            row.update(compressed_size(built.rung, spec["kind"], test))
         write_json(folder / "result.json", row)
         row["cached"] = False
         results.append(row)
@@ -203,7 +239,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
     manifest = {
         "corpus": corpus.identity(), "split": str(splits.spec),
         "ladder": str(ladder_path) if ladder_path else DEFAULT_LADDER_NAME,
-        "profile": profile, "only": list(only) or None, "lmladder_version": __version__, "git_commit": _git_commit(),
+        "profile": profile, "only": list(only) or None, "compress": compress, "lmladder_version": __version__, "git_commit": _git_commit(),
         "device": _device(), "torch": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -212,14 +248,21 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
 
 def markdown(report: dict[str, Any]) -> str:
     m = report["manifest"]
+    packed = bool(m.get("compress"))
     lines = [f"Ladder on `{m['corpus']['name']}` (split {m['split']}, test set), lmladder {m['lmladder_version']}",
-             "", "| rung | bits/char | bits/byte | word ppl | token ppl | size | train s | score s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "", "| rung | bits/char | bits/byte | word ppl | token ppl | size | train s | score s |"
+             + (" file bytes | file bits/char | compress s | decompress s |" if packed else ""),
+             "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|---:|" if packed else "")]
     for r in report["results"]:
         def f(v, d=3):
             return "-" if v is None else (f"{v:,.{d}f}" if isinstance(v, float) else f"{v:,}")
         lines.append(f"| {r['rung']} | {f(r['bits_per_char'])} | {f(r['bits_per_byte'])} | {f(r['word_perplexity'], 1)} "
-                     f"| {f(r['token_perplexity'], 2)} | {f(r['size'])} | {f(r['train_seconds'], 2)} | {f(r['score_seconds'], 2)} |")
+                     f"| {f(r['token_perplexity'], 2)} | {f(r['size'])} | {f(r['train_seconds'], 2)} | {f(r['score_seconds'], 2)} |"
+                     + (f" {f(r.get('compressed_bytes'))} | {f(r.get('compressed_bits_per_char'))} "
+                        f"| {f(r.get('compress_seconds'), 2)} | {f(r.get('decompress_seconds'), 2)} |" if packed else ""))
+    if packed:
+        lines += ["", "File columns: the test split compressed as one file, by the rung itself (range coding with its "
+                  "own probabilities, header included; decompressed and checked) or by gzip -9, bz2 -9, xz -9e alone."]
     return "\n".join(lines) + "\n"
 
 

@@ -43,8 +43,10 @@ def import_graph() -> dict[str, set[str]]:
                 base = node.module or ""
                 if node.level:
                     base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-                found.add(base)
-                found.update(f"{base}.{a.name}" for a in node.names)
+                submodules = {f"{base}.{a.name}" for a in node.names} & set(modules)
+                found.update(submodules)
+                if len(submodules) < len(node.names):  # a name defined in `base` itself
+                    found.add(base)
         graph[name] = {m for m in found if m in modules and m != name and m != "lmladder"}
     return graph
 

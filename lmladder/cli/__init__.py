@@ -104,7 +104,7 @@ def _root(
 
 
 def _register() -> None:
-    from lmladder.cli import bench, corpus, ngram, sample, score, tokenizer, tour, train
+    from lmladder.cli import bench, compress, corpus, export, ngram, sample, score, tokenizer, tour, train
 
     app.add_typer(corpus.app, name="corpus")
     app.add_typer(tokenizer.app, name="tokenizer")
@@ -114,6 +114,9 @@ def _register() -> None:
     app.command("sample")(sample.sample)
     app.command("bench")(bench.bench)
     app.command("tour")(tour.tour)
+    app.command("compress")(compress.compress)
+    app.command("decompress")(compress.decompress)
+    app.command("export")(export.export)
 
 
 _register()

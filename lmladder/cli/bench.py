@@ -22,6 +22,9 @@ def bench(
     only: Optional[List[str]] = typer.Option(
         None, "--only", help="Run only the rungs whose names match this shell-style pattern (repeatable), "
                              "e.g. --only 'letter*' --only unigram."),
+    compress: bool = typer.Option(False, "--compress", help="Also compress the test split with every rung (its own "
+                                  "probabilities through a range coder; gzip, bz2, xz alone for the compressor rungs), "
+                                  "decompress it and report the file's size. Costs about the scoring time again."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Train every rung of a ladder on the train split and score all of them on the test split."""
@@ -35,10 +38,11 @@ def bench(
     if out:
         check_output_dir(out, "lmladder-bench", None, force)
     baseline = lib.load_baseline(check) if check else None
-    report = lib.run(corpus, ladder, profile, split, baseline=baseline, force=force, only=only or (),
+    report = lib.run(corpus, ladder, profile, split, baseline=baseline, force=force, only=only or (), compress=compress,
                      on_rung=lambda r: log(f"{r['rung']}: {r['bits_per_char']:.4f} bits/char "
                                            f"({r['train_seconds']:.1f} s train, {r['score_seconds']:.1f} s score"
                                            f"{', cached' if r.get('cached') else ''})"
+                                           f"{_file_note(r)}"
                                            f"{' ' + str(r['details']) if r.get('details') else ''}"))
     rows = lib.check(report, baseline, tolerance) if baseline else None
     if out:
@@ -50,12 +54,14 @@ def bench(
 
         m = report["manifest"]
         table = Table(title=f"ladder on {m['corpus']['name']} (test split of {m['split']})")
-        for col in ("rung", "bits/char", "bits/byte", "word ppl", "token ppl", "size", "train s", "score s"):
+        files = ("file bytes", "file bits/char") if compress else ()
+        for col in ("rung", "bits/char", "bits/byte", "word ppl", "token ppl", "size", "train s", "score s", *files):
             table.add_column(col, justify="left" if col == "rung" else "right")
         for r in report["results"]:
+            extra = (fmt(r.get("compressed_bytes")), fmt(r.get("compressed_bits_per_char"))) if compress else ()
             table.add_row(r["rung"], fmt(r["bits_per_char"]), fmt(r["bits_per_byte"]), fmt(r["word_perplexity"], 1),
                           fmt(r["token_perplexity"], 2), fmt(r["size"]), fmt(r["train_seconds"], 2),
-                          fmt(r["score_seconds"], 2))
+                          fmt(r["score_seconds"], 2), *extra)
         console = stdout_console()
         console.print(table)
         if rows is not None:
@@ -69,3 +75,10 @@ def bench(
     if rows is not None and not report["check"]["passed"]:
         bad = [r["rung"] for r in rows if r["status"] in ("WORSE", "missing")]
         raise GateFailure(f"bits/char regressed or went missing for: {', '.join(bad)}")
+
+
+def _file_note(row: dict) -> str:
+    if "compressed_bytes" not in row:
+        return ""
+    return (f"; test split as a file: {row['compressed_bytes']:,} bytes, {row['compressed_bits_per_char']:.4f} bits/char "
+            f"({row['compress_seconds']:.1f} s compress, {row['decompress_seconds']:.1f} s decompress)")

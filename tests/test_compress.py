@@ -1,0 +1,209 @@
+"""Every rung is a compressor (lmladder.compress): for each saved kind, trained at toy size,
+a text with characters it never saw compresses and decompresses byte for byte, into about
+bits/char x chars / 8 bytes; another run, a corrupt or truncated file, a file lmladder did not
+make and a non-UTF-8 input are refused with one error line and nothing written."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MIRROR, REPO, assert_error
+from tests.test_contract import RECIPES
+
+UNSEEN = "Ωé漢😀\u2028 zzyzx Qwertyuiop\r\n\ufeff¿"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("compress") / "plays.txt"
+    path.write_text((MIRROR / "tinyshakespeare.txt").read_text(encoding="utf-8")[:40_000], encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(corpus, tmp_path_factory) -> dict[str, Path]:
+    """Every recipe of the contract tests, trained once in this module's own home."""
+    from typer.testing import CliRunner
+
+    from lmladder.cli import app
+
+    root = tmp_path_factory.mktemp("runs")
+    runner = CliRunner()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LMLADDER_HOME", str(root / "home"))
+    tokenizer = root / "bpe"
+    made = runner.invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "300", "--out", str(tokenizer)])
+    assert made.exit_code == 0, made.stderr
+    out = {}
+    for label, (_, args) in RECIPES.items():
+        argv = [a.format(corpus=corpus, out=root / label, tokenizer=tokenizer) for a in args]
+        result = runner.invoke(app, argv)
+        assert result.exit_code == 0, (label, result.stderr)
+        out[label] = root / label
+    mp.undo()
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    """Held-out text (the end of the play, which the toy runs never saw) and unseen characters."""
+    path = tmp_path_factory.mktemp("text") / "held-out.txt"
+    held = (MIRROR / "tinyshakespeare.txt").read_text(encoding="utf-8")[-2500:]
+    path.write_bytes((held[:1200] + UNSEEN + held[1200:] + UNSEEN).encode("utf-8"))
+    return path
+
+
+def _header_bytes(path: Path) -> int:
+    """What the file spends besides the coded stream: magic, length, header and CRC."""
+    data = path.read_bytes()
+    return 8 + 4 + struct.unpack("<I", data[8:12])[0] + 4
+
+
+@pytest.mark.parametrize("label", RECIPES)
+def test_round_trip_within_the_bound(cli, runs, text_file, tmp_path, label):
+    from lmladder import metrics, registry
+
+    packed, back = tmp_path / "t.llz", tmp_path / "t.txt"
+    made = cli("compress", runs[label], text_file, "--out", packed, "--json")
+    assert made.exit_code == 0, made
+    again = cli("decompress", packed, "--out", back, "--json")
+    assert again.exit_code == 0, again
+    assert back.read_bytes() == text_file.read_bytes()
+    text = text_file.read_bytes().decode("utf-8")
+    bits = metrics.evaluate(registry.load_model(runs[label]), [text]).bits_per_char
+    header = _header_bytes(packed)
+    assert header < 700
+    # the range coder ends on whole 32-bit words and flushes its state: ~24 bits, part of the fixed cost
+    assert packed.stat().st_size - header <= bits * len(text) / 8 * 1.005 + 16, (label, bits)
+    assert json.loads(made.stdout)["compressed_bytes"] == packed.stat().st_size
+
+
+@pytest.mark.parametrize("label", ["ngram-char", "ngram-word", "gpt-char", "mlp"])
+def test_many_blocks_round_trip(cli, runs, text_file, tmp_path, label):
+    """Short blocks, decoded side by side (the last one shorter), give the text back too."""
+    packed, back = tmp_path / "t.llz", tmp_path / "t.txt"
+    assert cli("compress", runs[label], text_file, "--out", packed, "--block", "97").exit_code == 0
+    assert cli("decompress", packed, "--out", back).exit_code == 0
+    assert back.read_bytes() == text_file.read_bytes()
+
+
+def test_the_library_on_every_smoothing_and_a_small_budget(corpus):
+    """Add-k, mle and Kneser-Ney, with the short contexts tabulated or not, code the same way
+    on both sides."""
+    from lmladder import compress
+    from lmladder.compress import ngram, streams
+    from lmladder.ngram import NgramConfig, train
+
+    docs = [corpus.read_text(encoding="utf-8")[:20_000]]
+    text = corpus.read_text(encoding="utf-8")[-3000:] + UNSEEN
+    for config in (NgramConfig(unit="char", order=5, smoothing="addk"), NgramConfig(unit="char", order=3, smoothing="mle"),
+                   NgramConfig(unit="word", order=3, smoothing="addk", min_count=2), NgramConfig(unit="char", order=1)):
+        model = train(config, docs)
+        assert compress.decompress(compress.compress(model, text, block=500), model) == text
+        for budget in (1 << 12, ngram.DENSE_BYTES):
+            coder = ngram.NgramCoder(model, budget)
+            enc = streams.encoder()
+            params = coder.encode(text, enc, 700)
+            assert coder.decode(dict(params, chars=len(text)), streams.decoder(enc.get_compressed())) == text
+
+
+def test_empty_file(cli, runs, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    for label in ("unigram", "ngram-char", "gpt-bpe"):
+        assert cli("compress", runs[label], empty, "--force").exit_code == 0
+        assert cli("decompress", tmp_path / "empty.txt.llz", "--out", tmp_path / "back.txt", "--force").exit_code == 0
+        assert (tmp_path / "back.txt").read_bytes() == b""
+
+
+def test_another_run_is_refused(cli, runs, text_file, tmp_path):
+    packed = tmp_path / "t.llz"
+    assert cli("compress", runs["unigram"], text_file, "--out", packed).exit_code == 0
+    for other in ("uniform", "ngram-char", "gpt-char"):
+        result = cli("decompress", packed, "--run", runs[other], "--out", tmp_path / "x.txt")
+        assert_error(result, "another run")
+        assert not (tmp_path / "x.txt").exists()
+
+
+def test_the_recorded_run_is_found_and_a_missing_one_named(cli, runs, text_file, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["ngram-char"], run)
+    packed = tmp_path / "held-out.txt.llz"
+    assert cli("compress", run, text_file, "--out", packed).exit_code == 0
+    assert cli("decompress", packed).exit_code == 0  # FILE.llz -> FILE, with the run it names
+    assert (tmp_path / "held-out.txt").read_bytes() == text_file.read_bytes()
+    assert_error(cli("decompress", packed), "already exists", "--force")
+    shutil.rmtree(run)
+    assert_error(cli("decompress", packed, "--force"), "not there now", "--run")
+
+
+def test_bad_files_are_refused_and_nothing_is_written(cli, runs, text_file, tmp_path):
+    packed = tmp_path / "t.llz"
+    assert cli("compress", runs["ngram-word"], text_file, "--out", packed).exit_code == 0
+    data = packed.read_bytes()
+    out = tmp_path / "out.txt"
+    cases = {
+        "flipped.llz": (data[:200] + bytes([data[200] ^ 0x10]) + data[201:], "corrupt"),
+        "truncated.llz": (data[: len(data) // 2], "corrupt or truncated"),
+        "tiny.llz": (data[:10], "truncated"),
+        "foreign.llz": (b"PK\x03\x04 not a compressed text", "not a file lmladder compressed"),
+    }
+    for name, (content, fragment) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        assert_error(cli("decompress", tmp_path / name, "--run", runs["ngram-word"], "--out", out), fragment)
+        assert not out.exists()
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("café".encode("latin-1"))
+    assert_error(cli("compress", runs["unigram"], latin), "not valid UTF-8")
+    assert not (tmp_path / "latin1.txt.llz").exists()
+    assert_error(cli("compress", runs["unigram"], text_file, "--out", packed), "already exists")
+    assert_error(cli("compress", runs["unigram"], tmp_path / "missing.txt", "--out", tmp_path / "m.llz"), "does not exist")
+    assert_error(cli("compress", tmp_path, text_file, "--out", tmp_path / "m.llz"), "not an lmladder model")
+    assert_error(cli("compress", runs["unigram"], text_file, "--out", text_file), "input file")
+    assert not (tmp_path / "m.llz").exists()
+
+
+def test_neural_arithmetic_is_the_same_in_another_process(runs, text_file, tmp_path):
+    """Compressed by a separate lmladder process, decompressed here."""
+    from lmladder import compress, registry
+
+    packed = tmp_path / "t.llz"
+    made = subprocess.run([sys.executable, "-m", "lmladder", "compress", str(runs["gpt-char"]), str(text_file),
+                           "--out", str(packed), "--threads", "1", "--device", "cpu"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    header, _ = compress.read(packed.read_bytes())
+    assert header["made_on"]["device"] == "cpu" and header["made_on"]["threads"] == 1
+    rung = registry.load_model(runs["gpt-char"])
+    assert compress.decompress(packed.read_bytes(), rung) == text_file.read_bytes().decode("utf-8")
+
+
+def test_help(cli):
+    for command in ("compress", "decompress"):
+        result = cli(command, "--help")
+        assert result.exit_code == 0 and "--out" in result.stdout
+
+
+def test_bench_reports_the_compressed_test_split(cli, corpus, tmp_path):
+    ladder = tmp_path / "ladder.toml"
+    ladder.write_text('[[rung]]\nname = "unigram"\nkind = "unigram"\n\n'
+                      '[[rung]]\nname = "letter 3-gram KN"\nkind = "ngram"\nunit = "char"\norder = 3\n\n'
+                      '[[rung]]\nname = "gzip"\nkind = "compressor"\nmethod = "gzip"\n')
+    result = cli("bench", corpus, "--ladder", ladder, "--compress", "--json", "--out", tmp_path / "bench")
+    assert result.exit_code == 0, result
+    rows = {r["rung"]: r for r in json.loads(result.stdout)["results"]}
+    for name, row in rows.items():
+        assert row["compressed_bytes"] > 0 and row["compress_seconds"] >= 0, name
+    model = rows["letter 3-gram KN"]
+    assert model["compressed_bytes"] * 8 <= model["bits_per_char"] * model["chars"] * 1.005 + 8 * 700
+    assert "file bits/char" in (tmp_path / "bench" / "results.md").read_text()
+    plain = json.loads(cli("bench", corpus, "--ladder", ladder, "--json").stdout)  # cached, without the files
+    assert all("compressed_bytes" not in r for r in plain["results"])
