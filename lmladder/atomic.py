@@ -145,6 +145,17 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
         handle.close()
 
 
+def _usual_modes(folder: Path) -> None:
+    """Give `folder` and everything in it a new folder's and file's usual modes (0755 and 0644
+    under umask 022): mkdtemp makes the folder 0700, and a writer that renames a temporary file
+    into place (safetensors) leaves the file 0600."""
+    mask = _umask()
+    for root, _, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~mask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 @contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a folder under a temporary name beside `path`, then swap it into place.
@@ -157,7 +168,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        _usual_modes(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -1,7 +1,11 @@
 """Training checkpoints: folders written atomically, read without unpickling anything.
 
     OUT/latest/  model.safetensors   weights of the plain (uncompiled, unwrapped) module
-                 optimizer.pt        AdamW state, read back with torch.load(weights_only=True)
+                 optimizer.safetensors  AdamW's moments, "{parameter index}.exp_avg" and
+                                     "{parameter index}.exp_avg_sq"
+                 optimizer.json      format "lmladder-optimizer": AdamW's parameter groups (their
+                                     hyper-parameters and parameter indices) and each
+                                     parameter's step count (float32 in AdamW, exact in JSON)
                  lmladder.json       format "lmladder-checkpoint": config, step, tokens seen,
                                      data position, best val, RNG states (CPU and CUDA, base64)
                  ema.safetensors     the moving average of the weights, when the run keeps one
@@ -15,6 +19,7 @@ so continuing at step k needs nothing else.
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +28,7 @@ from lmladder.atomic import MARKER, atomic_dir, write_json
 from lmladder.errors import LadderError
 
 FORMAT = "lmladder-checkpoint"
+OPTIMIZER_FORMAT = "lmladder-optimizer"
 TIED = ("lm_head.weight",)  # shares its tensor with transformer.wte.weight: saved once
 
 
@@ -90,12 +96,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save(folder: Path, model, optimizer, state: dict[str, Any], average: dict[str, Any] | None = None) -> None:
     """Write a checkpoint folder (weights, optimizer unless None, the weights' moving average
     unless None, state) in one atomic swap."""
-    import torch
-
     with atomic_dir(folder) as tmp:
         save_weights(model, tmp / "model.safetensors")
         if optimizer is not None:
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            save_optimizer(optimizer, tmp)
         if average is not None:
             save_tensors(average, tmp / "ema.safetensors")
         write_json(tmp / MARKER, artifacts.header(FORMAT, **state, rng=rng_state()))
@@ -104,19 +108,58 @@ def save(folder: Path, model, optimizer, state: dict[str, Any], average: dict[st
 def read(folder: Path, need_optimizer: bool = True) -> dict[str, Any]:
     """The state of a checkpoint folder, after checking the folder is one."""
     state = artifacts.read_header(folder, FORMAT, what="checkpoint")
-    for name in ("model.safetensors",) + (("optimizer.pt",) if need_optimizer else ()):
+    if need_optimizer and not (folder / "optimizer.json").is_file() and (folder / "optimizer.pt").is_file():
+        raise LadderError(f"checkpoint {folder} holds its optimizer state as optimizer.pt, a pickle written by an "
+                          "older lmladder, which lmladder no longer reads (it now writes optimizer.safetensors and "
+                          "optimizer.json); the run's weights still score and sample, but it cannot be resumed: "
+                          "train it again")
+    for name in ("model.safetensors",) + (("optimizer.safetensors", "optimizer.json") if need_optimizer else ()):
         if not (folder / name).is_file():
             raise LadderError(f"checkpoint {folder} has no {name}; it is incomplete")
     return state
 
 
-def load_optimizer(optimizer, folder: Path) -> None:
-    import pickle
-
+def save_optimizer(optimizer, folder: Path) -> None:
+    """optimizer.safetensors (every tensor of the state but the 0-dim float32 ones, the step
+    counts) and optimizer.json (those, the other values, and the parameter groups)."""
     import torch
 
+    saved = optimizer.state_dict()
+    tensors: dict[str, Any] = {}
+    numbers: dict[str, dict[str, Any]] = {}
+    for index, entries in saved["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value) and (value.dim() > 0 or value.dtype != torch.float32):
+                tensors[f"{index}.{key}"] = value
+            else:  # a float32 scalar is exact as a JSON number (a double)
+                numbers.setdefault(str(index), {})[key] = float(value) if torch.is_tensor(value) else value
+    groups = [{k: float(v) if torch.is_tensor(v) else list(v) if isinstance(v, tuple) else v for k, v in g.items()}
+              for g in saved["param_groups"]]
+    save_tensors(tensors, folder / "optimizer.safetensors")
+    write_json(folder / "optimizer.json", {"format": OPTIMIZER_FORMAT, "param_groups": groups, "state": numbers})
+
+
+def load_optimizer(optimizer, folder: Path) -> None:
+    """The state save_optimizer wrote, into `optimizer` (built for the same model): each value as
+    it was saved (a step count a float32 tensor, betas a tuple), or a LadderError."""
+    import torch
+
+    path = folder / "optimizer.json"
     try:
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
-    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, OSError) as exc:
-        raise LadderError(f"{folder / 'optimizer.pt'} cannot be read ({str(exc).splitlines()[0][:160]}); "
+        layout = json.loads(path.read_text(encoding="utf-8"))
+        if layout.get("format") != OPTIMIZER_FORMAT:
+            raise ValueError(f"format {layout.get('format')!r}, not {OPTIMIZER_FORMAT!r}")
+        state: dict[int, dict[str, Any]] = {
+            int(index): {k: torch.tensor(v, dtype=torch.float32) if isinstance(v, float) else v
+                         for k, v in entries.items()} for index, entries in layout["state"].items()}
+        for name, tensor in load_tensors(folder / "optimizer.safetensors").items():
+            index, key = name.split(".", 1)
+            state.setdefault(int(index), {})[key] = tensor
+        groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
+                  for g in layout["param_groups"]]
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except LadderError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, OSError) as exc:
+        raise LadderError(f"the optimizer state in {folder} cannot be read ({str(exc).splitlines()[0][:160]}); "
                           "resume from another checkpoint") from None

@@ -26,8 +26,8 @@ from lmladder.splits import SplitSpec
 
 
 def opt(default: Any, help: str, resumable: bool = False) -> Any:
-    """A config field with its help, the help of its `lmladder train` option. resumable: a
-    RunConfig field that `--resume` may change (RESUMABLE)."""
+    """A config field with its help, the help of its `lmladder train` option. resumable: an
+    [optim] or [run] field that `--resume` may change (RESUMABLE)."""
     return field(default=default, metadata={"help": help, "resumable": resumable})
 
 
@@ -94,15 +94,15 @@ class OptimConfig:
     micro_batch_size: int = opt(0, "Sequences per forward pass in each process, their gradients accumulated "
                                    "(0: the whole share at once). A preset's (one not given as an option or in a "
                                    "config file) is fitted to each process's share and to the GPU's memory.")
-    lr: float = opt(1e-3, "Peak learning rate, reached at the end of the warmup.")
-    min_lr: float = opt(1e-4, "Learning rate at the end of the schedule.")
-    warmup_steps: int = opt(100, "Steps of linear warmup.")
+    lr: float = opt(1e-3, "Peak learning rate, reached at the end of the warmup.", resumable=True)
+    min_lr: float = opt(1e-4, "Learning rate at the end of the schedule.", resumable=True)
+    warmup_steps: int = opt(100, "Steps of linear warmup.", resumable=True)
     schedule: str = opt("cosine", "cosine (down to min_lr over the run), or wsd (warmup, stable, then a linear "
-                                  "decay over the last 30%).")
-    weight_decay: float = opt(0.1, "AdamW's decoupled weight decay, on matrices only (not biases, norms).")
+                                  "decay over the last 30%).", resumable=True)
+    weight_decay: float = opt(0.1, "AdamW's decoupled weight decay, on matrices (not biases, norms).", resumable=True)
     beta1: float = opt(0.9, "AdamW's beta1.")
     beta2: float = opt(0.99, "AdamW's beta2.")
-    grad_clip: float = opt(1.0, "Clip the global gradient norm to this (0: no clipping).")
+    grad_clip: float = opt(1.0, "Clip the global gradient norm to this (0: no clipping).", resumable=True)
     ema: float = opt(0.0, "Decay of a moving average of the weights, which is evaluated and kept (0: none).")
 
 
@@ -132,10 +132,19 @@ class RunConfig:
     eval_interval: int = opt(250, "Steps between full passes over val (0: only at the end).", resumable=True)
     eval_batch_size: int = opt(64, "Windows per batch when evaluating and scoring.", resumable=True)
     log_interval: int = opt(10, "Steps between progress updates and metrics lines.", resumable=True)
-    checkpoint_interval: int = opt(1000, "Steps between saves of latest/ (0: only at the end, where it is "
-                                         "always saved).", resumable=True)
+    checkpoint_interval: int = opt(1000, "Steps between saves of latest/ (0: none by steps; it is always saved "
+                                         "at the end).", resumable=True)
+    # 300 s: a kill -9 loses at most 5 minutes; gpt2-124m's latest/ (1.5 GB) took 14-17 s to save on
+    # a busy 2-core VM's disk, so the saves cost at most 5% of the run there
+    checkpoint_seconds: float = opt(300.0, "Also save latest/ this long after the last save, the first time at the "
+                                           "first evaluation or after a minute (0: not by time).", resumable=True)
     seed: int = opt(1337, "Seed of the weights and the batches.")
     device: str = opt("auto", "auto (a CUDA GPU if torch sees one), cpu, cuda or cuda:N.", resumable=True)
+    # 0: torch's count is the fastest on a free machine (gpt-char, 16 cores: 3.9x 1 thread's speed);
+    # beside a busy process 1 thread can be 80x faster (benchmarks/bench_threads.py has the numbers)
+    threads: int = opt(0, "CPU threads for torch's operators (0: torch's own count, the cores this process may use). "
+                          "On a machine shared with busy processes, 1 can be many times faster. The count changes "
+                          "the order of float sums, so a run's exact weights depend on it.", resumable=True)
     compile: bool = opt(False, "torch.compile the model with its loss (pays off on long GPU runs).",
                         resumable=True)
     compile_mode: str = opt("default", "torch.compile's mode: default, or max-autotune-no-cudagraphs (slow to "
@@ -156,14 +165,14 @@ class RunConfig:
                            resumable=True)
 
 
-# What --resume may change: when the run stops, evaluates, logs and saves, and where and with
-# which of the equivalent kernels it runs. Everything else (the model, the optimizer and its
-# schedule, the data, the seed, the dtypes) is the run itself: resuming with another value would
-# not continue that run but start a different one from its weights.
-RESUMABLE = tuple(f.name for f in fields(RunConfig) if f.metadata["resumable"])
-
 SECTIONS = ("model", "optim", "data", "run")
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
+# What --resume may change: when the run stops, evaluates, logs and saves, where and with which
+# equivalent kernels it runs, and the step size (the schedule, clipping, weight decay: AdamW reads
+# them afresh each step, no saved state depends on them; a diverged run resumes with a lower
+# --lr). The rest (the model, the betas its moments were averaged with, the batch, data, seed,
+# dtypes, weight average) is the run itself: another value would start a different run.
+RESUMABLE = tuple(f.name for cls in SECTION_TYPES.values() for f in fields(cls) if f.metadata["resumable"])
 ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
 HEAD_LOSSES = ("auto", "fused", "plain")
@@ -229,7 +238,6 @@ class TrainConfig:
     @property
     def seq_len(self) -> int:
         return self.data.seq_len or self.model.block_size
-
 
 
 class Option(NamedTuple):
@@ -326,15 +334,17 @@ def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, d
     return config
 
 
-def resumed(saved: dict[str, Any], run_options: dict[str, Any]) -> TrainConfig:
-    """A saved run's config (TrainConfig.to_dict) to continue it, with the RESUMABLE run
-    options changed; any other option is refused."""
-    changed = [k for k in run_options if k not in RESUMABLE]
+def resumed(saved: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
+    """A saved run's config (TrainConfig.to_dict) to continue it, with the RESUMABLE options
+    (field name -> value) changed; any other option is refused."""
+    changed = [k for k in options if k not in RESUMABLE]
     if changed:
         raise LadderError(f"--{changed[0].replace('_', '-')} cannot change on --resume; only "
                           + ", ".join(f"--{k.replace('_', '-')}" for k in RESUMABLE) + " can")
     config = TrainConfig.from_dict(saved)
-    config.run = dataclasses.replace(config.run, **run_options)
+    for section, cls in SECTION_TYPES.items():
+        mine = {f.name: options[f.name] for f in fields(cls) if f.name in options}
+        setattr(config, section, dataclasses.replace(getattr(config, section), **mine))
     check(config)
     return config
 
@@ -349,7 +359,8 @@ def check(config: TrainConfig) -> None:
     for name, value in (("micro_batch_size", o.micro_batch_size), ("seq_len", config.data.seq_len),
                         ("warmup_steps", o.warmup_steps), ("max_steps", r.max_steps), ("max_tokens", r.max_tokens),
                         ("eval_interval", r.eval_interval), ("checkpoint_interval", r.checkpoint_interval),
-                        ("weight_decay", o.weight_decay), ("grad_clip", o.grad_clip), ("time_budget", r.time_budget)):
+                        ("weight_decay", o.weight_decay), ("grad_clip", o.grad_clip), ("time_budget", r.time_budget),
+                        ("checkpoint_seconds", r.checkpoint_seconds), ("threads", r.threads)):
         if value < 0:
             problems.append(f"{name} must be >= 0 (got {value})")
     if not (o.lr > 0) or not (0 <= o.min_lr <= o.lr):

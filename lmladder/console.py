@@ -1,4 +1,7 @@
-"""Where output goes: results to stdout, progress and logs to stderr (rich)."""
+"""Where output goes: results to stdout, progress and logs to stderr (rich).
+
+Progress: a bar on a terminal; plain lines where stderr is a file or a pipe (CI, nohup, a log),
+for the commands that print them (training); nothing at all with LMLADDER_NO_PROGRESS=1."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-stderr = Console(stderr=True, highlight=False)
+# into a file or a pipe a log line stays one line (rich would wrap it at 80 columns there)
+stderr = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def log(message: str) -> None:
@@ -28,7 +32,16 @@ def log(message: str) -> None:
 
 
 def progress_enabled() -> bool:
-    return os.environ.get("LMLADDER_NO_PROGRESS", "") in ("", "0") and sys.stderr.isatty()
+    """A progress bar: on a terminal, unless LMLADDER_NO_PROGRESS=1."""
+    return progress_style() == "bar"
+
+
+def progress_style() -> str:
+    """How progress shows: bar (stderr is a terminal), lines (a file or a pipe: plain lines, for
+    the commands that print them) or none (LMLADDER_NO_PROGRESS=1)."""
+    if os.environ.get("LMLADDER_NO_PROGRESS", "") not in ("", "0"):
+        return "none"
+    return "bar" if sys.stderr.isatty() else "lines"
 
 
 @contextmanager

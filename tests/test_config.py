@@ -129,16 +129,17 @@ def test_resolve_leaves_its_inputs_alone():
     assert config.resolve("gpt", "gpt-tiny", None, {}).run.max_steps == config.PRESETS["gpt-tiny"]["run"]["max_steps"]
 
 
-def test_resumable_options_are_the_run_fields_marked_so():
-    assert config.RESUMABLE == ("max_steps", "max_tokens", "time_budget", "eval_interval", "eval_batch_size",
-                                "log_interval", "checkpoint_interval", "device", "compile", "head_loss",
-                                "gelu_fusion")
+def test_resumable_options_are_the_fields_marked_so():
+    assert config.RESUMABLE == ("lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "grad_clip",
+                                "max_steps", "max_tokens", "time_budget", "eval_interval", "eval_batch_size",
+                                "log_interval", "checkpoint_interval", "checkpoint_seconds", "device", "threads",
+                                "compile", "head_loss", "gelu_fusion")
     saved = config.resolve("gpt", "gpt-tiny", None, {}).to_dict()
     kept = copy.deepcopy(saved)
-    cfg = config.resumed(saved, {"max_steps": 40, "compile": True})
-    assert cfg.run.max_steps == 40 and cfg.run.compile and saved == kept
-    with pytest.raises(LadderError, match="--lr cannot change on --resume; only --max-steps, "):
-        config.resumed(saved, {"lr": 1.0})
+    cfg = config.resumed(saved, {"max_steps": 40, "compile": True, "lr": 1e-3})
+    assert cfg.run.max_steps == 40 and cfg.run.compile and cfg.optim.lr == 1e-3 and saved == kept
+    with pytest.raises(LadderError, match="--beta2 cannot change on --resume; only --lr, "):
+        config.resumed(saved, {"beta2": 0.9})
 
 
 def test_model_kinds_agree_with_the_registry():

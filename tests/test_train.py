@@ -51,7 +51,8 @@ def test_train_gpt_writes_a_self_describing_model(cli, tmp_path):
     report = json.loads(result.stdout)
     assert report["steps"] == 20 and report["test"]["bits_per_char"] < 6
     for name in ("lmladder.json", "config.json", "metrics.jsonl", "tokenizer/lmladder.json",
-                 "latest/model.safetensors", "latest/optimizer.pt", "latest/lmladder.json", "best/model.safetensors"):
+                 "latest/model.safetensors", "latest/optimizer.safetensors", "latest/optimizer.json",
+                 "latest/lmladder.json", "best/model.safetensors"):
         assert (out / name).is_file(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"step", "time", "lr", "train_loss", "tokens_per_s", "mfu", "memory_gb"} <= set(rows[0])
@@ -551,5 +552,7 @@ def test_resume_mismatches(cli, tmp_path):
     load_tokenizer("char", str(other)).save(tok)
     assert_error(cli("train", "tinyshakespeare", "--resume", out, "--tokenizer", tok, "--max-steps", "4"),
                  "is not the tokenizer")
-    assert_error(cli("train", "tinyshakespeare", "--resume", out, "--lr", "1"), "--lr cannot change on --resume")
-    assert_error(cli("train", "tinyshakespeare", *TINY, "--out", out), "already holds a training run")
+    assert_error(cli("train", "tinyshakespeare", "--resume", out, "--beta2", "0.9"),
+                 "--beta2 cannot change on --resume")
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--out", out), "already holds an lmladder model (gpt)",
+                 "--force")

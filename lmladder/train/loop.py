@@ -8,7 +8,8 @@ optimizer, average and random state. Then each step:
     take the step     step.TrainStep: each micro-batch's forward and backward, clip, AdamW
     log               every log_interval steps: train loss, tokens/s, MFU -> metrics.jsonl
     evaluate          every eval_interval steps: all of val; best/ when it improves
-    checkpoint        every checkpoint_interval steps: latest/
+    checkpoint        latest/ every checkpoint_interval steps and every checkpoint_seconds (the
+                      first at the first evaluation or after a minute)
     stop?             at max_steps, max_tokens or time_budget, or on SIGINT/SIGTERM
 
 At the end: val (unless just done), latest/, and the kept model scored on test.
@@ -16,8 +17,10 @@ At the end: val (unless just done), latest/, and the kept model scored on test.
 - Evaluation: a deterministic pass over all of val in fixed windows (lmladder.neural), in nats
   per token and bits per character (lmladder.metrics.bits_per_char); the final model is scored
   on test through lmladder.metrics.
-- SIGINT/SIGTERM save latest/ and stop; a loss that is not finite stops the run with an error,
-  leaving the last good checkpoint.
+- SIGINT/SIGTERM save latest/ and stop after the step; a second one aborts at once. A loss or
+  weights that are not finite stop the run with an error, leaving the last checkpoint (never
+  one of weights that are not finite).
+- CPU threads: RunConfig.threads (plan.cpu_threads), for the whole of train() (0: torch's own).
 """
 
 from __future__ import annotations
@@ -32,27 +35,36 @@ import numpy as np
 
 from lmladder import artifacts, checkpoint, metrics
 from lmladder.config import RunConfig, TrainConfig
-from lmladder.console import log, progress_enabled
-from lmladder.errors import LadderError
+from lmladder.console import log, progress_style
+from lmladder.errors import Interrupted
 from lmladder.kernels import fused_gelu
 from lmladder.neural import build_model, context_overlap, window_logprobs
 from lmladder.train.optim import WeightAverage, adopt_optimizer_state, lr_at, training_optimizer
-from lmladder.train.plan import Dist, Job, peak_flops
-from lmladder.train.records import Checkpointer, MetricsLog, RunState, TrainingLog
+from lmladder.train.plan import Dist, Job, cpu_threads, peak_flops
+from lmladder.train.records import Checkpointer, MetricsLog, RunState, TrainingLog, saved_step
 from lmladder.train.step import Stopper, TrainStep, draw_batch, setup_cuda, use_cuda_graph
-
-
-class TrainingDiverged(LadderError):
-    exit_code = 1
 
 
 def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     """Train the job's model until one of its limits (or a signal) stops it, checkpointing as it
     goes; returns the run's summary (steps, tokens, seconds, val and best val loss, why it
-    stopped, and the test scores of a finished run)."""
+    stopped, and the test scores of a finished run). A second SIGINT/SIGTERM while it stops
+    (or a Ctrl-C outside the loop) is an Interrupted error (exit 130 or 143) that says where
+    the last checkpoint is."""
+    with cpu_threads(job.config.run.threads):
+        try:
+            return _train(job, dist or Dist())
+        except KeyboardInterrupt as exc:
+            name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+            saved = saved_step(job.out)
+            where = (f"the last checkpoint, of step {saved:,}, is in {job.out / 'latest'}: continue it with "
+                     f"--resume {job.out}" if saved is not None else "no checkpoint was saved")
+            raise Interrupted(f"interrupted by {name}, at once and without saving; {where}", name) from None
+
+
+def _train(job: Job, dist: Dist) -> dict[str, Any]:
     import torch
 
-    dist = dist or Dist()
     config, device = job.config, job.device
     o, r = config.optim, config.run
 
@@ -81,11 +93,11 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     run.start_clock()
     run.progress = run.fraction_done(r)
     training_log = TrainingLog(metrics_log, run, r, tokens_per_step, model.flops_per_token(), peak_flops(device),
-                               device, show=dist.main and progress_enabled())
+                               device, style=progress_style() if dist.main else "none")
 
     # --- the loop
-    stopped = "finished"
-    with Stopper() as stopper, training_log:
+    stopped, lr = "finished", lr_at(o, run.schedule_fraction(r), run.step)
+    with Stopper(announce=dist.main) as stopper, training_log:
         while not run.finished(r):
             lr = lr_at(o, run.schedule_fraction(r), run.step)
             batch = draw_batch(job.train_ids, run.step, config, dist.rank, dist.world, device)
@@ -96,12 +108,13 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
             if at_log:
                 train_loss = trainer.mean_loss()
                 if not math.isfinite(train_loss):
-                    raise diverged(train_loss, lr, run, checkpoints)
+                    raise checkpoints.diverged(run, f"the training loss became {train_loss}", lr)
                 training_log.write(run, lr, train_loss)
-            if r.eval_interval and run.step % r.eval_interval == 0:
+            evaluated = bool(r.eval_interval and run.step % r.eval_interval == 0)
+            if evaluated:
                 validate(model, job, run, average, checkpoints, metrics_log)
-            if r.checkpoint_interval and run.step % r.checkpoint_interval == 0:
-                checkpoints.save_latest(run, "training")
+            if checkpoints.due(run, evaluated):
+                checkpoints.save_latest(run, "training", lr)
             if stopper.signal is not None and (dist.world == 1 or at_log):
                 stopped = signal.Signals(stopper.signal).name
                 break
@@ -109,7 +122,7 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     # --- the end: val, latest/, and a finished run's test scores
     if stopped == "finished" and not (r.eval_interval and run.step % r.eval_interval == 0 and run.last_val):
         validate(model, job, run, average, checkpoints, metrics_log)
-    checkpoints.save_latest(run, "trained" if stopped == "finished" else "interrupted")
+    checkpoints.save_latest(run, "trained" if stopped == "finished" else "interrupted", lr)
     metrics_log.close()
     result = summary(job, run, parameters, stopped)
     if stopped != "finished":
@@ -131,7 +144,7 @@ def restore_latest(job: Job, model, optimizer, average, capturable: bool, dist: 
     latest = job.out / "latest"
     checkpoint.load_weights(model, latest / "model.safetensors")
     checkpoint.load_optimizer(optimizer, latest)
-    adopt_optimizer_state(optimizer, job.device, capturable=capturable)
+    adopt_optimizer_state(optimizer, job.device, capturable=capturable, o=job.config.optim)
     if average is not None:
         average.load(latest / "ema.safetensors")
     run = RunState.resumed(job.resume)
@@ -154,15 +167,6 @@ def agree(run: RunState, r: RunConfig, stopper: Stopper, dist: Dist, device: str
         torch.distributed.broadcast(t, 0)
         run.progress = float(t[0])
         stopper.signal = int(t[1]) or stopper.signal
-
-
-def diverged(train_loss: float, lr: float, run: RunState, checkpoints: Checkpointer) -> TrainingDiverged:
-    """The error that stops a run whose loss is not finite, after its header says so."""
-    checkpoints.mark_diverged(run)
-    return TrainingDiverged(
-        f"the training loss became {train_loss} at step {run.step} (lr {lr:.3g}); stopped. The last good "
-        f"checkpoint is in {checkpoints.out / 'latest'}: lower --lr or raise --warmup-steps and --resume, "
-        "or start again")
 
 
 def validation_nats(model, ids: np.ndarray, config: TrainConfig, device: str) -> tuple[float, int]:

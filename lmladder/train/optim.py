@@ -39,14 +39,20 @@ def set_learning_rate(optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def group_decays(o) -> tuple[float, float]:
+    """The weight decay of AdamW's two groups: the matrices, then the rest (biases, norms)."""
+    return o.weight_decay, 0.0
+
+
 def make_optimizer(model, o, device: str, capturable: bool = False):
     """AdamW, fused on CUDA; `capturable` (for a CUDA graph): the learning rate is a tensor on
     the device, set in place each step."""
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": o.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    matrices, rest = group_decays(o)
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": matrices},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": rest}]
     lr = torch.tensor(o.lr, device=device) if capturable else o.lr
     return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), fused=device.startswith("cuda"),
                              capturable=capturable)
@@ -60,13 +66,17 @@ def training_optimizer(model, config: TrainConfig, device: str, capturable: bool
     return optimizer, plain_step(optimizer) if quiet else optimizer.step
 
 
-def adopt_optimizer_state(optimizer, device: str, capturable: bool) -> None:
+def adopt_optimizer_state(optimizer, device: str, capturable: bool, o=None) -> None:
     """After loading a state that any run saved (a CUDA-graph run on a GPU, a plain one on a
     CPU): this run's fused and capturable flags, a tensor learning rate only for a CUDA graph,
-    and the step counters where those flags want them."""
+    the step counters where those flags want them, and (given the run's OptimConfig `o`) its
+    weight decay, which --resume may change (the learning rate is set at every step)."""
     import torch
 
     fused = device.startswith("cuda")
+    if o is not None:
+        for group, decay in zip(optimizer.param_groups, group_decays(o)):
+            group["weight_decay"] = decay
     for group in optimizer.param_groups:
         group["fused"], group["capturable"] = fused, capturable
         lr = float(group["lr"])

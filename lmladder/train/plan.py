@@ -7,6 +7,7 @@ Data: each split is a cached memory map of token ids (lmladder.tokens), loaded o
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -99,6 +100,22 @@ def init_distributed(device: str) -> tuple[Dist, str]:
     if not td.is_initialized():
         td.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return Dist(rank, world, local), device
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int):
+    """torch's CPU threads set to `threads` inside the block (0: torch's own count, left alone),
+    and back to what they were after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 # --- the run ---------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ micro-batches, and its recording as a CUDA graph.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 
 import numpy as np
 
@@ -266,11 +268,23 @@ class TrainStep:
         return loss
 
 
-class Stopper:
-    """Remembers SIGINT/SIGTERM instead of dying, so the loop can save and stop."""
+class Aborted(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM (`signum`) while the run was finishing its step to stop."""
 
-    def __init__(self):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Stopper:
+    """Remembers the first SIGINT/SIGTERM instead of dying, so the loop can finish its step,
+    save and stop; a second one aborts at once (Aborted, a KeyboardInterrupt, so that no
+    `except Exception` swallows it), leaving the last checkpoint as it was. `announce`: say so
+    on stderr at the first."""
+
+    def __init__(self, announce: bool = True):
         self.signal: int | None = None
+        self.announce = announce
         self.previous = {}
 
     def __enter__(self):
@@ -282,9 +296,23 @@ class Stopper:
         return self
 
     def _handle(self, signum, frame):
+        if self.signal is not None:
+            raise Aborted(signum)
         self.signal = signum
+        if self.announce:
+            _say(f"\n{signal.Signals(signum).name}: stopping after this step and saving latest/ "
+                 "(again to abort at once, without saving)\n")
 
     def __exit__(self, *exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
         return False
+
+
+def _say(text: str) -> None:
+    """Write to stderr from a signal handler: straight to the file descriptor, since the handler
+    may have interrupted a write to sys.stderr, whose buffer is not reentrant."""
+    try:
+        os.write(sys.stderr.fileno(), text.encode())
+    except (OSError, ValueError):  # no file descriptor (a test's captured stream): say nothing
+        pass
