@@ -37,6 +37,8 @@ def train(
                               f"{' / '.join(conf.DEFAULT_PRESET.values())})."),
     config: Optional[str] = O(None, "--config", help="A TOML file with [model], [optim], [data], [run] tables."),
     resume: Optional[str] = O(None, "--resume", help="Continue the run saved in this folder exactly."),
+    init_from: Optional[str] = O(None, "--init-from", help="Fine-tune: start a GPT from a trained one, a lmladder "
+                                 "GPT run or a transformers GPT-2 folder (its architecture and tokenizer)."),
     force: bool = O(False, "--force", help="Replace a model of the same kind already in --out (never another kind)."),
     json: bool = JSON_OPTION,
     **options: Any,
@@ -47,13 +49,14 @@ def train(
         raise LadderError(f"unknown --model {model!r}; choose one of {', '.join(registry.TRAIN_MODELS)}")
     if model in registry.BASELINES:
         extra = [k for k in given if k != "split"] + [k for k, v in (("tokenizer", tokenizer), ("preset", preset),
-                                                                     ("config", config), ("resume", resume)) if v]
+                                                                     ("config", config), ("resume", resume),
+                                                                     ("init_from", init_from)) if v]
         if extra:
             raise LadderError(f"--{extra[0].replace('_', '-')} does not apply to --model {model}")
         if out is None:
             raise LadderError("give --out DIR, the folder to write the model to")
         return _baseline(corpus, model, out, given.get("split"), force, json)
-    _neural(corpus, model, out, tokenizer, preset, config, resume, given, force, json)
+    _neural(corpus, model, out, tokenizer, preset, config, resume, init_from, given, force, json)
 
 
 def _config_option(option: conf.Option) -> inspect.Parameter:
@@ -95,7 +98,7 @@ def _baseline(corpus: str, model: str, out: str, split: Optional[str], force: bo
     report(result, json, f"trained {model} on {data.name} ({split_text}) -> {out}")
 
 
-def _neural(corpus, model, out, tokenizer, preset, config, resume, given, force, json) -> None:
+def _neural(corpus, model, out, tokenizer, preset, config, resume, init_from, given, force, json) -> None:
     import contextlib
     import os
     import shutil
@@ -107,10 +110,11 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, force,
     for name, value in given.items():
         options[SECTION_OF[name]][name] = value
     file_values = None
+    init_weights = None
     if resume is not None:
-        if preset or config or model or force:
-            raise LadderError("--resume continues a run with its saved config; leave out --preset, --config, --model "
-                              "and --force")
+        if preset or config or model or force or init_from:
+            raise LadderError("--resume continues a run with its saved config; leave out --preset, --config, --model, "
+                              "--init-from and --force")
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise LadderError("--resume writes to the folder it continues; leave out --out or give the same folder")
         folder = Path(resume)
@@ -127,10 +131,12 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, force,
         if out is None:
             raise LadderError("give --out DIR, the folder to write the run to")
         file_values = conf.read_config_file(config) if config else None
-        if model is None and preset is None:
+        if model is None and preset is None and init_from is None:
             raise LadderError(f"give --model ({', '.join(registry.TRAIN_MODELS)}) or --preset "
                               f"({', '.join(conf.PRESETS)})")
-        cfg = conf.resolve(model, preset, file_values, options)
+        cfg = conf.resolve(model or ("gpt" if init_from and not preset else None), preset, file_values, options)
+        if init_from is not None:
+            cfg, tokenizer, init_weights = _from_source(init_from, cfg, tokenizer, options, file_values)
     from lmladder.atomic import check_output_dir, locked
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, process 0 writes the folder
@@ -144,7 +150,7 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, force,
             shutil.rmtree(aside, ignore_errors=True)
             os.replace(out, aside)
         try:
-            job, dist = _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options)
+            job, dist = _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options, init_weights)
         except BaseException:
             if aside is not None and main_process:
                 os.replace(aside, out)
@@ -154,7 +160,28 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, given, force,
         _train_neural(job, dist, out, json)
 
 
-def _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options):
+def _from_source(source: str, cfg, tokenizer, options, file_values):
+    """--init-from: the run's config with the source GPT's architecture (its dropout the run's
+    own), the source's tokenizer, and its weights to start from."""
+    import dataclasses
+
+    from lmladder import hf
+
+    if cfg.model_kind != "gpt":
+        raise LadderError("--init-from starts a GPT; leave out --model mlp or use a GPT preset")
+    if tokenizer is not None:
+        raise LadderError("--init-from brings its own tokenizer; leave out --tokenizer")
+    shaped = sorted({*options["model"], *((file_values or {}).get("model") or {})} - {"dropout"})
+    if shaped:
+        raise LadderError(f"--{shaped[0].replace('_', '-')} is part of the architecture, which comes from --init-from")
+    model, state, tokenizer = hf.init_source(source)
+    model = dataclasses.replace(model, dropout=cfg.model.dropout)
+    cfg = dataclasses.replace(cfg, model=model)
+    conf.check(cfg)
+    return cfg, tokenizer, state
+
+
+def _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options, init_weights=None):
     from lmladder.neural import pick_device  # the training stack, only after the cheap checks
     from lmladder.train import init_distributed, prepare
 
@@ -163,7 +190,7 @@ def _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options):
     # defaults is fitted to each process's share of the batch and to the GPU
     chosen = {**((file_values or {}).get("optim") or {}), **options["optim"]}
     job = prepare(corpus, tokenizer, cfg, out, resume=resume is not None, dist=dist, device=device,
-                  fit_micro=resume is None and "micro_batch_size" not in chosen)
+                  fit_micro=resume is None and "micro_batch_size" not in chosen, init_weights=init_weights)
     return job, dist
 
 

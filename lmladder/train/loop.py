@@ -36,13 +36,26 @@ import numpy as np
 from lmladder import artifacts, checkpoint, metrics
 from lmladder.config import RunConfig, TrainConfig
 from lmladder.console import log, progress_style
-from lmladder.errors import Interrupted
+from lmladder.errors import Interrupted, LadderError
 from lmladder.kernels import fused_gelu
 from lmladder.neural import build_model, context_overlap, window_logprobs
 from lmladder.train.optim import WeightAverage, adopt_optimizer_state, lr_at, training_optimizer
 from lmladder.train.plan import Dist, Job, cpu_threads, peak_flops
 from lmladder.train.records import Checkpointer, MetricsLog, RunState, TrainingLog, saved_step
 from lmladder.train.step import Stopper, TrainStep, draw_batch, setup_cuda, use_cuda_graph
+
+
+def start_from(model, state: dict[str, Any]) -> None:
+    """--init-from: the model's weights from a trained GPT's state (the head is tied to the
+    token embedding, so a state without lm_head.weight is whole)."""
+    import torch
+
+    with torch.no_grad():
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise LadderError(f"--init-from: the weights do not fit the model (missing {missing[:3]}, unexpected "
+                          f"{unexpected[:3]}); start from a GPT of the same architecture")
 
 
 def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
@@ -73,6 +86,8 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     if device.startswith("cuda"):
         setup_cuda(r.attention)
     model = build_model(config).to(device)
+    if job.init_weights is not None:
+        start_from(model, job.init_weights)
     if fused_gelu(config, torch.device(device).type, dist.world):
         from lmladder.kernels.fusedmlp import fused_mlp
 

@@ -136,16 +136,18 @@ class Job:
     out: Path
     resume: dict[str, Any] | None  # the latest/ checkpoint's state when resuming
     device: str
+    init_weights: dict[str, Any] | None = None  # --init-from: the weights the model starts from
 
 
 def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, out: str | Path,
             resume: bool = False, dist: Dist | None = None, device: str | None = None,
-            fit_micro: bool = False) -> Job:
+            fit_micro: bool = False, init_weights: dict[str, Any] | None = None) -> Job:
     """Load and check everything; every bad input fails here, before any training. fit_micro:
     the micro-batch came from a preset or the defaults, not from the user, so where it does not
     divide a process's share of the batch its largest divisor below it is taken, and where it
     does not fit the GPU the largest half, quarter, ... of it that does (the same batch, by
-    accumulation). `config` is left as it is; the Job holds the completed copy."""
+    accumulation). `config` is left as it is; the Job holds the completed copy. init_weights:
+    a state dict the model starts from instead of its random initialisation (fine-tuning)."""
     from lmladder.tokens import encoded_split
 
     out = Path(out)
@@ -167,7 +169,7 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     if problems:
         raise LadderError("; ".join(problems))
     return Job(config, corpus, split, tokenizer, train_ids, val_ids, sum(len(d) for d in splits["val"]),
-               list(splits["test"]), out, state, device)
+               list(splits["test"]), out, state, device, init_weights)
 
 
 def _resumed(corpus_name: str, tokenizer_spec: str | None, out: Path) -> tuple[Any, str, Any, dict]:
