@@ -11,9 +11,10 @@ from lmladder import artifacts, metrics
 from lmladder.config import resolve
 from lmladder.errors import Interrupted, LadderError
 from lmladder.neural import load as load_rung
-from lmladder.neural import padded_vocab, pick_device
+from lmladder.neural import pick_device
 from lmladder.rung import Built
 from lmladder.train import Job, train
+from lmladder.train.plan import with_vocabulary
 
 # profile -> rung kind -> (preset, overrides): cpu is sized so the default ladder on Tiny Shakespeare
 # takes ~10 minutes on 2 cores (each GPT ~4 minutes); gpu uses the presets
@@ -69,10 +70,10 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
         tok = tokens.CharTokenizer(CharVocab.from_texts(train_docs))
     else:
         raise LadderError(f"tokenizer must be char or bpe (got {settings['tokenizer']!r})")
-    m = config.model
-    m.vocab_size = padded_vocab(tok.vocab_size) if kind == "gpt" else tok.vocab_size
-    if kind == "mlp":
-        m.pad_id = tok.eot_id
+    problems: list[str] = []
+    config = with_vocabulary(config, tok, problems)  # a new config: the profile's stays as it is
+    if problems:
+        raise LadderError("; ".join(problems))
     train_ids = tokens.encode_documents(tok, train_docs)
     val_ids = tokens.encode_documents(tok, splits["val"]) if any(splits["val"]) else None
     if len(train_ids) < config.seq_len + 1:

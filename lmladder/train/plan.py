@@ -157,7 +157,7 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     else:
         corpus, split, tokenizer, state = _fresh(corpus_name, tokenizer_spec, config, out)
     problems: list[str] = []
-    config = _with_vocabulary(config, tokenizer, problems)
+    config = with_vocabulary(config, tokenizer, problems)
     splits = corpus.split(split)
     train_ids = encoded_split(tokenizer, corpus, split, "train")
     if len(train_ids) < config.seq_len + 1:
@@ -210,7 +210,7 @@ def _fresh(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig,
     return corpus, split, load_tokenizer(tokenizer_spec or "char", corpus, split), None
 
 
-def _with_vocabulary(config: TrainConfig, tokenizer, problems: list[str]) -> TrainConfig:
+def with_vocabulary(config: TrainConfig, tokenizer, problems: list[str]) -> TrainConfig:
     """The config with the tokenizer's vocabulary (a GPT's padded to a multiple of 64) where it
     asks for 0, and an MLP's padding id (the end-of-text id, so padding reads "before the document")."""
     m = config.model
