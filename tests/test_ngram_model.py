@@ -154,10 +154,10 @@ def test_bad_input(cli, corpus_file, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    assert cli("ngram", "train", corpus_file, "--order", "2", "--out", out).exit_code == 0
+    assert cli("ngram", "train", corpus_file, "--order", "2", "--out", out, "--force").exit_code == 0
     pq.write_table(pa.table({"x": [1]}), out / "order1.parquet")
     assert_error(cli("score", out, corpus_file), "order1.parquet")
-    assert cli("ngram", "train", corpus_file, "--order", "2", "--out", out).exit_code == 0
+    assert cli("ngram", "train", corpus_file, "--order", "2", "--out", out, "--force").exit_code == 0
     head = json.loads((out / "lmladder.json").read_text())
     head["format_version"] = 99
     (out / "lmladder.json").write_text(json.dumps(head))

@@ -224,3 +224,15 @@ def test_a_full_disk_is_one_error_line(monkeypatch, tmp_path):
             monkeypatch.setattr(os, "replace", full)
             (tmp / "x").write_text("x")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+
+
+def test_ngram_commands_never_replace_another_kind(cli, tmp_path, tiny_gpt):
+    assert_error(cli("ngram", "train", "markov", "--order", "2", "--out", tiny_gpt, "--force"),
+                 "never replaces a folder of another kind")
+    assert_error(cli("ngram", "count", "markov", "--order", "2", "--out", tiny_gpt, "--force"),
+                 "never replaces a folder of another kind")
+    assert (tiny_gpt / "latest").is_dir()
+    model = tmp_path / "char2"
+    assert cli("ngram", "train", "markov", "--order", "2", "--out", model).exit_code == 0
+    assert_error(cli("ngram", "train", "markov", "--order", "2", "--out", model), "--force")
+    assert cli("ngram", "train", "markov", "--order", "3", "--out", model, "--force").exit_code == 0

@@ -19,6 +19,8 @@ ORDER = typer.Option(5, "--order", help="Longest n-gram (1..12).")
 SPLIT = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's).")
 MEMORY = typer.Option(None, "--memory", help="Working memory for counting, e.g. 2G or 500M: longer text is counted "
                       "in pieces and merged (default: a quarter of physical memory). The n-gram tables come on top.")
+FORCE = typer.Option(False, "--force", help="Replace what is already in --out if it is of the same kind "
+                                           "(never a folder of another kind).")
 
 
 def parse_memory(text: Optional[str]) -> Optional[int]:
@@ -34,7 +36,8 @@ def parse_memory(text: Optional[str]) -> Optional[int]:
 @app.command("count")
 def count(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
           out: str = typer.Option(..., "--out", help="Folder to write the count tables to."),
-          split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, json: bool = JSON_OPTION) -> None:
+          split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, force: bool = FORCE,
+          json: bool = JSON_OPTION) -> None:
     """Count every n-gram of orders 1..N on the train split into Parquet tables."""
     from lmladder import corpora, ngramio
     from lmladder.atomic import check_output_dir
@@ -43,7 +46,7 @@ def count(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
     config = NgramConfig(unit=unit, order=order, min_count=1)
     config.check()
     budget = parse_memory(memory)
-    check_output_dir(out)
+    check_output_dir(out, ngramio.FORMAT, None, force)
     data = corpora.load(corpus)
     splits = data.split(split)
     result = ngramio.count_corpus(config, splits, data.identity(), out, budget)
@@ -84,7 +87,8 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
                                             help="KenLM's lmplz, entry for entry: the train text read as lmplz "
                                                  "reads a file (lines at \\n only, tokens between ASCII spaces, "
                                                  "tabs and CRs; <s> </s> <unk>) and its discounts (use --unit word)."),
-          split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, json: bool = JSON_OPTION) -> None:
+          split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, force: bool = FORCE,
+          json: bool = JSON_OPTION) -> None:
     """Train an n-gram rung on the train split and save it as a self-describing folder."""
     import time
 
@@ -100,7 +104,7 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
         raise LadderError(f"--min-count must be >= 0 (got {min_count})")
     config.check()
     budget = parse_memory(memory)
-    check_output_dir(out)
+    check_output_dir(out, "lmladder-model", "ngram", force)
     data = corpora.load(corpus)
     splits = data.split(split)
     docs = splits.require("train")
