@@ -43,7 +43,10 @@ AutoTokenizer load:
 
 Other folders: a tokenizer (format lmladder-tokenizer: tokenizer.json that Hugging Face
 tokenizers loads, or vocab.json for characters), n-gram counts (lmladder-ngram-counts:
-order{n}.parquet counts tables), a bench run (lmladder-bench: results.json, results.md,
+order{n}.parquet counts tables), a scaling study (lmladder-scale: results.json with the plan,
+runs, fits with bootstrap intervals, prediction, verification, compute_ratio and, on a synthetic
+corpus, the truth; runs.parquet one row a run; scale.md; compute.png; isoflop.png; its runs are
+cached under $LMLADDER_HOME/cache/scale), a bench run (lmladder-bench: results.json, results.md,
 results.parquet, manifest.json, ladder.png, curves.png).
 """
 

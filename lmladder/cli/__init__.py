@@ -104,7 +104,7 @@ def _root(
 
 
 def _register() -> None:
-    from lmladder.cli import bench, compress, corpus, export, ngram, sample, score, tokenizer, tour, train
+    from lmladder.cli import bench, compress, corpus, export, ngram, sample, scale, score, tokenizer, tour, train
 
     app.add_typer(corpus.app, name="corpus")
     app.add_typer(tokenizer.app, name="tokenizer")
@@ -117,6 +117,7 @@ def _register() -> None:
     app.command("compress")(compress.compress)
     app.command("decompress")(compress.decompress)
     app.command("export")(export.export)
+    app.command("scale")(scale.scale)
 
 
 _register()

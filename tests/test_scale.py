@@ -1,0 +1,170 @@
+"""`lmladder scale`: the counting against the model itself, the fits against known laws, the
+plan's determinism, a tiny sweep end to end through the CLI, and every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_error
+
+pytest.importorskip("scipy")
+
+SPLIT = ("--split", "0.96,0.02,0.02")
+# the tiny profile: six runs (two depths x three budgets) that train in seconds on a CPU
+TINY = ("--profile", "tiny", *SPLIT, "--threads", "1", "--bootstrap", "20")
+TARGET = ("--target-preset", "gpt-tiny", "--target-tokens", "2e5")  # 2 layers x 32: 3.7e10 FLOPs
+
+
+def test_counts_match_the_model():
+    torch = pytest.importorskip("torch")
+    from lmladder.config import GPTConfig
+    from lmladder.gpt import GPT
+    from lmladder.scale.plan import flops_per_token, non_embedding_params, total_params
+
+    for n_layer, n_head, n_embd, vocab, block in ((1, 2, 32, 128, 64), (3, 6, 96, 192, 16)):
+        model = GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=n_layer, n_head=n_head, n_embd=n_embd,
+                              bias=False))
+        total = sum(p.numel() for p in model.parameters())
+        assert total_params(n_layer, n_embd, vocab, block) == total
+        blocks = total - model.transformer.wte.weight.numel() - model.transformer.wpe.weight.numel()
+        assert non_embedding_params(n_layer, n_embd) == blocks
+        assert flops_per_token(n_layer, n_embd, vocab, block) == model.flops_per_token()
+    del torch
+
+
+def test_plan_is_deterministic_and_follows_the_recipe():
+    from lmladder.scale.plan import PROFILES, check_plan, plan_sweep
+
+    p = PROFILES["cpu"]
+    a = plan_sweep(p.depths, p.budgets, p.family, 128, 900_000, p.recipe)
+    b = plan_sweep(tuple(reversed(p.depths)), tuple(reversed(p.budgets)), p.family, 128, 900_000, p.recipe)
+    assert [r.to_dict() for r in a.runs] == [r.to_dict() for r in b.runs]
+    check_plan(a)
+    for r in a.runs:
+        assert r.tokens == r.steps * r.batch_size * r.block_size
+        assert r.flops == pytest.approx(r.tokens * r.flops_per_token)
+        assert r.flops == pytest.approx(r.budget, rel=0.02)  # whole steps: within a step of the budget
+        assert r.lr == pytest.approx(0.32 / r.n_embd)
+        assert r.min_lr == pytest.approx(0.1 * r.lr)
+        assert r.batch_size == max(p.recipe.min_batch, round(0.04 * r.flops ** 0.3271 / r.block_size))
+    # runs of too few steps, or of more than 4 passes over the train split, are left out and said why
+    small = plan_sweep(p.depths, (1e9, *p.budgets), p.family, 128, 900_000, p.recipe)
+    assert any(f"steps, fewer than {p.recipe.min_steps}" in why for _, why in small.dropped)
+    few = plan_sweep(p.depths, p.budgets, p.family, 128, 100_000, p.recipe)
+    assert any("passes over the train split" in why for _, why in few.dropped)
+
+
+def test_fit_recovers_a_known_law_from_noisy_points():
+    from lmladder.scale import fit
+
+    rng = np.random.default_rng(0)
+    true = fit.DataLaw(E=1.2, A=40.0, alpha=0.35, B=300.0, beta=0.3)
+    n, d = np.meshgrid(np.geomspace(1e4, 1e7, 6), np.geomspace(1e6, 1e9, 6))
+    n, d = n.ravel(), d.ravel()
+    loss = true(n, d) * np.exp(rng.normal(0, 0.001, n.size))
+    law = fit.fit_data(n, d, loss)
+    assert law.E == pytest.approx(1.2, rel=0.03)
+    assert law.alpha == pytest.approx(0.35, rel=0.1) and law.beta == pytest.approx(0.3, rel=0.1)
+    assert float(law(3e7, 3e9)) == pytest.approx(float(true(3e7, 3e9)), rel=0.005)  # beyond the points
+
+    compute = fit.ComputeLaw(E=1.5, A=200.0, alpha=0.2)
+    c = np.geomspace(1e10, 1e14, 10)
+    law = fit.fit_compute(c, compute(c) * np.exp(rng.normal(0, 0.001, c.size)))
+    assert law.E == pytest.approx(1.5, rel=0.03) and law.alpha == pytest.approx(0.2, rel=0.1)
+    assert float(law(1e16)) == pytest.approx(float(compute(1e16)), rel=0.005)
+
+
+def test_frontier_and_flat_losses():
+    from lmladder.errors import LadderError
+    from lmladder.scale import fit
+
+    flops = np.array([1.0, 2.0, 2.0, 4.0, 8.0])
+    loss = np.array([3.0, 3.2, 2.5, 2.6, 2.0])
+    assert fit.frontier(flops, loss).tolist() == [0, 2, 4]
+    with pytest.raises(LadderError, match="cannot be fitted"):
+        fit.check_falls(flops, np.full(5, 4.0))
+
+
+def test_bootstrap_intervals_cover_the_truth():
+    from lmladder.scale import fit
+
+    rng = np.random.default_rng(1)
+    x = np.geomspace(1e10, 1e13, 12)
+    truth = fit.ComputeLaw(1.5, 200.0, 0.2)
+    y = truth(x) * np.exp(rng.normal(0, 0.003, x.size))
+    main = fit.fit_compute(x, y)
+
+    def refit(idx):
+        law = fit.fit_compute(x[idx], y[idx], [main.theta()])
+        return {} if law is None else {"at": float(law(1e14))}
+
+    intervals, counts = fit.bootstrap(len(x), refit, 40, seed=0)
+    assert counts["at"] >= 20
+    low, high = intervals["at"]
+    assert low <= float(truth(1e14)) <= high and high - low < 0.1
+
+
+def test_tiny_sweep_end_to_end(cli, tmp_path):
+    out = tmp_path / "scale"
+    result = cli("scale", "tinyshakespeare", *TINY, *TARGET, "--verify", "--out", out, "--json")
+    assert result.exit_code == 0, result
+    report = json.loads(result.stdout)
+    fits, p, v = report["fits"], report["prediction"], report["verification"]
+    assert fits["runs"] == 6 and len(fits["compute"]["frontier"]) >= 3
+    assert fits["compute"]["alpha"] > 0 and fits["data"]["beta"] > 0
+    low, high = p["interval"]
+    assert low <= p["bits_per_char"] <= high
+    t = p["target"]
+    assert (t["n_layer"], t["n_embd"], t["block_size"]) == (2, 32, 16)  # the preset's shape, the sweep's context
+    assert v["bits_per_char"] > 0 and v["relative_error"] == pytest.approx(
+        (p["bits_per_char"] - v["bits_per_char"]) / v["bits_per_char"])
+    fit_flops = sum(r["flops"] for r in report["runs"] if r["role"] == "fit")
+    assert report["compute_ratio"] == pytest.approx(t["flops"] / fit_flops)
+    for name in ("lmladder.json", "results.json", "runs.parquet", "scale.md", "compute.png", "isoflop.png"):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "lmladder.json").read_text())["format"] == "lmladder-scale"
+    import pyarrow.parquet as pq
+
+    runs = pq.read_table(out / "runs.parquet").to_pylist()
+    assert [r["role"] for r in runs] == ["fit"] * 6 + ["target"]
+    assert all(r["test_bits_per_char"] > 0 and r["non_embedding_parameters"] < r["parameters"] for r in runs)
+    assert "Verification" in (out / "scale.md").read_text()
+
+    # again, with a compute budget as the target: every run from the cache, the same fits, and
+    # the compute-optimal size; the folder is replaced only with --force
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--out", out), "--force")
+    again = cli("scale", "tinyshakespeare", *TINY, "--target-flops", "4e10", "--out", out, "--force", "--json")
+    assert again.exit_code == 0, again
+    second = json.loads(again.stdout)
+    assert all(r["cached"] for r in second["runs"])
+    assert second["fits"]["data"] == fits["data"] and second["verification"] is None
+    optimal = second["prediction"]["optimal"]
+    assert optimal["tokens"] == second["prediction"]["target"]["tokens"]
+    assert second["prediction"]["target"]["flops"] == pytest.approx(4e10, rel=0.05)
+
+
+def test_bad_input_is_one_error_line(cli, tmp_path):
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--sizes", "2", "--budgets", "1e10"), "at least 6 runs")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-flops", "1e10"), "inside the sweep")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-preset", "gpt-tiny", "--target-tokens", "1e4"),
+                 "inside the sweep")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-preset", "mlp", "--target-tokens", "1e6"),
+                 "predicts GPTs")
+    mlp = tmp_path / "mlp.toml"
+    mlp.write_text("[model]\nn_hidden = 64\n")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-config", mlp, "--target-tokens", "1e6"),
+                 "predicts GPTs")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-preset", "gpt-tiny"), "--target-tokens")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--verify"), "--verify trains the target")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--sizes", "two"), "--sizes")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--profile", "huge"), "--profile")
+    # a sweep whose runs learn nothing (a learning rate a millionth of the rule's) cannot be fitted
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--lr-mult", "1e-6"), "cannot be fitted")
+
+
+def test_help(cli):
+    result = cli("scale", "--help")
+    assert result.exit_code == 0 and "--target-flops" in result.stdout and "--verify" in result.stdout
