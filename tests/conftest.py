@@ -92,3 +92,38 @@ def assert_error(result: Result, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for fragment in fragments:
         assert fragment in lines[0], result
+
+
+def plays(folder: Path, chars: int) -> Path:
+    """The first `chars` characters of Tiny Shakespeare as a small corpus file in `folder`."""
+    path = folder / "plays.txt"
+    path.write_text((MIRROR / "tinyshakespeare.txt").read_text(encoding="utf-8")[:chars], encoding="utf-8")
+    return path
+
+
+def train_recipes(root: Path, corpus: Path, recipes: dict[str, list[str]], after=None) -> dict[str, Path]:
+    """Each recipe's `lmladder` arguments ({corpus}, {out} and {tokenizer}, a BPE tokenizer of the
+    corpus trained first, filled in) run once in-process, in a home of their own under `root`;
+    label -> the folder it wrote. `after(invoke, out)` may add more folders with the same CLI."""
+    from lmladder.cli import app
+
+    runner = CliRunner()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LMLADDER_HOME", str(root / "home"))
+
+    def invoke(*args) -> None:
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, (args, result.stderr)
+
+    try:
+        tokenizer = root / "bpe-tokenizer"
+        invoke("tokenizer", "train", corpus, "--vocab-size", "300", "--out", tokenizer)
+        out = {}
+        for label, args in recipes.items():
+            invoke(*[a.format(corpus=corpus, out=root / label, tokenizer=tokenizer) for a in args])
+            out[label] = root / label
+        if after is not None:
+            after(invoke, out)
+    finally:
+        mp.undo()
+    return out

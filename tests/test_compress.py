@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MIRROR, REPO, assert_error
+from tests.conftest import MIRROR, REPO, assert_error, plays, train_recipes
 from tests.test_contract import RECIPES
 
 UNSEEN = "Ωé漢😀\u2028 zzyzx Qwertyuiop\r\n\ufeff¿"
@@ -21,33 +21,13 @@ UNSEEN = "Ωé漢😀\u2028 zzyzx Qwertyuiop\r\n\ufeff¿"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("compress") / "plays.txt"
-    path.write_text((MIRROR / "tinyshakespeare.txt").read_text(encoding="utf-8")[:40_000], encoding="utf-8")
-    return path
+    return plays(tmp_path_factory.mktemp("compress"), 40_000)
 
 
 @pytest.fixture(scope="module")
 def runs(corpus, tmp_path_factory) -> dict[str, Path]:
     """Every recipe of the contract tests, trained once in this module's own home."""
-    from typer.testing import CliRunner
-
-    from lmladder.cli import app
-
-    root = tmp_path_factory.mktemp("runs")
-    runner = CliRunner()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LMLADDER_HOME", str(root / "home"))
-    tokenizer = root / "bpe"
-    made = runner.invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "300", "--out", str(tokenizer)])
-    assert made.exit_code == 0, made.stderr
-    out = {}
-    for label, (_, args) in RECIPES.items():
-        argv = [a.format(corpus=corpus, out=root / label, tokenizer=tokenizer) for a in args]
-        result = runner.invoke(app, argv)
-        assert result.exit_code == 0, (label, result.stderr)
-        out[label] = root / label
-    mp.undo()
-    return out
+    return train_recipes(tmp_path_factory.mktemp("runs"), corpus, {label: args for label, (_, args) in RECIPES.items()})
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lmladder import registry
-from tests.conftest import MIRROR
+from tests.conftest import plays, train_recipes
 
 NEURAL_TOY = ["--max-steps", "4", "--eval-interval", "2", "--log-interval", "2", "--device", "cpu", "--seed", "3"]
 # label -> (kind, the CLI arguments that train it into {out}, with {corpus} and {tokenizer})
@@ -35,34 +35,13 @@ def test_every_saved_kind_has_a_recipe():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("contract") / "plays.txt"
-    path.write_text((MIRROR / "tinyshakespeare.txt").read_text(encoding="utf-8")[:60_000], encoding="utf-8")
-    return path
+    return plays(tmp_path_factory.mktemp("contract"), 60_000)
 
 
 @pytest.fixture(scope="module")
 def trained(corpus, tmp_path_factory) -> dict[str, Path]:
     """Every recipe trained once (the CLI in-process, in this module's own home)."""
-    from typer.testing import CliRunner
-
-    from lmladder.cli import app
-
-    root = tmp_path_factory.mktemp("runs")
-    runner = CliRunner()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LMLADDER_HOME", str(root / "home"))
-    tokenizer = root / "bpe"
-    made = runner.invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "300", "--out", str(tokenizer)])
-    assert made.exit_code == 0, made.stderr
-    out = {}
-    for label, (_, args) in RECIPES.items():
-        folder = root / label
-        argv = [a.format(corpus=corpus, out=folder, tokenizer=tokenizer) for a in args]
-        result = runner.invoke(app, argv)
-        assert result.exit_code == 0, (label, result.stderr)
-        out[label] = folder
-    mp.undo()
-    return out
+    return train_recipes(tmp_path_factory.mktemp("runs"), corpus, {label: args for label, (_, args) in RECIPES.items()})
 
 
 @pytest.mark.parametrize("label", RECIPES)
@@ -126,7 +105,7 @@ def test_resume_continues_exactly(cli, trained, corpus, tmp_path, label):
     from safetensors.numpy import load_file
 
     kind, args = RECIPES[label]
-    tokenizer = trained["gpt-bpe"].parent / "bpe"
+    tokenizer = trained["gpt-bpe"].parent / "bpe-tokenizer"
 
     def argv(out, steps):
         made = [a.format(corpus=corpus, out=out, tokenizer=tokenizer) for a in args]

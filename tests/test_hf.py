@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmladder import registry
-from tests.conftest import MIRROR, assert_error
+from tests.conftest import assert_error, plays, train_recipes
 
 torch = pytest.importorskip("torch")
 
@@ -43,37 +43,19 @@ def transformers_lib():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("hf") / "plays.txt"
-    path.write_text((MIRROR / "tinyshakespeare.txt").read_text(encoding="utf-8")[:60_000], encoding="utf-8")
-    return path
+    return plays(tmp_path_factory.mktemp("hf"), 60_000)
 
 
 @pytest.fixture(scope="module")
 def runs(corpus, tmp_path_factory) -> dict[str, Path]:
     """Every recipe trained once, and each GPT exported (the CLI in-process, in this module's home)."""
-    from typer.testing import CliRunner
+    def export(invoke, out):
+        for label in GPTS:
+            invoke("export", out[label], "--format", "hf", "--out", out[label].parent / f"{label}-hf")
+            out[f"{label}-hf"] = out[label].parent / f"{label}-hf"
 
-    from lmladder.cli import app
-
-    root = tmp_path_factory.mktemp("runs")
-    runner = CliRunner()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LMLADDER_HOME", str(root / "home"))
-    tokenizer = root / "bpe-tokenizer"
-    made = runner.invoke(app, ["tokenizer", "train", str(corpus), "--vocab-size", "300", "--out", str(tokenizer)])
-    assert made.exit_code == 0, made.stderr
-    out = {}
-    for label, args in RECIPES.items():
-        argv = [a.format(corpus=corpus, tokenizer=tokenizer) for a in args] + ["--out", str(root / label)]
-        result = runner.invoke(app, argv)
-        assert result.exit_code == 0, (label, result.stderr)
-        out[label] = root / label
-    for label in GPTS:
-        result = runner.invoke(app, ["export", str(out[label]), "--format", "hf", "--out", str(root / f"{label}-hf")])
-        assert result.exit_code == 0, (label, result.stderr)
-        out[f"{label}-hf"] = root / f"{label}-hf"
-    mp.undo()
-    return out
+    recipes = {label: args + ["--out", "{out}"] for label, args in RECIPES.items()}
+    return train_recipes(tmp_path_factory.mktemp("runs"), corpus, recipes, after=export)
 
 
 def _test_docs(corpus, run: Path) -> list[str]:
