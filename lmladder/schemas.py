@@ -56,8 +56,37 @@ NGRAM_MODEL = pa.schema([
     pa.field("backoff", pa.float64(), nullable=False),  # ln backoff (kn) or the context's total count
 ])
 
+# lmladder scale: one row a run of the sweep (role fit) or the target (role target)
+SCALE_RUNS = pa.schema([
+    pa.field("name", pa.string(), nullable=False),
+    pa.field("role", pa.string(), nullable=False),  # fit or target
+    pa.field("status", pa.string(), nullable=False),  # finished or failed
+    pa.field("budget", pa.float64()),  # the IsoFLOP level a fit run was planned at
+    pa.field("n_layer", pa.int64(), nullable=False),
+    pa.field("n_head", pa.int64(), nullable=False),
+    pa.field("n_embd", pa.int64(), nullable=False),
+    pa.field("block_size", pa.int64(), nullable=False),
+    pa.field("vocab_size", pa.int64(), nullable=False),
+    pa.field("parameters", pa.int64(), nullable=False),
+    pa.field("non_embedding_parameters", pa.int64(), nullable=False),
+    pa.field("batch_size", pa.int64(), nullable=False),
+    pa.field("steps", pa.int64(), nullable=False),
+    pa.field("warmup_steps", pa.int64(), nullable=False),
+    pa.field("lr", pa.float64(), nullable=False),
+    pa.field("min_lr", pa.float64(), nullable=False),
+    pa.field("tokens", pa.int64(), nullable=False),
+    pa.field("flops_per_token", pa.float64(), nullable=False),
+    pa.field("flops", pa.float64(), nullable=False),
+    pa.field("val_bits_per_char", pa.float64()),
+    pa.field("test_bits_per_char", pa.float64()),
+    pa.field("train_seconds", pa.float64()),
+    pa.field("wall_seconds", pa.float64()),
+    pa.field("error", pa.string()),
+    pa.field("key", pa.string(), nullable=False),  # its folder under $LMLADDER_HOME/cache/scale
+])
+
 SCHEMAS: dict[str, pa.Schema] = {"bench_results": BENCH_RESULTS, "ngram_vocab": NGRAM_VOCAB,
-                                 "ngram_counts": NGRAM_COUNTS, "ngram_model": NGRAM_MODEL}
+                                 "ngram_counts": NGRAM_COUNTS, "ngram_model": NGRAM_MODEL, "scale_runs": SCALE_RUNS}
 
 
 def _with_metadata(schema: pa.Schema, name: str, metadata: Mapping[str, Any]) -> pa.Schema:

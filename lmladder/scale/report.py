@@ -7,7 +7,7 @@
                     actual) / actual), compute_ratio (the target's training FLOPs over the sum of
                     the finished fit runs') and, on a synthetic corpus, the truth (its entropy
                     rate against each fitted E)
-    runs.parquet    one row a run (RUNS below), the fit runs and the target
+    runs.parquet    one row a run (lmladder.schemas.SCALE_RUNS), the fit runs and the target
     scale.md        the same for a person
     compute.png     loss against training compute: the runs, the frontier, the fitted L(C), the
                     prediction with its interval and the verified point
@@ -22,46 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-RUNS = pa.schema([
-    pa.field("name", pa.string(), nullable=False),
-    pa.field("role", pa.string(), nullable=False),  # fit or target
-    pa.field("status", pa.string(), nullable=False),  # finished or failed
-    pa.field("budget", pa.float64()),  # the IsoFLOP level a fit run was planned at
-    pa.field("n_layer", pa.int64(), nullable=False),
-    pa.field("n_head", pa.int64(), nullable=False),
-    pa.field("n_embd", pa.int64(), nullable=False),
-    pa.field("block_size", pa.int64(), nullable=False),
-    pa.field("vocab_size", pa.int64(), nullable=False),
-    pa.field("parameters", pa.int64(), nullable=False),
-    pa.field("non_embedding_parameters", pa.int64(), nullable=False),
-    pa.field("batch_size", pa.int64(), nullable=False),
-    pa.field("steps", pa.int64(), nullable=False),
-    pa.field("warmup_steps", pa.int64(), nullable=False),
-    pa.field("lr", pa.float64(), nullable=False),
-    pa.field("min_lr", pa.float64(), nullable=False),
-    pa.field("tokens", pa.int64(), nullable=False),
-    pa.field("flops_per_token", pa.float64(), nullable=False),
-    pa.field("flops", pa.float64(), nullable=False),
-    pa.field("val_bits_per_char", pa.float64()),
-    pa.field("test_bits_per_char", pa.float64()),
-    pa.field("train_seconds", pa.float64()),
-    pa.field("wall_seconds", pa.float64()),
-    pa.field("error", pa.string()),
-    pa.field("key", pa.string(), nullable=False),  # its folder under $LMLADDER_HOME/cache/scale
-])
-
-
-def write_runs(rows: list[dict[str, Any]], path: Path, metadata: dict[str, str]) -> None:
-    import pyarrow.parquet as pq
-
-    from lmladder import __version__
-    from lmladder.atomic import atomic_file
-
-    table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in RUNS} for r in rows], schema=RUNS)
-    meta = {"lmladder.table": "scale_runs", "lmladder.version": __version__,
-            **{f"lmladder.{k}": v for k, v in metadata.items()}}
-    with atomic_file(path, "wb") as handle:
-        pq.write_table(table.replace_schema_metadata(meta), handle)
+from lmladder import schemas
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -240,7 +201,11 @@ def write_outputs(report: dict[str, Any], out: str | Path) -> None:
         write_json(tmp / "results.json", report)
         write_text(tmp / "scale.md", markdown(report))
         m = report["manifest"]
-        write_runs(report["runs"], tmp / "runs.parquet", {"corpus": m["corpus"]["name"], "split": m["split"]})
+        columns = schemas.SCALE_RUNS.names
+        table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in report["runs"]],
+                                     schema=schemas.SCALE_RUNS)
+        schemas.write_table(table, tmp / "runs.parquet", "scale_runs",
+                            {"corpus": m["corpus"]["name"], "split": m["split"]})
         plot_compute(report, tmp / "compute.png")
         plot_isoflop(report, tmp / "isoflop.png")
         write_json(tmp / MARKER, artifacts.header("lmladder-scale", manifest=m))
