@@ -93,6 +93,19 @@ def _check_same_kind(given: Path, marker: Path, fmt: str, kind: str | None, forc
                           "replace it, or choose another --out")
 
 
+def check_output_file(path: str | os.PathLike, force: bool = False) -> Path:
+    """Refuse an output file that is a folder, exists (without `force`), or cannot be written:
+    before any work, so bad input writes nothing."""
+    given = Path(path)
+    path = given.expanduser()
+    if path.is_dir():
+        raise LadderError(f"--out {given} is a folder; give a file name")
+    if path.exists() and not force:
+        raise LadderError(f"{given} already exists; add --force to replace it, or choose another --out")
+    _check_writable(path.resolve().parent, given)
+    return path
+
+
 def _check_writable(folder: Path, given: Path) -> None:
     """Try to create a file where the output will go, so a read-only place fails now, not
     after the work."""

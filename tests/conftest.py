@@ -53,6 +53,14 @@ def ladder_env(monkeypatch, shared_home):
 
 
 @pytest.fixture
+def small_corpus(tmp_path):
+    """A 400-line text file: enough for the letter rungs and a ladder of them, read in no time."""
+    path = tmp_path / "small.txt"
+    path.write_text("".join(f"line {i} of the small corpus, with words.\n" for i in range(400)))
+    return path
+
+
+@pytest.fixture
 def fresh_home(monkeypatch, tmp_path) -> Path:
     """An empty home of this test's own."""
     home = tmp_path / "home"

@@ -28,13 +28,6 @@ method = "gzip"
 
 
 @pytest.fixture
-def small_corpus(tmp_path):
-    path = tmp_path / "small.txt"
-    path.write_text("".join(f"line {i} of the small corpus, with words.\n" for i in range(400)))
-    return path
-
-
-@pytest.fixture
 def ladder(tmp_path):
     path = tmp_path / "ladder.toml"
     path.write_text(LADDER)

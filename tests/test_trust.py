@@ -15,25 +15,18 @@ from tests.conftest import assert_error
 LADDER = '[[rung]]\nname = "unigram"\nkind = "unigram"\n'
 
 
-@pytest.fixture
-def small(tmp_path):
-    path = tmp_path / "small.txt"
-    path.write_text("".join(f"line {i} of the small corpus, with words.\n" for i in range(400)))
-    return path
-
-
-def test_a_change_of_code_is_a_new_cache_entry(cli, small, tmp_path, fresh_home, monkeypatch):
+def test_a_change_of_code_is_a_new_cache_entry(cli, small_corpus, tmp_path, fresh_home, monkeypatch):
     ladder = tmp_path / "ladder.toml"
     ladder.write_text(LADDER)
-    first = json.loads(cli("bench", small, "--ladder", ladder, "--json").stdout)["results"][0]
-    again = json.loads(cli("bench", small, "--ladder", ladder, "--json").stdout)["results"][0]
+    first = json.loads(cli("bench", small_corpus, "--ladder", ladder, "--json").stdout)["results"][0]
+    again = json.loads(cli("bench", small_corpus, "--ladder", ladder, "--json").stdout)["results"][0]
     assert not first["cached"] and again["cached"]
     monkeypatch.setattr(bench, "code_digest", lambda: "other code")
-    changed = json.loads(cli("bench", small, "--ladder", ladder, "--json").stdout)["results"][0]
+    changed = json.loads(cli("bench", small_corpus, "--ladder", ladder, "--json").stdout)["results"][0]
     assert not changed["cached"]
 
 
-def test_a_neural_rung_cut_short_is_an_error_and_not_cached(cli, small, tmp_path, fresh_home, monkeypatch):
+def test_a_neural_rung_cut_short_is_an_error_and_not_cached(cli, small_corpus, tmp_path, fresh_home, monkeypatch):
     from lmladder import neural_ladder
 
     def stopped(job):
@@ -42,7 +35,7 @@ def test_a_neural_rung_cut_short_is_an_error_and_not_cached(cli, small, tmp_path
     monkeypatch.setattr(neural_ladder, "train", stopped)
     ladder = tmp_path / "ladder.toml"
     ladder.write_text(LADDER + '[[rung]]\nname = "gpt"\nkind = "gpt"\n')
-    result = cli("bench", small, "--ladder", ladder)
+    result = cli("bench", small_corpus, "--ladder", ladder)
     assert result.exit_code == 143
     assert result.stderr.strip().splitlines()[-1].startswith("error: the gpt rung was stopped by SIGTERM")
     cached = [p for p in (fresh_home / "cache" / "bench").glob("*/result.json")]
@@ -236,3 +229,21 @@ def test_ngram_commands_never_replace_another_kind(cli, tmp_path, tiny_gpt):
     assert cli("ngram", "train", "markov", "--order", "2", "--out", model).exit_code == 0
     assert_error(cli("ngram", "train", "markov", "--order", "2", "--out", model), "--force")
     assert cli("ngram", "train", "markov", "--order", "3", "--out", model, "--force").exit_code == 0
+
+
+def test_an_output_file_is_checked_before_any_work(cli, tmp_path, monkeypatch):
+    model = tmp_path / "char2"
+    assert cli("ngram", "train", "markov", "--order", "2", "--out", model).exit_code == 0
+    assert_error(cli("export", model, "--format", "arpa", "--out", tmp_path), "is a folder")
+    text = tmp_path / "t.txt"
+    text.write_text("some text\n")
+    assert_error(cli("compress", model, text, "--out", tmp_path), "is a folder")
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    from lmladder import atomic
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refused)
+    assert_error(cli("export", model, "--format", "arpa", "--out", tmp_path / "m.arpa"), "cannot write")
+    assert not (tmp_path / "m.arpa").exists()

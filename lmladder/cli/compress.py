@@ -3,8 +3,6 @@ compressor (lmladder.compress), its bits per character as a real file size."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -18,23 +16,13 @@ FORCE = typer.Option(False, "--force", help="Replace the output file if it exist
 
 
 def _check_output(out: Path, given: str, force: bool, source: Path) -> None:
-    """Refuse an output that would replace the input, a folder, or an existing file without
-    --force, or that cannot be written: before any work, so nothing is written on bad input."""
+    """Refuse an output that would replace the input, or that check_output_file refuses:
+    before any work, so nothing is written on bad input."""
+    from lmladder.atomic import check_output_file
+
     if out.resolve() == source.resolve():
         raise LadderError(f"--out {given} is the input file; choose another --out")
-    if out.is_dir():
-        raise LadderError(f"--out {given} is a folder; give a file name")
-    if out.exists() and not force:
-        raise LadderError(f"{given} already exists; add --force to replace it, or choose another --out")
-    folder = out.parent if str(out.parent) else Path(".")
-    if not folder.is_dir():
-        raise LadderError(f"cannot write --out {given}: {folder} is not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".lmladder-probe.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise LadderError(f"cannot write --out {given}: {exc.strerror} in {folder}; choose another --out") from None
+    check_output_file(given, force)
 
 
 def _write(out: Path, data: bytes) -> None:

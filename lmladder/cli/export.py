@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import typer
 
@@ -38,11 +37,9 @@ def export(
         instead = "export it with --format hf" if header.get("kind") == "gpt" else "it has no ARPA form"
         raise LadderError(f"{model_dir} holds a model of kind {header.get('kind')!r}; ARPA holds n-gram models: "
                           f"{instead}")
-    path = Path(out)
-    if path.is_dir():
-        raise LadderError(f"--out {out} is a folder; ARPA is one file: name a file")
-    if path.exists() and not force:
-        raise LadderError(f"{out} already exists; add --force to replace it, or choose another --out")
+    from lmladder.atomic import check_output_file
+
+    check_output_file(out, force)
     model = registry.load_model(model_dir)
     arpa.write(model, out)
     result = {"model": model_dir, "format": "arpa", "out": out, "ngrams": [len(t.keys) for t in model.tables]}
