@@ -161,6 +161,8 @@ def test_bad_input_is_one_error_line(cli, tmp_path):
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--verify"), "--verify trains the target")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--sizes", "two"), "--sizes")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--profile", "huge"), "--profile")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--min-batch", "0", "--steps-floor", "-1", "--warmup", "1"),
+                 "--steps-floor must be at least 0", "--min-batch must be at least 1 sequence", "--warmup must be")
     # a sweep whose runs learn nothing (a learning rate a millionth of the rule's) cannot be fitted
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--lr-mult", "1e-6"), "cannot be fitted")
 
@@ -168,3 +170,18 @@ def test_bad_input_is_one_error_line(cli, tmp_path):
 def test_help(cli):
     result = cli("scale", "--help")
     assert result.exit_code == 0 and "--target-flops" in result.stdout and "--verify" in result.stdout
+
+
+def test_recipe_options_reach_every_run():
+    """--steps-floor, --min-batch and --warmup change the profile's recipe, for the sweep and the target alike."""
+    from lmladder.scale.plan import PROFILES, run_spec
+    from lmladder.scale.study import Study
+
+    study = Study("tinyshakespeare", "gpu", steps_floor=3000, min_batch=4, warmup_fraction=0.05, lr_mult=2.0)
+    recipe = study.recipe
+    assert (recipe.steps_floor, recipe.min_batch, recipe.warmup_fraction, recipe.lr_mult) == (3000, 4, 0.05, 2.0)
+    assert Study("tinyshakespeare", "gpu").recipe == PROFILES["gpu"].recipe
+    family = PROFILES["gpu"].family
+    run = run_spec("target", "target", None, family.shape(4), 80e6, family, 128, recipe)
+    assert run.steps >= 3000 and run.batch_size == int(80e6 / (3000 * family.block_size))
+    assert run.warmup_steps == round(0.05 * run.steps) and run.lr == 2.0 * 0.32 / family.shape(4)[2]

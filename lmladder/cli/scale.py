@@ -46,6 +46,12 @@ def scale(
     lr_mult: float = O(1.0, "--lr-mult", help="Multiply the recipe's learning rate (1: 0.32 / width, the stated rule)."),
     min_steps: Optional[int] = O(None, "--min-steps", help="Leave out planned runs of fewer steps (default: the "
                                                            "profile's)."),
+    steps_floor: Optional[int] = O(None, "--steps-floor", help="Cut a run's batch (to --min-batch at the least) so "
+                                                               "it makes at least this many steps (default: the "
+                                                               "profile's; the target too)."),
+    min_batch: Optional[int] = O(None, "--min-batch", help="Fewest sequences a step (default: the profile's)."),
+    warmup: Optional[float] = O(None, "--warmup", help="Warmup as a fraction of each run's steps (default: the "
+                                                       "profile's)."),
     device: str = O("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     threads: int = O(0, "--threads", help="CPU threads for torch (0: its own choice; 1 is fastest for tiny models "
                                           "on a busy machine)."),
@@ -62,7 +68,8 @@ def scale(
 
     study = Study(corpus, profile, _numbers(sizes, int, "--sizes"), _numbers(budgets, float, "--budgets"), split,
                   device, metric, bootstrap, lr_mult, min_steps, target_preset, target_config, target_tokens,
-                  target_flops, verify, retrain, threads)
+                  target_flops, verify, retrain, threads, steps_floor=steps_floor, min_batch=min_batch,
+                  warmup_fraction=warmup)
     study.check()
     if out:
         check_output_dir(out, "lmladder-scale", None, force)

@@ -41,6 +41,9 @@ class Study:
     verify: bool = False
     retrain: bool = False
     threads: int = 0  # torch's CPU threads (RunConfig.threads); not part of a run's cache key
+    steps_floor: int | None = None  # None: the profile's recipe's (each also applies to the target)
+    min_batch: int | None = None
+    warmup_fraction: float | None = None
 
     @property
     def family(self) -> Family:
@@ -48,8 +51,10 @@ class Study:
 
     @property
     def recipe(self) -> Recipe:
-        recipe = replace(PROFILES[self.profile].recipe, lr_mult=self.lr_mult)
-        return recipe if self.min_steps is None else replace(recipe, min_steps=self.min_steps)
+        changes = {"min_steps": self.min_steps, "steps_floor": self.steps_floor, "min_batch": self.min_batch,
+                   "warmup_fraction": self.warmup_fraction}
+        return replace(PROFILES[self.profile].recipe, lr_mult=self.lr_mult,
+                       **{k: v for k, v in changes.items() if v is not None})
 
     def check(self) -> None:
         """Every problem with the options at once, before anything is loaded."""
@@ -60,6 +65,12 @@ class Study:
             problems.append(f"--metric must be test or val (got {self.metric!r})")
         if self.min_steps is not None and self.min_steps < 1:
             problems.append(f"--min-steps must be at least 1 (got {self.min_steps})")
+        if self.steps_floor is not None and self.steps_floor < 0:
+            problems.append(f"--steps-floor must be at least 0 (got {self.steps_floor})")
+        if self.min_batch is not None and self.min_batch < 1:
+            problems.append(f"--min-batch must be at least 1 sequence (got {self.min_batch})")
+        if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
+            problems.append(f"--warmup must be a fraction of the steps in [0, 1) (got {self.warmup_fraction:g})")
         if self.threads < 0:
             problems.append(f"--threads must be >= 0 (got {self.threads})")
         if self.bootstrap < 0:
