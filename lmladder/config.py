@@ -57,10 +57,10 @@ class GPTConfig:
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        if self.position not in POSITIONS:
-            raise ValueError(f"position must be one of {', '.join(POSITIONS)} (got {self.position!r})")
-        if self.residual_dtype not in RESIDUAL_DTYPES:
-            raise ValueError(f"residual_dtype must be one of {', '.join(RESIDUAL_DTYPES)} (got {self.residual_dtype!r})")
+        for name, value, choices in (("position", self.position, POSITIONS),
+                                     ("residual_dtype", self.residual_dtype, RESIDUAL_DTYPES)):
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
         if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rotary positions need an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
 
@@ -99,7 +99,10 @@ class OptimConfig:
     warmup_steps: int = opt(100, "Steps of linear warmup.", resumable=True)
     schedule: str = opt("cosine", "cosine (down to min_lr over the run), or wsd (warmup, stable, then a linear "
                                   "decay over the last 30%).", resumable=True)
-    weight_decay: float = opt(0.1, "AdamW's decoupled weight decay, on matrices (not biases, norms).", resumable=True)
+    weight_decay: float = opt(0.1, "Decoupled weight decay (a step shrinks a matrix by lr x this).", resumable=True)
+    optimizer: str = opt("adamw", "adamw, or muon: a GPT's block matrices by orthogonalised momentum (Jordan et al. "
+                                  "2024, lmladder/train/muon.py), the embeddings, norms and biases by AdamW.")
+    muon_lr: float = opt(0.02, "Muon's peak learning rate; the schedule scales it as it scales --lr.", resumable=True)
     beta1: float = opt(0.9, "AdamW's beta1.")
     beta2: float = opt(0.99, "AdamW's beta2.")
     grad_clip: float = opt(1.0, "Clip the global gradient norm to this (0: no clipping).", resumable=True)
@@ -167,16 +170,14 @@ class RunConfig:
 
 SECTIONS = ("model", "optim", "data", "run")
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
-# What --resume may change: when the run stops, evaluates, logs and saves, where and with which
-# equivalent kernels it runs, and the step size (the schedule, clipping, weight decay: AdamW reads
-# them afresh each step, no saved state depends on them; a diverged run resumes with a lower
-# --lr). The rest (the model, the betas its moments were averaged with, the batch, data, seed,
-# dtypes, weight average) is the run itself: another value would start a different run.
+# What --resume may change: when the run stops, evaluates, logs, saves, where and with which
+# equivalent kernels it runs, and the step size (schedule, clipping, weight decay: read afresh each
+# step, no saved state depends on them; a diverged run resumes with a lower --lr). The rest (model,
+# betas, optimizer, batch, data, seed, dtypes, weight average) is the run: another value is another run.
 RESUMABLE = tuple(f.name for cls in SECTION_TYPES.values() for f in fields(cls) if f.metadata["resumable"])
-ATTENTION_KERNELS = ("auto", "flash", "cudnn", "efficient", "math")
-COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
-HEAD_LOSSES = ("auto", "fused", "plain")
-GELU_FUSIONS = ("auto", "fused", "plain")
+ATTENTION_KERNELS, COMPILE_MODES = ("auto", "flash", "cudnn", "efficient", "math"), ("default", "max-autotune-no-cudagraphs")
+SCHEDULES, OPTIMIZERS, DTYPES = ("cosine", "wsd"), ("adamw", "muon"), ("bfloat16", "float16", "float32")
+HEAD_LOSSES = GELU_FUSIONS = ("auto", "fused", "plain")
 
 
 def model_config_type(kind: str):
@@ -359,7 +360,8 @@ def check(config: TrainConfig) -> None:
     for name, value in (("micro_batch_size", o.micro_batch_size), ("seq_len", config.data.seq_len),
                         ("warmup_steps", o.warmup_steps), ("max_steps", r.max_steps), ("max_tokens", r.max_tokens),
                         ("eval_interval", r.eval_interval), ("checkpoint_interval", r.checkpoint_interval),
-                        ("weight_decay", o.weight_decay), ("grad_clip", o.grad_clip), ("time_budget", r.time_budget),
+                        ("weight_decay", o.weight_decay), ("muon_lr", o.muon_lr), ("grad_clip", o.grad_clip),
+                        ("time_budget", r.time_budget),
                         ("checkpoint_seconds", r.checkpoint_seconds), ("threads", r.threads)):
         if value < 0:
             problems.append(f"{name} must be >= 0 (got {value})")
@@ -369,17 +371,18 @@ def check(config: TrainConfig) -> None:
         problems.append(f"ema must be in [0, 1) (got {o.ema})")
     if not (0 <= m.dropout < 1):
         problems.append(f"dropout must be in [0, 1) (got {m.dropout})")
-    if o.schedule not in ("cosine", "wsd"):
-        problems.append(f"schedule must be cosine or wsd (got {o.schedule!r})")
     if config.data.split:  # "" is the corpus's own, known once the corpus is loaded
         try:
             SplitSpec.parse(config.data.split)
         except LadderError as exc:
             problems.append(str(exc))
-    if r.compile_mode not in COMPILE_MODES:
-        problems.append(f"compile_mode must be one of {', '.join(COMPILE_MODES)} (got {r.compile_mode!r})")
-    if r.attention not in ATTENTION_KERNELS:
-        problems.append(f"attention must be one of {', '.join(ATTENTION_KERNELS)} (got {r.attention!r})")
+    for name, value, choices in (("schedule", o.schedule, SCHEDULES), ("optimizer", o.optimizer, OPTIMIZERS),
+                                 ("compile_mode", r.compile_mode, COMPILE_MODES),
+                                 ("attention", r.attention, ATTENTION_KERNELS), ("dtype", r.dtype, DTYPES)):
+        if value not in choices:
+            problems.append(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+    if o.optimizer == "muon" and config.model_kind != "gpt":
+        problems.append("optimizer muon is for a GPT's block matrices; an MLP trains with adamw")
     for switch, choices, instead in (("head_loss", HEAD_LOSSES, "uses the plain loss"),
                                      ("gelu_fusion", GELU_FUSIONS, "has a tanh layer")):
         value = getattr(r, switch)
@@ -387,8 +390,6 @@ def check(config: TrainConfig) -> None:
             problems.append(f"{switch} must be one of {', '.join(choices)} (got {value!r})")
         elif config.model_kind != "gpt" and value == "fused":
             problems.append(f"{switch} fused is for a GPT; an {config.model_kind.upper()} {instead}")
-    if r.dtype not in ("bfloat16", "float16", "float32"):
-        problems.append(f"dtype must be bfloat16, float16 or float32 (got {r.dtype!r})")
     if config.model_kind == "gpt" and config.data.seq_len > m.block_size:
         problems.append(f"seq_len {config.data.seq_len} is longer than the GPT's block_size {m.block_size}")
     if config.model_kind == "mlp" and config.seq_len < m.block_size:

@@ -421,7 +421,7 @@ def test_a_saved_optimizer_state_takes_this_runs_settings():
     from lmladder.train import adopt_optimizer_state, make_optimizer
 
     model = torch.nn.Linear(3, 2)
-    o = SimpleNamespace(lr=0.01, weight_decay=0.1, beta1=0.9, beta2=0.99)
+    o = SimpleNamespace(lr=0.01, weight_decay=0.1, beta1=0.9, beta2=0.99, optimizer="adamw")
     first = make_optimizer(model, o, "cpu")
     model(torch.ones(1, 3)).sum().backward()
     first.step()

@@ -314,13 +314,13 @@ def test_optimizer_state_round_trips_exactly(tmp_path):
     from lmladder.train import make_optimizer
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
-    o = SimpleNamespace(lr=0.01, weight_decay=0.1, beta1=0.9, beta2=0.95)
+    o = SimpleNamespace(lr=0.01, weight_decay=0.1, beta1=0.9, beta2=0.95, optimizer="adamw")
     first = make_optimizer(model, o, "cpu")
     for _ in range(3):
         model(torch.randn(5, 3)).square().sum().backward()
         first.step()
     checkpoint.save_optimizer(first, tmp_path)
-    second = make_optimizer(model, SimpleNamespace(lr=1.0, weight_decay=0.0, beta1=0.5, beta2=0.5), "cpu")
+    second = make_optimizer(model, SimpleNamespace(lr=1.0, weight_decay=0.0, beta1=0.5, beta2=0.5, optimizer="adamw"), "cpu")
     checkpoint.load_optimizer(second, tmp_path)
     a, b = first.state_dict(), second.state_dict()
     assert a["param_groups"] == b["param_groups"] and isinstance(b["param_groups"][0]["betas"], tuple)

@@ -45,15 +45,20 @@ def group_decays(o) -> tuple[float, float]:
 
 
 def make_optimizer(model, o, device: str, capturable: bool = False):
-    """AdamW, fused on CUDA; `capturable` (for a CUDA graph): the learning rate is a tensor on
-    the device, set in place each step."""
+    """AdamW, fused on CUDA (or MuonAdamW, lmladder/train/muon.py, with --optimizer muon);
+    `capturable` (for a CUDA graph): the learning rate is a tensor on the device, set in place
+    each step."""
     import torch
 
+    lr = torch.tensor(o.lr, device=device) if capturable else o.lr
+    if o.optimizer == "muon":
+        from lmladder.train.muon import MuonAdamW
+
+        return MuonAdamW(model.named_parameters(), lr, o.muon_lr, o.weight_decay, betas=(o.beta1, o.beta2))
     params = [p for p in model.parameters() if p.requires_grad]
     matrices, rest = group_decays(o)
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": matrices},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": rest}]
-    lr = torch.tensor(o.lr, device=device) if capturable else o.lr
     return torch.optim.AdamW(groups, lr=lr, betas=(o.beta1, o.beta2), fused=device.startswith("cuda"),
                              capturable=capturable)
 
@@ -74,7 +79,9 @@ def adopt_optimizer_state(optimizer, device: str, capturable: bool, o=None) -> N
     import torch
 
     fused = device.startswith("cuda")
-    if o is not None:
+    if o is not None and hasattr(optimizer, "configure"):  # MuonAdamW
+        optimizer.configure(o.lr, o.muon_lr, o.weight_decay)
+    elif o is not None:
         for group, decay in zip(optimizer.param_groups, group_decays(o)):
             group["weight_decay"] = decay
     for group in optimizer.param_groups:
