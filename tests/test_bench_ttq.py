@@ -1,0 +1,44 @@
+"""benchmarks/bench_ttq.py's parts that need no GPU: reading nanoGPT's output as it comes, with
+the seconds since launch, and the two numbers taken from a run's val losses."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bench_ttq  # noqa: E402
+
+FAKE_TRAIN = """import time
+print("compiling the model... (takes a ~minute)", flush=True)
+print("step 0: train loss 4.2874, val loss 4.2823", flush=True)
+time.sleep(0.3)
+print("step 250: train loss 1.4000, val loss 1.4650", flush=True)
+time.sleep(30)
+"""
+
+
+def test_nanogpt_lines_are_timed_and_the_run_is_stopped_at_its_cap(tmp_path):
+    root = tmp_path / "nanogpt"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "train_shakespeare_char.py").write_text("")
+    (root / "train.py").write_text(FAKE_TRAIN)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    result = bench_ttq.nanogpt(root, cache, cap=3.0, log=tmp_path / "log")
+    assert result["name"] == "nanoGPT cold compile cache" and result["returncode"] != 0  # killed at the cap
+    assert result["step_at_1.47"] == 250 and 0.3 <= result["time_to_1.47_s"] < 3.0
+    assert result["best_val_60s"] == 1.465 and result["evals"] == 2
+    assert "step 250" in (tmp_path / "log").read_text()
+    (cache / "fxgraph").mkdir()  # what the first run left: the next one is warm
+    assert bench_ttq.nanogpt(root, cache, cap=1.0, log=tmp_path / "log2")["name"] == "nanoGPT warm compile cache"
+
+
+def test_summary_takes_the_first_crossing_and_the_best_within_60_s():
+    rows = [(5.0, 2.0, 50), (9.5, 1.469, 100), (20.0, 1.45, 200), (61.0, 1.40, 600)]
+    got = bench_ttq.summary("x", rows)
+    assert got["time_to_1.47_s"] == 9.5 and got["step_at_1.47"] == 100 and got["best_val_60s"] == 1.45
+    assert bench_ttq.summary("y", [(5.0, 2.0, 50)])["time_to_1.47_s"] is None
+    assert bench_ttq.spread([3.0, None, 1.0])["median"] == 2.0
