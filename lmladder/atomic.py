@@ -121,10 +121,10 @@ def _check_writable(folder: Path, given: Path) -> None:
 
 
 @contextmanager
-def locked(path: str | os.PathLike) -> Iterator[None]:
+def locked(path: str | os.PathLike, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on the output `path` while writing it (a `.NAME.lock` file beside
     it, holding the owner's process id, removed when done), so two commands never write one
-    folder at once: the second fails at once."""
+    folder at once: the second fails at once, or with `wait` waits for the first to finish."""
     import fcntl
 
     path = Path(path).expanduser().resolve()
@@ -135,11 +135,13 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
-            handle.close()
-            raise LadderError(f"{path} is being written by another lmladder (process {owner}); wait for it to "
-                              "finish or choose another --out") from None
+            if not wait:
+                handle.seek(0)
+                owner = handle.read().strip() or "?"
+                handle.close()
+                raise LadderError(f"{path} is being written by another lmladder (process {owner}); wait for it "
+                                  "to finish or choose another --out") from None
+            fcntl.flock(handle, fcntl.LOCK_EX)  # until the holder is done
         try:
             same = os.fstat(handle.fileno()).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:

@@ -161,6 +161,7 @@ def test_bad_input_is_one_error_line(cli, tmp_path):
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--verify"), "--verify trains the target")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--sizes", "two"), "--sizes")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--profile", "huge"), "--profile")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--jobs", "0"), "--jobs must be at least 1")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--min-batch", "0", "--steps-floor", "-1", "--warmup", "1"),
                  "--steps-floor must be at least 0", "--min-batch must be at least 1 sequence", "--warmup must be")
     # a sweep whose runs learn nothing (a learning rate a millionth of the rule's) cannot be fitted
@@ -185,3 +186,39 @@ def test_recipe_options_reach_every_run():
     run = run_spec("target", "target", None, family.shape(4), 80e6, family, 128, recipe)
     assert run.steps >= 3000 and run.batch_size == int(80e6 / (3000 * family.block_size))
     assert run.warmup_steps == round(0.05 * run.steps) and run.lr == 2.0 * 0.32 / family.shape(4)[2]
+
+
+def test_jobs_train_the_sweep_in_workers_with_the_same_numbers(cli, tmp_path, monkeypatch):
+    """--jobs 2: the runs trained in two spawned processes give the numbers one process gives
+    (the CPU, one thread each), in the plan's order; a second study finds them all cached."""
+    monkeypatch.setenv("LMLADDER_HOME", str(tmp_path / "home1"))
+    one = cli("scale", "tinyshakespeare", *TINY, "--out", tmp_path / "one", "--json")
+    assert one.exit_code == 0, one
+    monkeypatch.setenv("LMLADDER_HOME", str(tmp_path / "home2"))
+    two = cli("scale", "tinyshakespeare", *TINY, "--jobs", "2", "--out", tmp_path / "two", "--json")
+    assert two.exit_code == 0, two
+    a, b = (json.loads(r.stdout)["runs"] for r in (one, two))
+    assert [r["name"] for r in a] == [r["name"] for r in b]
+    assert [r["test_bits_per_char"] for r in a] == [r["test_bits_per_char"] for r in b]
+    again = cli("scale", "tinyshakespeare", *TINY, "--jobs", "2", "--out", tmp_path / "two", "--force", "--json")
+    assert again.exit_code == 0 and all(r["cached"] for r in json.loads(again.stdout)["runs"])
+
+
+def test_a_locked_run_is_waited_for_not_failed(tmp_path):
+    """Two studies that share a run: the second waits for the first's lock, then reads its result."""
+    import threading
+
+    from lmladder.atomic import locked
+
+    folder = tmp_path / "run"
+    order = []
+    with locked(folder):
+        def second() -> None:
+            with locked(folder, wait=True):
+                order.append("second")
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.3)
+        order.append("first done")
+    thread.join(5)
+    assert order == ["first done", "second"]

@@ -44,6 +44,7 @@ class Study:
     steps_floor: int | None = None  # None: the profile's recipe's (each also applies to the target)
     min_batch: int | None = None
     warmup_fraction: float | None = None
+    jobs: int = 1  # sweep runs trained at once (worker processes); not part of a run's cache key
 
     @property
     def family(self) -> Family:
@@ -71,6 +72,8 @@ class Study:
             problems.append(f"--min-batch must be at least 1 sequence (got {self.min_batch})")
         if self.warmup_fraction is not None and not 0 <= self.warmup_fraction < 1:
             problems.append(f"--warmup must be a fraction of the steps in [0, 1) (got {self.warmup_fraction:g})")
+        if self.jobs < 1:
+            problems.append(f"--jobs must be at least 1 (got {self.jobs})")
         if self.threads < 0:
             problems.append(f"--threads must be >= 0 (got {self.threads})")
         if self.bootstrap < 0:
@@ -231,7 +234,7 @@ def run(study: Study, on_run: Callable[[dict[str, Any]], None] | None = None) ->
     device = pick_device(study.device)
     family = study.family
     rows = train_all(setup.corpus, setup.split, setup.plan.runs, study.recipe, device, study.retrain, study.threads,
-                     on_run)
+                     on_run, jobs=study.jobs)
     fits = fit_sweep(rows, study.metric, study.bootstrap)
     target, optimal = setup.target, None
     if study.target_flops is not None:

@@ -120,7 +120,9 @@ def train_one(corpus: Any, split: str, spec: RunSpec, recipe: Recipe, device: st
         except (OSError, ValueError):
             pass
     start = time.perf_counter()
-    with locked(folder):
+    with locked(folder, wait=True):  # another sweep training this very run: wait, then take its result
+        if done.is_file() and not retrain:
+            return dict(json.loads(done.read_text(encoding="utf-8")), cached=True)
         resume = (folder / "latest").is_dir()
         if not resume:
             shutil.rmtree(folder, ignore_errors=True)  # a run killed before its first checkpoint starts again
@@ -150,17 +152,46 @@ def train_one(corpus: Any, split: str, spec: RunSpec, recipe: Recipe, device: st
 
 def train_all(corpus: Any, split: str, specs: Sequence[RunSpec], recipe: Recipe, device: str, retrain: bool = False,
               threads: int = 0, on_run: Callable[[dict[str, Any]], None] | None = None,
-              what: str = "scale sweep") -> list[dict[str, Any]]:
-    """Every run in order under one progress bar (the trainer's own bar nests inside it)."""
+              what: str = "scale sweep", jobs: int = 1) -> list[dict[str, Any]]:
+    """Every run under one progress bar (the trainer's own bar nests inside it with one job),
+    `jobs` of them at once in worker processes: small runs leave most of a GPU idle, and on one
+    H200 three sweeps at once took 130 s where one alone took 83 s. Rows come back in the
+    order of `specs`; on_run sees each as it finishes."""
     from lmladder.console import progress
 
-    rows = []
+    rows: list[dict[str, Any] | None] = [None] * len(specs)
     with progress("count") as bar:
         task = bar.add_task(what, total=len(specs))
-        for spec in specs:
-            row = train_one(corpus, split, spec, recipe, device, retrain, threads)
-            rows.append(row)
+
+        def finished(i: int, row: dict[str, Any]) -> None:
+            rows[i] = row
             bar.advance(task)
             if on_run is not None:
                 on_run(row)
-    return rows
+
+        if jobs <= 1 or len(specs) <= 1:
+            for i, spec in enumerate(specs):
+                finished(i, train_one(corpus, split, spec, recipe, device, retrain, threads))
+        else:
+            _train_in_workers(corpus, split, specs, recipe, device, retrain, threads, jobs, finished)
+    return [row for row in rows if row is not None]
+
+
+def _train_in_workers(corpus, split, specs, recipe, device, retrain, threads, jobs, finished) -> None:
+    """train_one for each spec in `jobs` spawned processes (a CUDA context does not survive a
+    fork); a worker's Interrupted (Ctrl-C reaches every process of the group) stops the rest."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pending = {pool.submit(train_one, corpus, split, spec, recipe, device, retrain, threads): i
+                   for i, spec in enumerate(specs)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                finished(pending.pop(future), future.result())  # a worker's Interrupted is raised here
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
