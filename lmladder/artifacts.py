@@ -14,8 +14,16 @@ A model (format lmladder-model; `kind` from the registry; `corpus`, `split`, `co
                                              in lmladder.json
     ngram              vocab.parquet         id -> unit
                        order{n}.parquet      n = 1..order: ngram (units), ctx, word, logp, backoff
-                                             (natural logs; schema lmladder.schemas.NGRAM_MODEL)
+                                             (natural logs; schema lmladder.schemas.NGRAM_MODEL):
+                                             the readable, exchangeable form
+                       ngram.bin             the same tables as a memory-mapped trie, what scoring
+                                             loads (lmladder.ngrambin: magic, version, directory,
+                                             64-byte-aligned arrays); lmladder.json's model.binary
+                                             records its bytes and CRC-32 and the tables' sizes.
+                                             Folders written before it have none: they load from
+                                             Parquet
                        spelling-*.parquet    word models: the letter model that spells rare words
+                       spelling-ngram.bin    (its binary form)
     gpt, mlp           config.json           the resolved run config (lmladder.config)
     (a training run)   tokenizer/            the tokenizer folder it was trained with
                        metrics.jsonl         one JSON line per log interval (train loss, tokens/s,

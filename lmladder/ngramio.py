@@ -13,6 +13,9 @@ Model folders (`lmladder ngram train` writes them; lmladder.registry loads them)
     vocab.parquet     id -> unit (ngram_vocab)
     order<n>.parquet  every stored n-gram with ln p and ln backoff, or count and context total (ngram_model)
     spelling-*.parquet  the speller's vocabulary and tables, for an open-vocabulary word model
+    ngram.bin         the same tables in the memory-mapped binary form scoring loads (lmladder.ngrambin;
+                      spelling-ngram.bin the speller's); lmladder.json's model.binary records its
+                      size and CRC-32. Folders written before it have none and load from Parquet.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from lmladder import artifacts, wordtok
+from lmladder import artifacts, ngrambin, wordtok
 from lmladder import counts as counting
 from lmladder.atomic import MARKER, atomic_dir, write_json
 from lmladder.errors import LadderError
@@ -127,48 +130,89 @@ def stats(folder) -> dict[str, Any]:
 # --- model folders ----------------------------------------------------------------------------
 
 
-def readable(model: NgramModel, n: int):
-    """Each stored n-gram of order n as its list of unit strings (an Arrow list array)."""
+def readable(model: NgramModel, n: int, ids: np.ndarray | None = None):
+    """Each stored n-gram of order n as its list of unit strings (an Arrow list array); `ids`:
+    model.ngram_ids(n), when the caller has them."""
     import pyarrow as pa
 
-    ids = model.ngram_ids(n)
+    ids = model.ngram_ids(n) if ids is None else ids
     values = pa.array(model.units, pa.string()).take(pa.array(ids.ravel()))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, ids.size + 1, n, dtype=np.int32)), values)
 
 
 def save(model: NgramModel, out: str | Path, corpus: dict[str, Any], split: str) -> None:
-    """The model (and a word model's speller) as a self-describing folder."""
-    with atomic_dir(out) as tmp:
-        _write_tables(model, tmp, "")
-        if model.spelling is not None:
-            _write_tables(model.spelling, tmp, "spelling-")
+    """The model (and a word model's speller) as a self-describing folder: Parquet tables and
+    the binary form (lmladder.ngrambin), written two files at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    parts = [("", model)] + ([("spelling-", model.spelling)] if model.spelling is not None else [])
+    with atomic_dir(out) as tmp, ThreadPoolExecutor(2) as pool:
+        binaries = {prefix: pool.submit(ngrambin.write, m, tmp / ngrambin.file_name(prefix)) for prefix, m in parts}
+        for prefix, m in parts:
+            _write_tables(m, tmp, prefix, pool)
+        meta = {prefix: _model_meta(m, tmp, prefix, binaries[prefix].result()) for prefix, m in parts}
         head = artifacts.header(
             "lmladder-model", kind="ngram", unit=model.config.unit, corpus=corpus, split=split,
-            config=asdict(model.config), parameters=model.parameters,
-            model=_model_meta(model),
-            spelling=_model_meta(model.spelling) if model.spelling is not None else None)
+            config=asdict(model.config), parameters=model.parameters, model=meta[""], spelling=meta.get("spelling-"))
         write_json(tmp / MARKER, head)
 
 
-def _model_meta(m: NgramModel) -> dict[str, Any]:
+def _model_meta(m: NgramModel, folder: Path, prefix: str, binary: dict[str, Any]) -> dict[str, Any]:
+    """A part's entry in lmladder.json; `binary` also records its Parquet tables' sizes, so a
+    folder whose tables were damaged is refused even where scoring reads only the binary."""
+    names = [f"{prefix}vocab.parquet"] + [f"{prefix}order{n}.parquet" for n in range(1, m.order + 1)]
+    binary = {**binary, "tables": {name: (folder / name).stat().st_size for name in names}}
     return {"config": asdict(m.config), "bos": m.bos, "escape": m.escape, "eos": m.eos,
-            "order": m.order, "meta": m.meta}
+            "order": m.order, "meta": m.meta, "binary": binary}
 
 
-def _write_tables(model: NgramModel, folder: Path, prefix: str) -> None:
+def _check_tables(folder: Path, binary: dict[str, Any]) -> None:
+    for name, size in (binary.get("tables") or {}).items():
+        path = folder / Path(str(name)).name
+        if not path.is_file():
+            raise LadderError(f"{path} is missing; rebuild the model")
+        if path.stat().st_size != size:
+            raise LadderError(f"{path} has changed since it was written ({path.stat().st_size} bytes, not "
+                              f"{size}): it is damaged or from another model; rebuild the model")
+
+
+def _ngram_ids(model: NgramModel):
+    """For n = 1..N: (rows, n) int32 unit ids of the stored n-grams of order n, the rows' context
+    rows and last units, each order's ids built from the order below's."""
+    V = np.uint64(model.V)
+    ids = np.zeros((1, 0), dtype=np.int32)
+    for t in model.tables:
+        ctx = (t.keys // V).astype(np.int64)
+        word = (t.keys - ctx.astype(np.uint64) * V).astype(np.int32)
+        nxt = np.empty((len(word), ids.shape[1] + 1), dtype=np.int32)
+        nxt[:, :-1] = ids[ctx]
+        nxt[:, -1] = word
+        ids = nxt
+        yield ids, ctx, word
+
+
+def _write_tables(model: NgramModel, folder: Path, prefix: str, pool) -> None:
+    """The vocabulary and every order's table, each written by `pool` (Parquet's encoder
+    releases the GIL), with at most two orders' readable columns in memory at once."""
     import pyarrow as pa
 
     from lmladder import schemas
 
-    schemas.write_table(pa.table({"id": np.arange(model.V, dtype=np.int32), "unit": model.units}),
-                        folder / f"{prefix}vocab.parquet", "ngram_vocab", {"unit": model.config.unit})
-    for n, t in enumerate(model.tables, 1):
-        ctx = (t.keys // np.uint64(model.V)).astype(np.int64)
-        word = (t.keys % np.uint64(model.V)).astype(np.int32)
-        table = pa.table({"ngram": readable(model, n), "ctx": ctx, "word": word, "logp": t.logp,
+    def one(n: int, ids: np.ndarray, ctx: np.ndarray, word: np.ndarray, t: Tables) -> None:
+        table = pa.table({"ngram": readable(model, n, ids), "ctx": ctx, "word": word, "logp": t.logp,
                           "backoff": t.backoff})
         schemas.write_table(table, folder / f"{prefix}order{n}.parquet", "ngram_model",
                             {"order": n, "unit": model.config.unit, "smoothing": model.config.smoothing})
+
+    schemas.write_table(pa.table({"id": np.arange(model.V, dtype=np.int32), "unit": model.units}),
+                        folder / f"{prefix}vocab.parquet", "ngram_vocab", {"unit": model.config.unit})
+    pending = []
+    for n, ((ids, ctx, word), t) in enumerate(zip(_ngram_ids(model), model.tables), 1):
+        if len(pending) >= 2:
+            pending.pop(0).result()
+        pending.append(pool.submit(one, n, ids, ctx, word, t))
+    for job in pending:
+        job.result()
 
 
 def load(folder: Path, header: dict[str, Any]) -> NgramModel:
@@ -180,14 +224,21 @@ def load(folder: Path, header: dict[str, Any]) -> NgramModel:
 
 
 def _load_part(folder: Path, info: Any, prefix: str) -> NgramModel:
-    from lmladder import schemas
-
     if not isinstance(info, dict) or "config" not in info:
         raise LadderError(f"{folder / MARKER} does not describe an n-gram model; rebuild it")
     try:
         config = NgramConfig(**info["config"])
     except TypeError:
         raise LadderError(f"{folder / MARKER} has an unknown n-gram configuration; rebuild it") from None
+    if info.get("binary") is not None:  # the memory-mapped form; folders written before it have none
+        if isinstance(info["binary"], dict):
+            _check_tables(folder, info["binary"])
+        units, tables, mapping = ngrambin.load(folder / ngrambin.file_name(prefix), info["binary"], int(info["order"]))
+        model = NgramModel(config, units, info["bos"], info["escape"], info["eos"], tables, info.get("meta", {}))
+        model.mapping = mapping
+        return model
+    from lmladder import schemas
+
     units = schemas.read_table(folder / f"{prefix}vocab.parquet", "ngram_vocab").column("unit").to_pylist()
     V = np.uint64(len(units))
     tables = []

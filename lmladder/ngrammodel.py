@@ -21,13 +21,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from lmladder import counts as counting
+from lmladder import ngrambin, wordtok
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
 from lmladder.ngramunits import UNK_NAME, kenlm_stream, spelling_stream, word_stream
 from lmladder.sampling import SampleSettings, choose
-from lmladder.vocab import CharVocab
+from lmladder.vocab import CharVocab, codepoints
 
 SMOOTHINGS = ("kn", "addk", "mle")
+CHUNK = 12 << 10  # units scored at a time: per-position arrays of 96 KiB stay in cache and below
+# glibc's mmap threshold (128 KiB), so they are not mapped and unmapped (and zeroed) each time
+PIECE = CHUNK  # characters of a document encoded and scored at a time (letters)
+WORD_PIECE = 1 << 16  # (word units: a piece ends after a newline, where no word unit spans)
 UNITS = ("char", "word")
 
 
@@ -65,6 +70,37 @@ class Tables:
     logp: np.ndarray  # ln p(w|h) (kn) or raw count (addk/mle)
     backoff: np.ndarray  # ln backoff (kn) or context total (addk/mle) of the n-gram as a context
 
+    # the query interface scoring uses (lmladder.ngrambin.MappedTable has it too)
+    @property
+    def rows(self) -> int:
+        return len(self.keys)
+
+    def find(self, ctx: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
+        """Row of each n-gram (context row of the order below, -1 for none; last unit), or -1."""
+        out = np.full(len(ctx), -1, dtype=np.int64)
+        ok = np.flatnonzero(ctx >= 0)
+        out[ok] = counting.lookup(self.keys, ctx[ok].astype(np.uint64) * np.uint64(V) + words[ok].astype(np.uint64))
+        return out
+
+    def logp_at(self, rows: np.ndarray) -> np.ndarray:
+        return self.logp.take(rows)
+
+    def backoff_at(self, rows: np.ndarray) -> np.ndarray:
+        return self.backoff.take(rows)
+
+
+def pieces(text: str, size: int, cut_after: str | None = None):
+    """`text` in pieces of about `size` characters, each ending just after `cut_after` when
+    given (a piece runs on to the next one where there is none)."""
+    at = 0
+    while at < len(text):
+        end = at + size
+        if cut_after is not None and end < len(text):
+            last = text.rfind(cut_after, at, end)
+            end = last + 1 if last >= 0 else (text.find(cut_after, end) + 1 or len(text))
+        yield text[at:end]
+        at = end
+
 
 class NgramModel:
     """An n-gram rung. Units are ids into `units` (their spellings); `bos` is the boundary,
@@ -72,6 +108,7 @@ class NgramModel:
     word (a word model's `spelling`, the letter n-gram that spells its unknown words)."""
 
     stop_unit: int | None = None  # samples run on across documents, as the text they model does
+    mapping = None  # the memory-mapped binary the tables live in (lmladder.ngrambin), if any
 
     def __init__(self, config: NgramConfig, units: list[str], bos: int, escape: int, eos: int | None,
                  tables: list[Tables], meta: dict[str, Any] | None = None, spelling: NgramModel | None = None):
@@ -83,6 +120,7 @@ class NgramModel:
         self.meta = meta or {}
         self.spelling = spelling
         self._index: dict[str, int] | None = None
+        self._letters: np.ndarray | None = None  # code point -> letter id (_letter_ids)
         self.char_vocab = CharVocab([u for i, u in enumerate(units) if i not in (bos, escape, eos)]) \
             if config.unit == "char" and not config.kenlm_compat else None
 
@@ -92,7 +130,7 @@ class NgramModel:
 
     @property
     def parameters(self) -> int:
-        return int(sum(len(t.keys) for t in self.tables))
+        return int(sum(t.rows for t in self.tables))
 
     # -- units ---------------------------------------------------------------------------
     def index(self) -> dict[str, int]:
@@ -123,42 +161,52 @@ class NgramModel:
 
     # -- scoring ---------------------------------------------------------------------------
     def positions(self, seq: np.ndarray, starts: np.ndarray | None = None) -> list[np.ndarray]:
-        """For each order n, the table index of the n-gram ending at each position (-1: none).
+        """For each order n, the table row of the n-gram ending at each position (-1: none).
         `starts` marks units whose context is empty (nothing before them is visible)."""
-        V = np.uint64(self.V)
         is_bos = seq == self.bos
         if starts is not None:
             is_bos = is_bos | starts
         idx = [seq.astype(np.int64)]
+        bos_inside = bool(is_bos[1:].any())
         for n in range(2, self.order + 1):
             prev = idx[-1]
-            cur = np.full(len(seq), -1, dtype=np.int64)
-            ok = np.zeros(len(seq), dtype=bool)
-            ok[1:] = (prev[:-1] >= 0) & ~is_bos[1:]
-            pos = np.flatnonzero(ok)
-            if len(pos):
-                cur[pos] = counting.lookup(self.tables[n - 1].keys,
-                                           prev[pos - 1].astype(np.uint64) * V + seq[pos].astype(np.uint64))
+            cur = np.empty(len(seq), dtype=np.int64)
+            cur[:1] = -1
+            if len(seq) > 1:  # the n-gram ending at t continues the (n-1)-gram ending at t - 1
+                ctx = np.where(is_bos[1:], -1, prev[:-1]) if bos_inside else prev[:-1]
+                cur[1:] = self.tables[n - 1].find(ctx, seq[1:], self.V)
             idx.append(cur)
         return idx
 
     def unit_logprob(self, seq: np.ndarray, starts: np.ndarray | None = None) -> np.ndarray:
-        """ln P of every unit of the stream (NaN at the boundaries, which are not predicted)."""
+        """ln P of every unit of the stream (NaN at the boundaries, which are not predicted),
+        CHUNK units at a time, each chunk with the order - 1 units before it as context."""
+        T, ov = len(seq), self.order - 1
+        if T <= CHUNK + ov:
+            return self._logprob(seq, starts)
+        out = np.empty(T)
+        for s in range(0, T, CHUNK):
+            a, e = max(0, s - ov), min(T, s + CHUNK)
+            out[s:e] = self._logprob(seq[a:e], None if starts is None else starts[a:e])[s - a:]
+        return out
+
+    def _logprob(self, seq: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
         idx = self.positions(seq, starts)
         cut = np.zeros(len(seq), dtype=bool) if starts is None else starts
         N, T = self.order, len(seq)
         out = np.zeros(T)
         if self.config.smoothing == "kn":
-            matched = np.zeros(T, dtype=np.int64)
-            for n in range(N, 0, -1):
-                hit = (idx[n - 1] >= 0) & (matched == 0)
-                out[hit] = self.tables[n - 1].logp[idx[n - 1][hit]]
-                matched[hit] = n
-            for k in range(1, N):  # backoffs of the contexts longer than the match
-                ctx = np.full(T, -1, dtype=np.int64)
-                ctx[1:] = idx[k - 1][:-1]
-                use = (ctx >= 0) & (k >= matched) & ~cut
-                out[use] += self.tables[k - 1].backoff[ctx[use]]
+            matched = np.zeros(T, dtype=np.int8)  # the longest stored n-gram ending at each unit
+            for n in range(1, N + 1):
+                matched = np.where(idx[n - 1] >= 0, np.int8(n), matched)
+            for n in range(1, N + 1):
+                at = np.flatnonzero(matched == n)
+                out[at] = self.tables[n - 1].logp_at(idx[n - 1].take(at))
+            for k in range(1, N):  # backoffs of the contexts longer than the match, shortest first
+                ctx = idx[k - 1][:-1]  # the k-gram before each unit from the second on
+                use = (matched[1:] <= k) & (ctx >= 0)
+                at = np.flatnonzero(use if starts is None else use & ~cut[1:])
+                out[at + 1] += self.tables[k - 1].backoff_at(ctx.take(at))
         else:
             k_add = self.config.k if self.config.smoothing == "addk" else 0.0
             done = np.zeros(T, dtype=bool)
@@ -171,11 +219,11 @@ class NgramModel:
                     ctx[1:] = idx[n - 2][:-1]
                     ctx_ok = (ctx >= 0) & ~done & ~cut
                     total = np.zeros(T)
-                    total[ctx_ok] = self.tables[n - 2].backoff[ctx[ctx_ok]]
+                    total[ctx_ok] = self.tables[n - 2].backoff_at(ctx[ctx_ok])
                     ctx_ok &= total > 0
                 cnt = np.zeros(T)
                 have = ctx_ok & (idx[n - 1] >= 0)
-                cnt[have] = self.tables[n - 1].logp[idx[n - 1][have]]
+                cnt[have] = self.tables[n - 1].logp_at(idx[n - 1][have])
                 with np.errstate(divide="ignore"):
                     out[ctx_ok] = np.log(cnt[ctx_ok] + k_add) - np.log(total[ctx_ok] + k_add * (self.V - 1))
                 done |= ctx_ok
@@ -183,25 +231,62 @@ class NgramModel:
         return out
 
     def score(self, documents: Sequence[str]) -> UnitScores:
+        """Each document a piece at a time (so memory stays small whatever the text's size),
+        every piece with the order - 1 units before it as context."""
         if self.config.kenlm_compat:
             raise LadderError(
                 "this is a --kenlm-compat model: it scores whitespace tokens and hides unknown words "
                 "behind <unk>, so it has no exact bits per character; train without --kenlm-compat "
                 "to score it, or export it with `lmladder export MODEL --format arpa` for KenLM")
-        seq, texts = self.encode(documents)
-        lp = self.unit_logprob(seq)
-        keep = seq != self.bos
-        lp, ids = lp[keep], seq[keep]
-        if self.char_vocab is not None:
-            lp = lp + self.char_vocab.spelling_logprob(ids)
-        else:  # an open-vocabulary word model (lmladder.openvocab): P(UNK | context) * P(spelling)
-            unknown = np.flatnonzero(ids == self.escape)
-            if len(unknown):
-                lp[unknown] += self.spelling.spelled_logprob([texts[i] for i in unknown.tolist()])
+        chars = self.char_vocab is not None
+        out = np.empty(sum(len(d) for d in documents)) if chars else []  # letters: one unit a character
+        at = 0
+        for lp, ids, texts in self._scored(documents):
+            if chars:
+                out[at:at + len(lp)] = lp + self.char_vocab.spelling_logprob(ids)
+                at += len(lp)
+            else:  # an open-vocabulary word model (lmladder.openvocab): P(UNK | context) * P(spelling)
+                unknown = np.flatnonzero(ids == self.escape)
+                if len(unknown):
+                    lp[unknown] += self.spelling.spelled_logprob([texts[i] for i in unknown.tolist()])
+                out.append(lp)
+        lp = out if chars else (np.concatenate(out) if out else np.zeros(0))
+        for part in (self, self.spelling):  # a pass over a text is done: hand the tables' pages back
+            if part is not None:
+                ngrambin.release(part.mapping)
         if self.config.smoothing == "mle" and not np.all(np.isfinite(lp)):
             raise LadderError(f"the mle model gives probability 0 to {int(np.sum(~np.isfinite(lp)))} units "
                               "of this text; train with --smoothing kn or addk to score it")
         return UnitScores(lp, sum(len(d) for d in documents), sum(len(d.encode("utf-8")) for d in documents))
+
+    def _scored(self, documents: Sequence[str]):
+        """(ln P, ids, word texts or None) of the units of each piece of the documents, in order.
+        (Scoring two pieces at once in threads did not pay on two shared cores: measured.)"""
+        chars, keep = self.char_vocab is not None, self.order - 1
+        for doc in documents:
+            tail = np.array([self.bos])  # the units before the piece
+            for piece in pieces(doc, PIECE if chars else WORD_PIECE, cut_after=None if chars else "\n"):
+                ids, texts = (self._letter_ids(piece), None) if chars else self._word_ids(piece)
+                seq = np.concatenate([tail, ids])
+                yield self.unit_logprob(seq)[len(tail):], ids, texts
+                tail = seq[len(seq) - keep:] if keep else seq[:0]
+
+    def _letter_ids(self, text: str) -> np.ndarray:
+        """CharVocab.encode through a table from code point to id, when the letters are all
+        below U+10000 (the table's last entry, the escape, stands for every code point above)."""
+        table = self.char_vocab.table
+        if len(table) == 0 or table[-1] >= 1 << 16:
+            return self.char_vocab.encode(text)
+        if self._letters is None:
+            self._letters = np.full(int(table[-1]) + 2, self.char_vocab.escape_id, dtype=np.int64)
+            self._letters[table] = np.arange(len(table))
+        return self._letters.take(np.minimum(codepoints(text), len(self._letters) - 1))
+
+    def _word_ids(self, text: str) -> tuple[np.ndarray, list[str]]:
+        """The ids of the word units of `text` (as word_stream gives them, without its BOS) and
+        the units, through the vocabulary's dict (a piece is too small to pay for Arrow)."""
+        units, index, escape = wordtok.units(text), self.index(), self.escape
+        return np.fromiter((index.get(u, escape) for u in units), dtype=np.int64, count=len(units)), units
 
     def spelled_logprob(self, words: Sequence[str]) -> np.ndarray:
         """For a word model's speller: ln P(c1 ... cm EOW) of each word, unseen letters included."""

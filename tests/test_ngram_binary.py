@@ -1,0 +1,171 @@
+"""The n-gram model's binary form (lmladder.ngrambin): it scores exactly as the Parquet tables
+do, is memory-mapped, and refuses a damaged file with one error line."""
+
+from __future__ import annotations
+
+import json
+import mmap
+import shutil
+
+import numpy as np
+import pytest
+
+from lmladder import ngram, ngrambin, ngrammodel, registry
+from lmladder.ngramio import load as load_folder
+from tests.conftest import assert_error
+
+TEXT = "the cat sat on the mat.\nthe dog sat on the log!\na cat and a dog.\n" * 3 + "zebra quux\n"
+OTHER = ["the cat sat on a zebra; qx café!\n", "", "a dog. the quux the mat\nlog\n" * 4]
+CORPUS = {"name": "x", "kind": "local", "sha256": "0"}
+CONFIGS = {
+    "char-kn": dict(unit="char", order=4),
+    "char-addk": dict(unit="char", order=3, smoothing="addk"),
+    "char-mle": dict(unit="char", order=2, smoothing="mle"),
+    "word-kn": dict(unit="word", order=3, min_count=2),  # unknown words spelled by a letter model
+    "kenlm": dict(unit="word", order=3, kenlm_compat=True),
+}
+
+
+def saved(tmp_path, name: str):
+    model = ngram.train(ngram.NgramConfig(**CONFIGS[name]), [TEXT])
+    ngram.save(model, tmp_path / name, CORPUS, "1,0,0")
+    return tmp_path / name
+
+
+def from_parquet(folder):
+    """The folder's model read from its Parquet tables, as a folder without a binary is."""
+    head = json.loads((folder / "lmladder.json").read_text())
+    for part in ("model", "spelling"):
+        if head.get(part):
+            head[part].pop("binary")
+    return load_folder(folder, head)
+
+
+def per_unit(model, docs):
+    if model.config.kenlm_compat:
+        return model.kenlm_query(docs)[0]
+    if model.config.smoothing == "mle":  # which refuses to score a text with unseen n-grams
+        return model.unit_logprob(model.encode(docs)[0])
+    return model.score(docs).logprob
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_binary_scores_every_unit_as_the_parquet_tables(tmp_path, monkeypatch, name):
+    folder = saved(tmp_path, name)
+    binary, tables = registry.load_model(folder), from_parquet(folder)
+    assert isinstance(binary.tables[-1], ngrambin.MappedTable) and isinstance(tables.tables[-1], ngrammodel.Tables)
+    if binary.spelling is not None:
+        assert isinstance(binary.spelling.tables[0], ngrambin.MappedTable)
+    want = per_unit(tables, OTHER)
+    assert np.array_equal(per_unit(binary, OTHER), want, equal_nan=True)  # bit for bit, unseen letters and words included
+    # in small chunks and pieces, every unit still sees its whole context
+    monkeypatch.setattr(ngrammodel, "CHUNK", 5)
+    monkeypatch.setattr(ngrammodel, "PIECE", 7)
+    monkeypatch.setattr(ngrammodel, "WORD_PIECE", 9)
+    assert np.array_equal(per_unit(binary, OTHER), want, equal_nan=True)
+    assert np.array_equal(per_unit(tables, OTHER), want, equal_nan=True)
+    # what the rest of lmladder reads whole (export, compression) decodes to the same tables
+    for mine, theirs in zip(binary.tables, tables.tables):
+        for field in ("keys", "logp", "backoff"):
+            assert np.array_equal(getattr(mine, field), getattr(theirs, field))
+    assert binary.parameters == tables.parameters
+
+
+@pytest.mark.parametrize("name", ["char-kn", "char-addk", "word-kn"])
+def test_every_context_sums_to_one_through_the_binary(tmp_path, name):
+    model = registry.load_model(saved(tmp_path, name))
+    for part in (model, model.spelling):
+        if part is None:
+            continue
+        contexts = [[part.bos]] + [ids for n in range(1, part.order) for ids in part.ngram_ids(n).tolist()]
+        probs = np.exp(part.next_logprobs(contexts)).sum(axis=1)
+        assert np.allclose(probs, 1.0, atol=1e-9), probs.min()
+
+
+def test_tables_are_memory_mapped_and_handed_back(tmp_path):
+    model = registry.load_model(saved(tmp_path, "char-kn"))
+    for t in model.tables[1:]:
+        for array in (t.start, t.words, t._logp.data):
+            base = array
+            while isinstance(base, (np.ndarray, memoryview)):
+                base = base.obj if isinstance(base, memoryview) else base.base
+            assert isinstance(base, mmap.mmap)  # a view of the file, not a copy
+    first = model.score(OTHER).logprob
+    assert np.array_equal(model.score(OTHER).logprob, first)  # after its pages were handed back
+
+
+def test_a_folder_without_a_binary_still_loads_and_scores(tmp_path, cli):
+    folder = saved(tmp_path, "word-kn")
+    want = registry.load_model(folder).score(OTHER).logprob
+    head = json.loads((folder / "lmladder.json").read_text())
+    for part in ("model", "spelling"):
+        del head[part]["binary"]
+    (folder / "lmladder.json").write_text(json.dumps(head))
+    for name in ("ngram.bin", "spelling-ngram.bin"):
+        (folder / name).unlink()
+    old = registry.load_model(folder)
+    assert isinstance(old.tables[0], ngrammodel.Tables)
+    assert np.array_equal(old.score(OTHER).logprob, want)
+    text = tmp_path / "t.txt"
+    text.write_text(OTHER[0])
+    assert cli("score", folder, text).exit_code == 0
+
+
+def test_a_damaged_binary_is_one_error_line(tmp_path, cli):
+    folder = saved(tmp_path, "char-kn")
+    other = saved(tmp_path, "char-addk")
+    text = tmp_path / "t.txt"
+    text.write_text(OTHER[0])
+    good = (folder / "ngram.bin").read_bytes()
+    assert cli("score", folder, text).exit_code == 0
+
+    def damaged(data: bytes, *fragments: str) -> None:
+        (folder / "ngram.bin").write_bytes(data)
+        assert_error(cli("score", folder, text), "ngram.bin", *fragments)
+
+    damaged(good[:len(good) // 2], "truncated")
+    damaged(good + b"\0" * 64, "bytes")
+    flipped = bytearray(good)
+    flipped[len(good) - 100] ^= 0x10
+    damaged(bytes(flipped), "corrupt")
+    damaged(b"XXXXXXXX" + good[8:], "CRC-32")
+    damaged((other / "ngram.bin").read_bytes(), "another model")
+    (folder / "ngram.bin").unlink()
+    assert_error(cli("score", folder, text), "ngram.bin", "missing")
+    shutil.copy(other / "ngram.bin", folder / "ngram.bin")  # another model's binary
+    head = json.loads((folder / "lmladder.json").read_text())
+    head["model"]["binary"] = json.loads((other / "lmladder.json").read_text())["model"]["binary"]
+    head["model"]["binary"]["tables"] = {}
+    (folder / "lmladder.json").write_text(json.dumps(head))
+    assert_error(cli("score", folder, text), "ngram.bin", "another model")
+
+
+def test_a_binary_of_another_version_is_refused(tmp_path, cli):
+    folder = saved(tmp_path, "char-kn")
+    data = bytearray((folder / "ngram.bin").read_bytes())
+    data[8:12] = (99).to_bytes(4, "little")
+    (folder / "ngram.bin").write_bytes(bytes(data))
+    head = json.loads((folder / "lmladder.json").read_text())
+    import zlib
+
+    head["model"]["binary"]["crc32"] = zlib.crc32(bytes(data))
+    (folder / "lmladder.json").write_text(json.dumps(head))
+    text = tmp_path / "t.txt"
+    text.write_text(OTHER[0])
+    assert_error(cli("score", folder, text), "version 99")
+
+
+def test_scoring_from_the_binary_imports_neither_torch_nor_arrow(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = saved(tmp_path, "word-kn")
+    text = tmp_path / "t.txt"
+    text.write_text(OTHER[2])
+    code = ("import sys; from lmladder.cli import app\n"
+            f"sys.argv = ['lmladder', 'score', {str(folder)!r}, {str(text)!r}, '--json']\n"
+            "try:\n    app()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('torch', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
