@@ -1,14 +1,12 @@
 """Check `lmladder ngram train --kenlm-compat` against KenLM's lmplz itself, entry for entry.
 
     LMLADDER_MIRROR=../shared/corpora .venv/bin/python benchmarks/check_kenlm_compat.py [--date YYYY-MM-DD]
+        [--kenlm-bin DIR | --kenlm-cache DIR]
 
-lmplz is $LMPLZ, else the one on PATH. KenLM is not a dependency and this repository does not
-build it: its source distribution on the Python package index (kenlm 0.3.0) holds lmplz. Outside
-the repository, with Debian's cmake, libboost-{program-options,system,thread,test}-dev and
-zlib1g-dev installed:
-
-    pip download --no-deps --no-binary :all: --no-build-isolation kenlm && tar xzf kenlm-0.3.0.tar.gz
-    cmake -S kenlm-0.3.0 -B kenlm-0.3.0/build -DCMAKE_BUILD_TYPE=Release && make -C kenlm-0.3.0/build -j2 lmplz
+lmplz is DIR/lmplz with --kenlm-bin DIR, else $LMPLZ, else the one on PATH, else one built from
+KenLM's source distribution on the Python package index (kenlm 0.3.0) into a cache folder outside
+the repository by benchmarks/kenlm_build.py (which says what it needs: CMake, Debian's Boost
+packages, zlib). KenLM is not a dependency and nothing of it is kept in this repository.
 
 Every case writes one text to a file, runs lmplz on it and `lmladder ngram train --unit word
 --kenlm-compat --split 1,0,0` on the same text (the CLI, as a user would), then compares the two
@@ -48,6 +46,9 @@ import numpy as np
 import pyarrow
 
 from lmladder import arpa, corpora, registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kenlm_build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("KENLM_FIXTURES", ROOT.parent / "shared" / "fixtures" / "kenlm"))
@@ -215,10 +216,11 @@ def main() -> None:
     parser.add_argument("--date", default=time.strftime("%Y-%m-%d"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--only", action="append", help="run only this case (repeatable)")
+    kenlm_build.add_arguments(parser)
     args = parser.parse_args()
-    lmplz = os.environ.get("LMPLZ") or shutil.which("lmplz")
+    lmplz = None if args.kenlm_bin else os.environ.get("LMPLZ") or shutil.which("lmplz")
     if not lmplz:
-        raise SystemExit("no lmplz: set LMPLZ or put KenLM's lmplz on PATH (see this script's docstring)")
+        lmplz = kenlm_build.from_arguments(args, tools=("lmplz",)).tool("lmplz")
     WORK.mkdir(parents=True, exist_ok=True)
     for folder in WORK.glob("m_*"):
         shutil.rmtree(folder)
@@ -228,6 +230,7 @@ def main() -> None:
             continue
         report["cases"][name] = check_case(name, text, what, options, fixture, corpus, lmplz)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / f"kenlm-compat-check-{args.date}.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / f"kenlm-compat-check-{args.date}.md").write_text(markdown(report))
     print(markdown(report))
