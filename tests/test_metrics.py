@@ -127,3 +127,16 @@ def test_synthetic_corpora_are_deterministic(tmp_path, monkeypatch):
             depth += 1 if ch == "(" else -1
             assert depth >= 0
         assert depth == 0
+
+
+def test_word_count_is_str_split_without_the_list():
+    """Counted a piece at a time, with words cut by a piece's end counted once, for any piece size."""
+    import random
+
+    from lmladder.metrics import word_count
+
+    rng = random.Random(0)
+    for _ in range(500):
+        text = "".join(rng.choice("ab \n\t\u00a0\u2003") for _ in range(rng.randint(0, 40)))
+        for piece in (1, 2, 3, 7, 1 << 16):
+            assert word_count(text, piece) == len(text.split()), (text, piece)
