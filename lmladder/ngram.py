@@ -38,6 +38,7 @@ def train(config: NgramConfig, documents: Sequence[str], memory_bytes: int | Non
         return openvocab.train(config, documents, memory_bytes, val)
     units, bos, esc, eos, seq = kenlm_units(documents) if config.kenlm_compat else letter_units(documents)
     c = counting.count(seq, config.order, len(units), bos, memory_bytes)
+    del seq  # the counts are all estimation needs
     return from_counts(config, units, bos, esc, eos, c, {})
 
 

@@ -75,65 +75,98 @@ def discounts(t: np.ndarray) -> tuple[tuple[float, float, float], bool]:
     return d, False  # type: ignore[return-value]
 
 
-def _group_sums(ctx: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    return np.bincount(ctx, weights=values, minlength=size)
+def _chunks(ctx: np.ndarray):
+    """Row ranges of about counting.CHUNK rows of one order's table (sorted by `ctx`) that never
+    split a context's rows, so per-context sums come out bit for bit as over the whole table."""
+    a, U, size = 0, len(ctx), counting.CHUNK
+    while a < U:
+        b = min(a + size, U)
+        if b < U:
+            at = int(np.searchsorted(ctx, ctx[b], side="left"))
+            b = at if at > a else int(np.searchsorted(ctx, ctx[b], side="right"))
+        yield a, b
+        a = b
 
 
-def estimate_kn(c: counting.Counts, kenlm_compat: bool = False) -> tuple[list[np.ndarray], list[np.ndarray], list[dict]]:
-    """ln p and ln backoff of every stored n-gram, and each order's discounts (from lmplz's
-    counts-of-counts with `kenlm_compat`)."""
+def _kn_order(t: counting.OrderTable, d: tuple[float, float, float], lower: np.ndarray | None,
+              V: int, nctx: int) -> tuple[np.ndarray, np.ndarray]:
+    """ln p of every n-gram of one order (`lower`: ln p of the order below) and gamma of each of
+    its `nctx` contexts, a chunk of rows at a time (the only full-size arrays are the results)."""
+    dvec = np.array([0.0, *d])
+    lp = np.empty(len(t))
+    gamma = np.ones(nctx)  # a context without rows here keeps 1
+    for a, b in _chunks(t.ctx):
+        ctx = t.ctx[a:b].astype(np.intp)
+        c0 = int(ctx[0])
+        ctx -= c0
+        adjusted = t.adjusted[a:b]
+        a_f = adjusted.astype(np.float64)
+        dk = dvec[np.minimum(adjusted, 3)]  # 0 for adjusted count 0
+        denom = np.bincount(ctx, weights=a_f)
+        mass = np.bincount(ctx, weights=dk)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where(denom > 0, mass / denom, 1.0)
+            den = denom[ctx]
+            u = np.where(den > 0, (a_f - dk) / den, 0.0)
+        gamma[c0:c0 + len(g)] = g
+        if lower is None:
+            p = u + g[0] / (V - 1)
+        else:
+            p = u + g[ctx] * np.exp(lower[t.suffix[a:b]])
+        with np.errstate(divide="ignore"):
+            lp[a:b] = np.log(p)
+    return lp, gamma
+
+
+def estimate_kn(c: counting.Counts, kenlm_compat: bool = False) -> tuple[list[Tables], list[dict]]:
+    """The model's tables: ln p and ln backoff of every stored n-gram, and each order's discounts
+    (from lmplz's counts-of-counts with `kenlm_compat`). Consumes `c`: each order's counts are
+    dropped as soon as its table is made, so counts and tables are never all held at once."""
     V, N = c.vocab_size, c.order
-    logp, backoff, info = [], [], []
-    gammas: list[np.ndarray] = []
+    tables: list[Tables] = []
+    info = []
     coc = kenlm_counts_of_counts(c) if kenlm_compat else [counts_of_counts(t.adjusted) for t in c.tables]
     for n in range(1, N + 1):
         t = c.tables[n - 1]
-        a = t.adjusted.astype(np.float64)
         (d1, d2, d3), fell = discounts(coc[n - 1])
         info.append({"order": n, "ngrams": int(len(t)), "D1": d1, "D2": d2, "D3+": d3, "fallback": fell})
-        dvec = np.array([0.0, d1, d2, d3])
-        dk = dvec[np.minimum(t.adjusted, 3)]
-        nctx = 1 if n == 1 else len(c.tables[n - 2])
-        denom = _group_sums(t.ctx, a, nctx)
-        mass = _group_sums(t.ctx, dk * (t.adjusted > 0), nctx)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gamma = np.where(denom > 0, mass / denom, 1.0)
-            u = np.where(denom[t.ctx] > 0, (a - dk) / denom[t.ctx], 0.0)
-        if n == 1:
-            p = u + gamma[0] / (V - 1)
-        else:
-            p = u + gamma[t.ctx] * np.exp(logp[n - 2][t.suffix])
-        with np.errstate(divide="ignore"):
-            lp = np.log(p)
-        if n == 1:
+        lower = tables[-1] if tables else None
+        lp, gamma = _kn_order(t, (d1, d2, d3), None if lower is None else lower.logp, V,
+                              1 if lower is None else len(lower.logp))
+        if lower is None:
             lp[c.bos] = 0.0  # never predicted (KenLM writes 0 too)
-        logp.append(lp)
-        gammas.append(gamma)
-    for n in range(1, N):
-        g = gammas[n]  # gamma of each order-n n-gram as a context of order n+1
-        has = np.bincount(c.tables[n].ctx, minlength=len(c.tables[n - 1])) > 0
-        backoff.append(np.where(has, np.log(g), 0.0))
-    backoff.append(np.zeros(len(c.tables[N - 1])))
-    return logp, backoff, info
+        else:  # gamma of each n-1-gram as a context: its ln backoff, 0 for one that is no context
+            has = np.zeros(len(gamma), dtype=bool)
+            has[t.ctx] = True
+            with np.errstate(divide="ignore"):
+                np.log(gamma, out=gamma)
+            gamma[~has] = 0.0
+            lower.backoff = gamma
+        tables.append(Tables(c.keys(n), lp, np.zeros(0)))
+        c.tables[n - 1] = _RELEASED
+    tables[-1].backoff = np.zeros(len(tables[-1].logp))
+    return tables, info
+
+
+_RELEASED = counting.OrderTable(*(np.zeros(0, np.int64),) * 5, np.zeros(0, bool))
 
 
 def from_counts(config: NgramConfig, units: list[str], bos: int, escape: int, eos: int | None,
                 c: counting.Counts, meta: dict[str, Any]) -> NgramModel:
     """The query model of `config.smoothing` over the counts of a unit stream; `meta` gains the
-    discounts (kn) or the token total (add-k, mle)."""
-    tables = []
+    discounts (kn) or the token total (add-k, mle). Consumes `c` (its tables are released as
+    the model's are made)."""
     if config.smoothing == "kn":
-        logp, backoff, info = estimate_kn(c, config.kenlm_compat)
-        meta["discounts"] = info
-        for n in range(1, c.order + 1):
-            tables.append(Tables(c.keys(n), logp[n - 1], backoff[n - 1]))
-    else:
-        for n in range(1, c.order + 1):
-            t = c.tables[n - 1]
-            if n < c.order:
-                totals = np.bincount(c.tables[n].ctx, weights=c.tables[n].count, minlength=len(t))
-            else:
-                totals = np.zeros(len(t))
-            tables.append(Tables(c.keys(n), t.count.astype(np.float64), totals))
-        meta["tokens"] = int(c.tables[0].count.sum())
+        tables, meta["discounts"] = estimate_kn(c, config.kenlm_compat)
+        return NgramModel(config, units, bos, escape, eos, tables, meta)
+    meta["tokens"] = int(c.tables[0].count.sum())
+    tables = []
+    for n in range(1, c.order + 1):
+        t = c.tables[n - 1]
+        if n < c.order:
+            totals = np.bincount(c.tables[n].ctx, weights=c.tables[n].count, minlength=len(t))
+        else:
+            totals = np.zeros(len(t))
+        tables.append(Tables(c.keys(n), t.count.astype(np.float64), totals))
+        c.tables[n - 1] = _RELEASED
     return NgramModel(config, units, bos, escape, eos, tables, meta)

@@ -40,21 +40,20 @@ def _require_text(documents: Sequence[str]) -> None:
 # --- letters --------------------------------------------------------------------------------
 
 
+def unit_dtype(size: int) -> type:
+    """The narrowest unsigned integer type that holds ids 0..size-1 (streams are counted as they are)."""
+    return next(t for t in (np.uint8, np.uint16, np.uint32, np.int64) if size <= np.iinfo(t).max)
+
+
 def letter_units(documents: Sequence[str]) -> Prepared:
     """The letter vocabulary of the training documents and their stream, through a lookup table:
-    O(T), no sort (the same ids as CharVocab). The stream is int32 (4 bytes a character), first
-    holding code points, then mapped in place."""
+    O(T), no sort (the same ids as CharVocab). The stream is as narrow as the vocabulary allows
+    (one byte a character for up to 255 letters): each document's code points are looked up
+    straight into it, so no wider copy of the text is ever held."""
     _require_text(documents)
-    seq = np.empty(sum(len(d) for d in documents) + len(documents), dtype=np.int32)
-    spans = []
-    at = 0
-    for doc in documents:
-        spans.append((at + 1, at + 1 + len(doc)))
-        seq[at + 1:at + 1 + len(doc)] = codepoints(doc)
-        at += len(doc) + 1
     seen_mask = np.zeros(0x110000, dtype=bool)
-    for a, b in spans:
-        seen_mask[seq[a:b]] = True
+    for doc in documents:
+        seen_mask[codepoints(doc)] = True
     seen = np.flatnonzero(seen_mask)
     cv = CharVocab(seen.astype(np.uint32).tobytes().decode("utf-32-le"))
     if len(cv.chars) < 2:
@@ -62,11 +61,14 @@ def letter_units(documents: Sequence[str]) -> Prepared:
                           "an n-gram model needs at least two")
     units = list(cv.chars) + ["\ufffd", BOS_NAME]  # the escape (shown as U+FFFD), then the boundary
     bos = len(units) - 1
-    lut = np.full(int(seen[-1]) + 1, cv.escape_id, dtype=np.int32)
+    lut = np.full(int(seen[-1]) + 1, cv.escape_id, dtype=unit_dtype(len(units)))
     lut[seen] = np.arange(len(seen))
-    for a, b in spans:
-        seq[a:b] = lut[seq[a:b]]
-        seq[a - 1] = bos
+    seq = np.empty(sum(len(d) for d in documents) + len(documents), dtype=lut.dtype)
+    at = 0
+    for doc in documents:
+        seq[at] = bos
+        seq[at + 1:at + 1 + len(doc)] = lut[codepoints(doc)]
+        at += len(doc) + 1
     return units, bos, cv.escape_id, None, seq
 
 
@@ -91,7 +93,8 @@ def kenlm_tokens(documents: Sequence[str], spaces: str):
     import pyarrow.compute as pc
 
     text = "".join(documents)
-    lines = pa.array(text.split("\n"), pa.large_string())
+    lines = pa.array(text.split("\n"), pa.string() if len(text) < (1 << 29) else pa.large_string())
+    del text
     for space in spaces[:-1]:  # every space as " ", then one literal split (~5x faster than a regex)
         lines = pc.replace_substring(lines, space, " ")
     pieces = pc.split_pattern(lines, " ")  # empty strings where spaces touch or end a line
@@ -103,14 +106,14 @@ def kenlm_tokens(documents: Sequence[str], spaces: str):
     return tokens, lengths
 
 
-def kenlm_sentences(ids: np.ndarray, lengths: np.ndarray, bos: int, eos: int) -> np.ndarray:
+def kenlm_sentences(ids: np.ndarray, lengths: np.ndarray, bos: int, eos: int, dtype=np.int64) -> np.ndarray:
     """`<s> tokens </s>` for every line but the last (the text after the last "\\n"), which is
     `<s> tokens` when it has tokens and nothing otherwise."""
     last = int(lengths[-1])
-    seq = bracket(ids[:len(ids) - last], lengths[:-1], bos, eos)
+    seq = bracket(ids[:len(ids) - last], lengths[:-1], bos, eos, dtype)
     if last == 0:
         return seq
-    return np.concatenate([seq, [bos], ids[len(ids) - last:]])
+    return np.concatenate([seq, np.array([bos], dtype), ids[len(ids) - last:]]).astype(dtype, copy=False)
 
 
 def kenlm_stream(documents: Sequence[str], index: dict[str, int], bos: int, eos: int, unk: int) -> np.ndarray:
@@ -144,8 +147,11 @@ def kenlm_units(documents: Sequence[str]) -> Prepared:
         raise LadderError(f"the train text holds {', '.join(special)} as a token; KenLM's lmplz refuses "
                           "<s>, </s> and <unk> in its input (its --skip_symbols reads them as spaces): "
                           "remove or rename them")
-    ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64) + len(KENLM_SPECIALS)
-    return [*KENLM_SPECIALS, *vocab], 1, 0, 2, kenlm_sentences(ids, lengths, 1, 2)
+    units = [*KENLM_SPECIALS, *vocab]
+    ids = encoded.indices.to_numpy(zero_copy_only=False).astype(unit_dtype(len(units)))
+    ids += len(KENLM_SPECIALS)
+    del tokens, encoded
+    return units, 1, 0, 2, kenlm_sentences(ids, lengths, 1, 2, ids.dtype)
 
 
 # --- word units and spellings ---------------------------------------------------------------

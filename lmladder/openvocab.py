@@ -53,10 +53,11 @@ def _build(config: NgramConfig, units: WordUnits, memory_bytes: int | None, min_
     unk, bos = len(words), len(words) + 1
     seq = units.ids(keys, bos, unk)
     c = counting.count(seq, config.order, len(units_list), bos, memory_bytes)
+    rare = seq[seq != bos] == unk
+    del seq  # the counts are all estimation needs
     model = from_counts(config, units_list, bos, unk, None, c, {"min_count": min_count})
     # the speller: a letter n-gram over the rare words' spellings (every token, so frequent
     # rare words weigh more); with no rare words it is trained on all spellings
-    rare = seq[seq != bos] == unk
     spell_words = (units.array.filter(pa.array(rare)) if rare.any() else units.array).to_pylist()
     cv = CharVocab.from_texts(["".join(spell_words)])
     sunits = list(cv.chars) + ["\ufffd", "</w>", BOS_NAME]

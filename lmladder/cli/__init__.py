@@ -124,4 +124,7 @@ _register()
 
 
 def main() -> None:
+    from lmladder import runtime
+
+    runtime.configure()  # allocator settings, before the first big array (lmladder.runtime)
     app()

@@ -39,9 +39,11 @@ def count(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
           split: Optional[str] = SPLIT, memory: Optional[str] = MEMORY, force: bool = FORCE,
           json: bool = JSON_OPTION) -> None:
     """Count every n-gram of orders 1..N on the train split into Parquet tables."""
-    from lmladder import corpora, ngramio
+    from lmladder import corpora, ngramio, runtime
     from lmladder.atomic import check_output_dir
     from lmladder.ngram import NgramConfig
+
+    runtime.lean_malloc()
 
     config = NgramConfig(unit=unit, order=order, min_count=1)
     config.check()
@@ -92,9 +94,10 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
     """Train an n-gram rung on the train split and save it as a self-describing folder."""
     import time
 
-    from lmladder import corpora, ngram
+    from lmladder import corpora, ngram, runtime
     from lmladder.atomic import check_output_dir
 
+    runtime.lean_malloc()
     if kenlm_compat and unit != "word":
         raise LadderError("--kenlm-compat works on whitespace tokens: use it with --unit word "
                           "(for letters, rewrite the text as space-separated characters first)")
