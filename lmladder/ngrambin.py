@@ -72,7 +72,8 @@ def _column(name: str, values: np.ndarray) -> tuple[str, dict[str, np.ndarray]]:
     sample = values[:: max(1, len(values) // 65536)]
     if len(values) > 16 and len(np.unique(sample.view(np.uint64))) <= DICT_MAX // 2:
         # distinct bit patterns (so -0.0 and NaN keep theirs), sorted
-        distinct, codes = np.unique(values.view(np.uint64), return_inverse=True)
+        distinct = np.unique(values.view(np.uint64))  # (a sort and a search: twice as fast as return_inverse)
+        codes = np.searchsorted(distinct, values.view(np.uint64))
         if len(distinct) <= DICT_MAX:
             return "dict", {name: codes.astype(_uint(len(distinct) - 1)), f"{name}.values": distinct.view(np.float64)}
     return "f64", {name: values}
@@ -91,7 +92,8 @@ def arrays(model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             keys = np.asarray(t.keys)
             ctx = keys // np.uint64(V)
             lower = model.tables[n - 2].rows
-            start = np.searchsorted(ctx, np.arange(lower + 1, dtype=np.uint64))
+            start = np.zeros(lower + 1, dtype=np.int64)  # each context's first child: counted, not searched
+            np.cumsum(np.bincount(ctx.astype(np.int64), minlength=lower), out=start[1:])
             out[f"start{n}"] = start.astype(_uint(t.rows))
             out[f"words{n}"] = (keys - ctx * np.uint64(V)).astype(_uint(V - 1))
         for name, values in ((f"logp{n}", t.logp), (f"backoff{n}", t.backoff)):

@@ -132,7 +132,7 @@ def stats(folder) -> dict[str, Any]:
 
 def readable(model: NgramModel, n: int, ids: np.ndarray | None = None):
     """Each stored n-gram of order n as its list of unit strings (an Arrow list array); `ids`:
-    model.ngram_ids(n), when the caller has them."""
+    their unit ids (ngram_ids), when the caller has them."""
     import pyarrow as pa
 
     ids = model.ngram_ids(n) if ids is None else ids
@@ -141,15 +141,15 @@ def readable(model: NgramModel, n: int, ids: np.ndarray | None = None):
 
 
 def save(model: NgramModel, out: str | Path, corpus: dict[str, Any], split: str) -> None:
-    """The model (and a word model's speller) as a self-describing folder: Parquet tables and
-    the binary form (lmladder.ngrambin), written two files at a time."""
+    """The model (and a word model's speller) as a self-describing folder: Parquet tables, a
+    row group at a time, and beside them (in a thread) the binary form (lmladder.ngrambin)."""
     from concurrent.futures import ThreadPoolExecutor
 
     parts = [("", model)] + ([("spelling-", model.spelling)] if model.spelling is not None else [])
-    with atomic_dir(out) as tmp, ThreadPoolExecutor(2) as pool:
+    with atomic_dir(out) as tmp, ThreadPoolExecutor(2) as pool:  # Arrow's encoder and numpy release the GIL
         binaries = {prefix: pool.submit(ngrambin.write, m, tmp / ngrambin.file_name(prefix)) for prefix, m in parts}
-        for prefix, m in parts:
-            _write_tables(m, tmp, prefix, pool)
+        for job in [job for prefix, m in parts for job in _write_tables(m, tmp, prefix, pool)]:
+            job.result()
         meta = {prefix: _model_meta(m, tmp, prefix, binaries[prefix].result()) for prefix, m in parts}
         head = artifacts.header(
             "lmladder-model", kind="ngram", unit=model.config.unit, corpus=corpus, split=split,
@@ -176,43 +176,45 @@ def _check_tables(folder: Path, binary: dict[str, Any]) -> None:
                               f"{size}): it is damaged or from another model; rebuild the model")
 
 
-def _ngram_ids(model: NgramModel):
-    """For n = 1..N: (rows, n) int32 unit ids of the stored n-grams of order n, the rows' context
-    rows and last units, each order's ids built from the order below's."""
+ROWS_A_GROUP = 1 << 18  # n-grams a Parquet row group: the readable column of one group is ~10 MB
+
+
+def ngram_ids(model: NgramModel, n: int, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), n) int32 unit ids of the stored n-grams of order n at `rows`, read back
+    through each order's context row down to order 1."""
     V = np.uint64(model.V)
-    ids = np.zeros((1, 0), dtype=np.int32)
-    for t in model.tables:
-        ctx = (t.keys // V).astype(np.int64)
-        word = (t.keys - ctx.astype(np.uint64) * V).astype(np.int32)
-        nxt = np.empty((len(word), ids.shape[1] + 1), dtype=np.int32)
-        nxt[:, :-1] = ids[ctx]
-        nxt[:, -1] = word
-        ids = nxt
-        yield ids, ctx, word
+    ids = np.empty((len(rows), n), dtype=np.int32)
+    for k in range(n, 0, -1):
+        keys = model.tables[k - 1].keys.take(rows)
+        ctx = keys // V
+        ids[:, k - 1] = keys - ctx * V
+        rows = ctx.astype(np.int64)
+    return ids
 
 
-def _write_tables(model: NgramModel, folder: Path, prefix: str, pool) -> None:
-    """The vocabulary and every order's table, each written by `pool` (Parquet's encoder
-    releases the GIL), with at most two orders' readable columns in memory at once."""
+def _write_tables(model: NgramModel, folder: Path, prefix: str, pool) -> list:
+    """The vocabulary and every order's table, each a job for `pool` (the jobs are returned),
+    written a row group of ROWS_A_GROUP n-grams at a time (so the readable list-of-strings
+    column never exists whole)."""
     import pyarrow as pa
 
     from lmladder import schemas
 
-    def one(n: int, ids: np.ndarray, ctx: np.ndarray, word: np.ndarray, t: Tables) -> None:
-        table = pa.table({"ngram": readable(model, n, ids), "ctx": ctx, "word": word, "logp": t.logp,
-                          "backoff": t.backoff})
-        schemas.write_table(table, folder / f"{prefix}order{n}.parquet", "ngram_model",
-                            {"order": n, "unit": model.config.unit, "smoothing": model.config.smoothing})
+    def groups(n: int, t: Tables):
+        V = np.uint64(model.V)
+        for at in range(0, max(len(t.keys), 1), ROWS_A_GROUP):
+            rows = np.arange(at, min(at + ROWS_A_GROUP, len(t.keys)))
+            keys = t.keys[at:at + len(rows)]
+            ctx = keys // V
+            yield pa.table({"ngram": readable(model, n, ngram_ids(model, n, rows)), "ctx": ctx.astype(np.int64),
+                            "word": (keys - ctx * V).astype(np.int32), "logp": t.logp[at:at + len(rows)],
+                            "backoff": t.backoff[at:at + len(rows)]})
 
     schemas.write_table(pa.table({"id": np.arange(model.V, dtype=np.int32), "unit": model.units}),
                         folder / f"{prefix}vocab.parquet", "ngram_vocab", {"unit": model.config.unit})
-    pending = []
-    for n, ((ids, ctx, word), t) in enumerate(zip(_ngram_ids(model), model.tables), 1):
-        if len(pending) >= 2:
-            pending.pop(0).result()
-        pending.append(pool.submit(one, n, ids, ctx, word, t))
-    for job in pending:
-        job.result()
+    return [pool.submit(schemas.write_batches, groups(n, t), folder / f"{prefix}order{n}.parquet", "ngram_model",
+                        {"order": n, "unit": model.config.unit, "smoothing": model.config.smoothing})
+            for n, t in enumerate(model.tables, 1)]
 
 
 def load(folder: Path, header: dict[str, Any]) -> NgramModel:

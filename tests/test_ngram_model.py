@@ -189,3 +189,25 @@ def test_letter_kn_reaches_the_true_entropy_of_the_markov_corpus():
             assert bpc > 1.3 * truth
         else:
             assert abs(bpc / truth - 1) < 0.02, (order, bpc, truth)
+
+
+def test_tables_are_written_a_row_group_at_a_time(tmp_path, monkeypatch):
+    """The order tables stream out in row groups (so no whole readable column is built): read
+    back whole they are the n-grams of the model, each the one its ctx row and word say."""
+    import pyarrow.parquet as pq
+
+    from lmladder import ngramio
+
+    monkeypatch.setattr(ngramio, "ROWS_A_GROUP", 7)
+    model = ngram.train(ngram.NgramConfig(unit="char", order=3), [TEXT])
+    ngram.save(model, tmp_path / "m", {"name": "x", "kind": "local", "sha256": "0"}, "1,0,0")
+    unit_id, lower = {u: i for i, u in enumerate(model.units)}, [[]]
+    for n, t in enumerate(model.tables, 1):
+        f = pq.ParquetFile(tmp_path / "m" / f"order{n}.parquet")
+        assert f.metadata.num_row_groups == -(-len(t.keys) // 7)
+        table = f.read()
+        assert table.column("logp").to_numpy().tolist() == t.logp.tolist()
+        grams, ctx, word = (table.column(c).to_pylist() for c in ("ngram", "ctx", "word"))
+        assert [c * model.V + w for c, w in zip(ctx, word)] == t.keys.tolist()
+        assert all(g[:-1] == lower[c] and unit_id[g[-1]] == w for g, c, w in zip(grams, ctx, word))
+        lower = grams
