@@ -60,7 +60,7 @@ def test_binary_scores_every_unit_as_the_parquet_tables(tmp_path, monkeypatch, n
     assert np.array_equal(per_unit(binary, OTHER), want, equal_nan=True)  # bit for bit, unseen letters and words included
     # in small chunks and pieces, every unit still sees its whole context
     monkeypatch.setattr(ngrammodel, "CHUNK", 5)
-    monkeypatch.setattr(ngrammodel, "PIECE", 7)
+    monkeypatch.setattr(ngrammodel, "LETTER_PIECE", 9)
     monkeypatch.setattr(ngrammodel, "WORD_PIECE", 9)
     assert np.array_equal(per_unit(binary, OTHER), want, equal_nan=True)
     assert np.array_equal(per_unit(tables, OTHER), want, equal_nan=True)
