@@ -130,13 +130,14 @@ def stats(folder) -> dict[str, Any]:
 # --- model folders ----------------------------------------------------------------------------
 
 
-def readable(model: NgramModel, n: int, ids: np.ndarray | None = None):
+def readable(model: NgramModel, n: int, ids: np.ndarray | None = None, units=None):
     """Each stored n-gram of order n as its list of unit strings (an Arrow list array); `ids`:
-    their unit ids (ngram_ids), when the caller has them."""
+    their unit ids (ngram_ids), and `units` the units as an Arrow array, when the caller has them."""
     import pyarrow as pa
 
     ids = model.ngram_ids(n) if ids is None else ids
-    values = pa.array(model.units, pa.string()).take(pa.array(ids.ravel()))
+    units = pa.array(model.units, pa.string()) if units is None else units
+    values = units.take(pa.array(ids.ravel()))
     return pa.ListArray.from_arrays(pa.array(np.arange(0, ids.size + 1, n, dtype=np.int32)), values)
 
 
@@ -200,20 +201,23 @@ def _write_tables(model: NgramModel, folder: Path, prefix: str, pool) -> list:
 
     from lmladder import schemas
 
+    units = pa.array(model.units, pa.string())
+
     def groups(n: int, t: Tables):
         V = np.uint64(model.V)
         for at in range(0, max(len(t.keys), 1), ROWS_A_GROUP):
             rows = np.arange(at, min(at + ROWS_A_GROUP, len(t.keys)))
             keys = t.keys[at:at + len(rows)]
             ctx = keys // V
-            yield pa.table({"ngram": readable(model, n, ngram_ids(model, n, rows)), "ctx": ctx.astype(np.int64),
+            yield pa.table({"ngram": readable(model, n, ngram_ids(model, n, rows), units), "ctx": ctx.astype(np.int64),
                             "word": (keys - ctx * V).astype(np.int32), "logp": t.logp[at:at + len(rows)],
                             "backoff": t.backoff[at:at + len(rows)]})
 
     schemas.write_table(pa.table({"id": np.arange(model.V, dtype=np.int32), "unit": model.units}),
                         folder / f"{prefix}vocab.parquet", "ngram_vocab", {"unit": model.config.unit})
     return [pool.submit(schemas.write_batches, groups(n, t), folder / f"{prefix}order{n}.parquet", "ngram_model",
-                        {"order": n, "unit": model.config.unit, "smoothing": model.config.smoothing})
+                        {"order": n, "unit": model.config.unit, "smoothing": model.config.smoothing},
+                        ("ngram", "word", "backoff"))  # few distinct values; ctx and logp are mostly distinct
             for n, t in enumerate(model.tables, 1)]
 
 
