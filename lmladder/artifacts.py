@@ -20,7 +20,8 @@ A model (format lmladder-model; `kind` from the registry; `corpus`, `split`, `co
                                              loads (lmladder.ngrambin: magic, version, directory,
                                              64-byte-aligned arrays); lmladder.json's model.binary
                                              records its bytes and CRC-32 and the tables' sizes.
-                                             Folders written before it have none: they load from
+                                             Folders written before it, and --kenlm-compat models
+                                             (which cannot be scored), have none: they load from
                                              Parquet
                        spelling-*.parquet    word models: the letter model that spells rare words
                        spelling-ngram.bin    (its binary form)

@@ -15,7 +15,8 @@ Model folders (`lmladder ngram train` writes them; lmladder.registry loads them)
     spelling-*.parquet  the speller's vocabulary and tables, for an open-vocabulary word model
     ngram.bin         the same tables in the memory-mapped binary form scoring loads (lmladder.ngrambin;
                       spelling-ngram.bin the speller's); lmladder.json's model.binary records its
-                      size and CRC-32. Folders written before it have none and load from Parquet.
+                      size and CRC-32. Folders written before it, and --kenlm-compat models (which
+                      cannot be scored), have none and load from Parquet.
 """
 
 from __future__ import annotations
@@ -147,22 +148,29 @@ def save(model: NgramModel, out: str | Path, corpus: dict[str, Any], split: str)
     from concurrent.futures import ThreadPoolExecutor
 
     parts = [("", model)] + ([("spelling-", model.spelling)] if model.spelling is not None else [])
+    # the binary is the form `score` maps; a --kenlm-compat model cannot be scored (it hides
+    # unknown words behind <unk>): it is made for its ARPA file, and loads from Parquet
+    binary = not model.config.kenlm_compat
     with atomic_dir(out) as tmp, ThreadPoolExecutor(2) as pool:  # Arrow's encoder and numpy release the GIL
-        binaries = {prefix: pool.submit(ngrambin.write, m, tmp / ngrambin.file_name(prefix)) for prefix, m in parts}
+        binaries = {prefix: pool.submit(ngrambin.write, m, tmp / ngrambin.file_name(prefix)) for prefix, m in parts
+                    if binary}
         for job in [job for prefix, m in parts for job in _write_tables(m, tmp, prefix, pool)]:
             job.result()
-        meta = {prefix: _model_meta(m, tmp, prefix, binaries[prefix].result()) for prefix, m in parts}
+        meta = {prefix: _model_meta(m, tmp, prefix, binaries[prefix].result() if binary else None)
+                for prefix, m in parts}
         head = artifacts.header(
             "lmladder-model", kind="ngram", unit=model.config.unit, corpus=corpus, split=split,
             config=asdict(model.config), parameters=model.parameters, model=meta[""], spelling=meta.get("spelling-"))
         write_json(tmp / MARKER, head)
 
 
-def _model_meta(m: NgramModel, folder: Path, prefix: str, binary: dict[str, Any]) -> dict[str, Any]:
-    """A part's entry in lmladder.json; `binary` also records its Parquet tables' sizes, so a
-    folder whose tables were damaged is refused even where scoring reads only the binary."""
+def _model_meta(m: NgramModel, folder: Path, prefix: str, binary: dict[str, Any] | None) -> dict[str, Any]:
+    """A part's entry in lmladder.json; `binary` (None: none written) also records its Parquet
+    tables' sizes, so a folder whose tables were damaged is refused even where scoring reads
+    only the binary."""
     names = [f"{prefix}vocab.parquet"] + [f"{prefix}order{n}.parquet" for n in range(1, m.order + 1)]
-    binary = {**binary, "tables": {name: (folder / name).stat().st_size for name in names}}
+    if binary is not None:
+        binary = {**binary, "tables": {name: (folder / name).stat().st_size for name in names}}
     return {"config": asdict(m.config), "bos": m.bos, "escape": m.escape, "eos": m.eos,
             "order": m.order, "meta": m.meta, "binary": binary}
 

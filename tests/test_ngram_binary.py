@@ -22,7 +22,6 @@ CONFIGS = {
     "char-addk": dict(unit="char", order=3, smoothing="addk"),
     "char-mle": dict(unit="char", order=2, smoothing="mle"),
     "word-kn": dict(unit="word", order=3, min_count=2),  # unknown words spelled by a letter model
-    "kenlm": dict(unit="word", order=3, kenlm_compat=True),
 }
 
 
@@ -42,8 +41,6 @@ def from_parquet(folder):
 
 
 def per_unit(model, docs):
-    if model.config.kenlm_compat:
-        return model.kenlm_query(docs)[0]
     if model.config.smoothing == "mle":  # which refuses to score a text with unseen n-grams
         return model.unit_logprob(model.encode(docs)[0])
     return model.score(docs).logprob
@@ -169,3 +166,15 @@ def test_scoring_from_the_binary_imports_neither_torch_nor_arrow(tmp_path):
             "print(sorted(m for m in ('torch', 'pyarrow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_kenlm_compat_model_has_no_binary_and_loads_from_parquet(tmp_path):
+    """It cannot be scored (its <unk> hides unknown words), so it gets no ngram.bin: its ARPA file
+    is what it is for; it loads from Parquet, with lmplz's numbers."""
+    model = ngram.train(ngram.NgramConfig(unit="word", order=3, kenlm_compat=True), [TEXT])
+    ngram.save(model, tmp_path / "k", CORPUS, "1,0,0")
+    assert not (tmp_path / "k" / "ngram.bin").exists()
+    assert json.loads((tmp_path / "k" / "lmladder.json").read_text())["model"]["binary"] is None
+    back = registry.load_model(tmp_path / "k")
+    assert isinstance(back.tables[-1], ngrammodel.Tables)
+    assert np.array_equal(back.kenlm_query(OTHER)[0], model.kenlm_query(OTHER)[0])
