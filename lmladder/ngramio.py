@@ -225,7 +225,9 @@ def _write_tables(model: NgramModel, folder: Path, prefix: str, pool) -> list:
                         folder / f"{prefix}vocab.parquet", "ngram_vocab", {"unit": model.config.unit})
     return [pool.submit(schemas.write_batches, groups(n, t), folder / f"{prefix}order{n}.parquet", "ngram_model",
                         {"order": n, "unit": model.config.unit, "smoothing": model.config.smoothing},
-                        ("ngram", "word", "backoff"))  # few distinct values; ctx and logp are mostly distinct
+                        ("word", "backoff"))  # few distinct values; ctx and logp are mostly distinct, and
+            # the n-grams' units plain: a word 4-gram table wrote in 0.77 s (105.6 MB) so, 0.88 s (85.7 MB)
+            # with them dictionary-encoded too
             for n, t in enumerate(model.tables, 1)]
 
 

@@ -205,6 +205,10 @@ def test_tables_are_written_a_row_group_at_a_time(tmp_path, monkeypatch):
     for n, t in enumerate(model.tables, 1):
         f = pq.ParquetFile(tmp_path / "m" / f"order{n}.parquet")
         assert f.metadata.num_row_groups == -(-len(t.keys) // 7)
+        chunks = {f.metadata.schema.column(i).path: f.metadata.row_group(0).column(i) for i in range(f.metadata.num_columns)}
+        dictionary = {p for p, c in chunks.items() if any("DICTIONARY" in e for e in c.encodings)}
+        assert dictionary == {"word", "backoff"}  # ctx and logp are mostly distinct; the units plain (faster)
+        assert not chunks["ngram.list.element"].is_stats_set and chunks["logp"].is_stats_set
         table = f.read()
         assert table.column("logp").to_numpy().tolist() == t.logp.tolist()
         grams, ctx, word = (table.column(c).to_pylist() for c in ("ngram", "ctx", "word"))
