@@ -89,7 +89,7 @@ def lmladder(work: Path, recipe: str, tag: str) -> dict:
     return dict(result, name=f"lmladder {recipe}")
 
 
-def warm_bytecode(nanogpt_root: Path | None) -> dict:
+def warm_bytecode() -> dict:
     """Import what both tools import, so later processes read cached bytecode."""
     seconds = {}
     for name, code in (("torch+lmladder", "import torch, lmladder.train, lmladder.gpt, lmladder.cli"),
@@ -127,7 +127,7 @@ def main() -> int:
 
     report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
               "torch": torch.__version__, "python": sys.version.split()[0], "date": dt.date.today().isoformat(),
-              "target_nats_per_char": TARGET, "bytecode": warm_bytecode(opts.nanogpt)}
+              "target_nats_per_char": TARGET, "bytecode": warm_bytecode()}
     bench_gpu.encode_tinyshakespeare()
     explored = bench_gpu.time_to_quality(work / "explore", 55.0, opts.explore.split(",")) if opts.explore else {}
     report["explored"] = explored
