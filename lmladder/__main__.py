@@ -1,4 +1,4 @@
-from lmladder.cli import main
+from lmladder.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

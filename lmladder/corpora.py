@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -103,6 +101,9 @@ def _install_from(source: Path, target: Path) -> None:
 
 
 def _download(spec: dict[str, Any], target: Path) -> None:
+    import urllib.error  # (here: urllib.request takes ~12 ms to import, which reading a local text should not pay)
+    import urllib.request
+
     url = spec["url"]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)

@@ -17,14 +17,23 @@ children of a context are one run of rows, found from the context's row by `star
         logp{n}    n = 1..N  ln p (kn) or the raw count (addk, mle); float64, or uint8/uint16
                    codes into logp{n}.values (a column with few distinct values), or one value
         backoff{n} n = 1..N-1 likewise: ln backoff (kn) or the context's total count
+        rank{n}    for some orders (rank_orders): W = ceil(V / 64) uint64 words per context row of
+                   order n-1, bit u set when (context, u) is an n-gram: its row is start{n}[c] +
+                   cum{n}[c*W + u//64] + the set bits below u in word u//64, one gather and a
+                   popcount instead of a binary search
+        cum{n}     uint8/uint16, per word: the set bits of the context's words before it
 
 Order 1's rows are the unit ids, so it has no words. The values are the float64s of the Parquet
 tables, so scores are bit-identical to theirs. Bytes per n-gram (a letter 8-gram): 1 for the
-unit, 8 for ln p, 2 for the backoff's code and 4 for the children's start, about 12 in all.
+unit, 8 for ln p, 2 for the backoff's code and 4 for the children's start, about 12 in all; the
+bitmaps, 9 W bytes per context, go to the lowest orders that are not looked up in a dense table,
+as far as a third of the rest's bytes allows (gutenberg-en's letter 8-gram: orders 4 to 7, 41 MB
+on 125 MB, and each lookup of those orders 1.5 to 2.4 times faster than the binary search).
 
 The folder's lmladder.json records each file's size and CRC-32; loading checks the magic, the
 version, the directory and the size, and the CRC-32 over the whole file (a few tens of ms for a
-large model), so a truncated, corrupt or foreign binary is refused with a LadderError.
+large model; `lmladder score` computes it in a thread while it scores, checked_later), so a
+truncated, corrupt or foreign binary is refused with a LadderError.
 """
 
 from __future__ import annotations
@@ -32,10 +41,12 @@ from __future__ import annotations
 import json
 import mmap
 import struct
+import threading
 import zlib
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -46,7 +57,9 @@ MAGIC = b"LMLNGBIN"
 VERSION = 1
 ALIGN = 64
 DICT_MAX = 1 << 16
-DENSE_MAX = 1 << 20  # an order with at most this many (context, unit) pairs is looked up in a table  # a value column with at most this many distinct values is stored as codes
+DENSE_MAX = 1 << 20  # an order with at most this many (context, unit) pairs is looked up in a table
+RANK_SHARE = 1 / 3  # the children bitmaps may add at most this share to the file (ngrambin.rank_orders)
+ONE = np.uint64(1)
 
 
 def file_name(prefix: str = "") -> str:
@@ -101,7 +114,42 @@ def arrays(model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
                 continue  # the longest n-grams are never contexts
             columns[name], parts = _column(name, values)
             out.update(parts)
+    budget = RANK_SHARE * sum(a.nbytes for a in out.values())
+    for n in rank_orders(V, [t.rows for t in model.tables], budget):
+        out[f"rank{n}"], out[f"cum{n}"] = children_bitmaps(out[f"start{n}"], out[f"words{n}"], V)
     return out, columns
+
+
+def rank_orders(V: int, rows: list[int], budget: float) -> list[int]:
+    """The orders that get children bitmaps: from the lowest up, those whose contexts times units
+    are too many for a dense table (MappedTable.dense), while their bitmaps fit `budget` bytes."""
+    W, chosen, spent = -(-V // 64), [], 0
+    for n in range(2, len(rows) + 1):
+        if rows[n - 2] * V <= DENSE_MAX:
+            continue
+        spent += rows[n - 2] * W * (8 + _uint(64 * (W - 1)).itemsize)
+        if spent > budget:
+            break
+        chosen.append(n)
+    return chosen
+
+
+def children_bitmaps(start: np.ndarray, words: np.ndarray, V: int) -> tuple[np.ndarray, np.ndarray]:
+    """rank{n} and cum{n} of one order from its start{n} and words{n} (rows sorted by context,
+    then unit: each word's bits are OR-ed over its run of rows)."""
+    W, contexts = -(-V // 64), len(start) - 1
+    ctx = np.repeat(np.arange(contexts, dtype=np.int64), np.diff(start.astype(np.int64)))
+    w = words.astype(np.int64)
+    word = ctx * W + (w >> 6)
+    bits = np.left_shift(ONE, (w & 63).astype(np.uint64))
+    del ctx, w
+    first = np.flatnonzero(np.concatenate([[True], word[1:] != word[:-1]])) if len(word) else np.zeros(0, np.int64)
+    rank = np.zeros(contexts * W, dtype=np.uint64)
+    if len(first):
+        rank[word[first]] = np.bitwise_or.reduceat(bits, first)
+    counts = np.bitwise_count(rank).reshape(contexts, W).astype(np.int64)
+    cum = (np.cumsum(counts, axis=1) - counts).astype(_uint(64 * (W - 1))).reshape(-1)
+    return rank, cum
 
 
 def write(model, path: str | Path) -> dict[str, Any]:
@@ -181,10 +229,15 @@ class MappedTable:
     (find, logp_at, backoff_at, rows) on the trie, and its keys, logp and backoff decoded on
     first use for the code that wants whole arrays (export, compression)."""
 
-    def __init__(self, V: int, rows: int, lower_rows: int, start, words, logp: Column, backoff: Column | None):
+    def __init__(self, V: int, rows: int, lower_rows: int, start, words, logp: Column, backoff: Column | None,
+                 rank=None, cum=None):
         self.V, self.rows, self.lower_rows = V, rows, lower_rows
         self.start, self.words = start, words
         self._logp, self._backoff = logp, backoff
+        self.rank, self.cum, self.width = rank, cum, -(-V // 64)
+        # the starts as int32 without a copy where they fit (start{n} is unsigned on disk)
+        self._start32 = start.view(np.int32) if start is not None and start.dtype == np.uint32 and rows < 1 << 31 \
+            else start
 
     @cached_property
     def dense(self) -> np.ndarray | None:
@@ -206,9 +259,11 @@ class MappedTable:
             return np.full(len(ctx), -1, dtype=np.int64)
         if self.dense is not None:
             return self.dense.take(np.where(ctx < 0, len(self.dense) - 1, ctx * V + words)).astype(np.int64)
+        if self.rank is not None:
+            return self._find_rank(ctx, words)
         keys, dtype = self.words, np.int32 if self.rows < 1 << 31 else np.int64  # (int32: half the traffic)
-        lo = self.start.take(ctx, mode="clip").astype(dtype)  # ctx -1 clips to an empty run
-        end = self.start.take(ctx + 1, mode="clip").astype(dtype)
+        lo = self._start32.take(ctx, mode="clip").astype(dtype, copy=False)  # ctx -1 clips to an empty run
+        end = self._start32.take(ctx + 1, mode="clip").astype(dtype, copy=False)
         n = end - lo
         w = words.astype(keys.dtype)
         rounds = int(n.max(initial=0)).bit_length()
@@ -222,6 +277,18 @@ class MappedTable:
             _search(keys, lo, n, w, rounds)
         lo += keys.take(lo, mode="clip") < w
         return np.where((lo < end) & (keys.take(lo, mode="clip") == w), lo, -1).astype(np.int64)
+
+    def _find_rank(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """find() through the children bitmaps: the context's word holding the unit's bit, whether
+        it is set, and the set bits below it (a context of -1 clips to row 0 and is masked out)."""
+        words = words.astype(np.int64)
+        shift = (words & 63).astype(np.uint64)
+        at = ctx * self.width + (words >> 6)
+        word = self.rank.take(at, mode="clip")
+        row = self._start32.take(ctx, mode="clip").astype(np.int64) + self.cum.take(at, mode="clip")
+        row += np.bitwise_count(word & ((ONE << shift) - ONE))
+        hit = ((word >> shift) & ONE).astype(bool) & (ctx >= 0)
+        return np.where(hit, row, -1)
 
     def logp_at(self, rows: np.ndarray) -> np.ndarray:
         return self._logp.at(rows)
@@ -261,8 +328,20 @@ def load(path: str | Path, record: Any, order: int) -> tuple[list[str], list[Map
     if not isinstance(record, dict) or not {"bytes", "crc32"} <= record.keys():
         raise LadderError(f"{path.parent / 'lmladder.json'} describes {path.name} badly; rebuild the model")
     _check_size(path, record)
-    if _crc32(path) != record["crc32"]:
-        raise LadderError(f"{path} is corrupt (its CRC-32 is not the one lmladder.json records); rebuild the model")
+    if _later is None:
+        if _crc32(path) != record["crc32"]:
+            raise LadderError(_corrupt(path))
+        return _mapped(path, order)
+    check = _Check(path, record["crc32"])  # (checked_later: in a thread, beside the scoring)
+    _later.append(check)
+    try:
+        return _mapped(path, order)
+    except LadderError:
+        check.confirm()  # a file damaged in its head is said to be corrupt, as without the thread
+        raise
+
+
+def _mapped(path: Path, order: int) -> tuple[list[str], list[MappedTable], mmap.mmap]:
     with open(path, "rb") as handle:
         mm = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     if len(mm) < len(MAGIC) + 8 or mm[:len(MAGIC)] != MAGIC:
@@ -280,6 +359,51 @@ def load(path: str | Path, record: Any, order: int) -> tuple[list[str], list[Map
         raise LadderError(f"{path} holds a {len(tables)}-gram model but lmladder.json describes a {order}-gram: "
                           "it is from another model; rebuild the model")
     return directory["units"], tables, mm
+
+
+def _corrupt(path: Path) -> str:
+    return f"{path} is corrupt (its CRC-32 is not the one lmladder.json records); rebuild the model"
+
+
+class _Check(threading.Thread):
+    """A binary's CRC-32, computed in a thread (zlib releases the GIL on large buffers)."""
+
+    def __init__(self, path: Path, expected: int):
+        super().__init__(daemon=True)
+        self.path, self.expected, self.crc, self.failure = path, expected, None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.crc = _crc32(self.path)
+        except OSError as exc:
+            self.failure = exc
+
+    def confirm(self) -> None:
+        self.join()
+        if self.failure is not None:
+            raise LadderError(f"could not read {self.path} again to check it: {self.failure}")
+        if self.crc != self.expected:
+            raise LadderError(_corrupt(self.path))
+
+
+_later: list[_Check] | None = None
+
+
+@contextmanager
+def checked_later() -> Iterator[Callable[[], None]]:
+    """Binaries loaded inside the block have their CRC-32 computed in a thread, beside the work
+    that follows (a few tens of ms of a large model's whole-process scoring time, which it need
+    not wait for); the function it gives raises the LadderError of a corrupt one and must be
+    called before anything computed from them is shown (cli/score.py calls it whatever scoring
+    made of the tables, so that a corrupt file is said to be corrupt)."""
+    global _later
+    checks: list[_Check] = []
+    _later = checks
+    try:
+        yield lambda: [check.confirm() for check in checks] and None
+    finally:
+        _later = None
 
 
 def release(mapping: mmap.mmap | None) -> None:
@@ -334,6 +458,9 @@ def _tables(buf: np.ndarray, directory: dict[str, Any]) -> list[MappedTable]:
             rows = len(found[f"words{n}"])
             if len(start) != lower + 1 or int(start[-1]) != rows:
                 raise ValueError(n)
+        rank, cum = found.get(f"rank{n}"), found.get(f"cum{n}")
+        if rank is not None and (cum is None or len(rank) != lower * -(-V // 64) or len(cum) != len(rank)):
+            raise ValueError(n)
         tables.append(MappedTable(V, rows, lower, start, found.get(f"words{n}"), column(f"logp{n}", rows),
-                                  column(f"backoff{n}", rows) if n < N else None))
+                                  column(f"backoff{n}", rows) if n < N else None, rank, cum))
     return tables

@@ -178,3 +178,73 @@ def test_a_kenlm_compat_model_has_no_binary_and_loads_from_parquet(tmp_path):
     back = registry.load_model(tmp_path / "k")
     assert isinstance(back.tables[-1], ngrammodel.Tables)
     assert np.array_equal(back.kenlm_query(OTHER)[0], model.kenlm_query(OTHER)[0])
+
+
+@pytest.mark.parametrize("V", [5, 64, 65, 130, 300])
+def test_the_children_bitmaps_find_what_the_binary_search_finds(monkeypatch, V):
+    """Every (context, unit) lookup, found or not, context -1 included, for one to five words of
+    bits per context (V up to 300)."""
+    monkeypatch.setattr(ngrambin, "DENSE_MAX", 0)  # no dense tables: the search and the bitmaps
+    rng = np.random.default_rng(V)
+    contexts = 700
+    children = [np.sort(rng.choice(V, size=rng.integers(0, min(V, 40) + 1), replace=False)) for _ in range(contexts)]
+    start = np.concatenate([[0], np.cumsum([len(c) for c in children])]).astype(np.uint32)
+    words = np.concatenate(children).astype(ngrambin._uint(V - 1))
+    rows = len(words)
+    rank, cum = ngrambin.children_bitmaps(start, words, V)
+    assert rank.dtype == np.uint64 and len(rank) == contexts * -(-V // 64) and len(cum) == len(rank)
+    values = ngrambin.Column("f64", np.zeros(rows), None, rows)
+    search = ngrambin.MappedTable(V, rows, contexts, start, words, values, None)
+    bitmap = ngrambin.MappedTable(V, rows, contexts, start, words, values, None, rank, cum)
+    ctx = rng.integers(-1, contexts, size=20000)
+    unit = rng.integers(0, V, size=20000)
+    found = search.find(ctx, unit, V)
+    assert np.array_equal(bitmap.find(ctx, unit, V), found)
+    assert (found >= 0).mean() > 0.05 and (found < 0).mean() > 0.05  # both kinds were asked
+    # and the rows are right: each found n-gram is (its context, its unit)
+    hit = found >= 0
+    assert np.array_equal(words[found[hit]], unit[hit])
+    assert np.all((start[ctx[hit]] <= found[hit]) & (found[hit] < start[ctx[hit] + 1]))
+
+
+def test_the_bitmaps_go_to_the_lowest_orders_within_their_budget():
+    # V = 100: two words and two one-byte counts a context, 18 bytes; orders 2 and 3 are dense
+    # (100 and 5,000 contexts times 100 units are at most DENSE_MAX)
+    rows = [100, 5000, 20000, 60000, 90000]
+    assert ngrambin.rank_orders(100, rows, 400_000) == [4]  # 360,000 bytes; order 5's would be 1.08 M more
+    assert ngrambin.rank_orders(100, rows, 2_000_000) == [4, 5]
+    assert ngrambin.rank_orders(100, rows, 100_000) == []
+
+
+@pytest.mark.parametrize("name", ["char-kn", "word-kn"])
+def test_scores_through_the_bitmaps_are_the_parquet_tables_scores(tmp_path, monkeypatch, name):
+    monkeypatch.setattr(ngrambin, "DENSE_MAX", 0)
+    monkeypatch.setattr(ngrambin, "RANK_SHARE", 100.0)  # every order from 2 on gets its bitmaps
+    folder = saved(tmp_path, name)
+    binary = registry.load_model(folder)
+    for part in (binary, binary.spelling):
+        if part is not None:
+            assert all(t.rank is not None for t in part.tables[1:])
+    assert np.array_equal(per_unit(binary, OTHER), per_unit(from_parquet(folder), OTHER), equal_nan=True)
+
+
+def test_the_program_scores_and_fails_as_the_command_line_does(tmp_path):
+    """`python -m lmladder score` (lmladder.cli.run, which skips the interpreter's teardown after
+    score): its JSON on stdout and exit 0; a bad model, one error line and exit 2."""
+    import os
+    import subprocess
+    import sys
+
+    folder = saved(tmp_path, "char-kn")
+    text = tmp_path / "t.txt"
+    text.write_text(OTHER[0])
+    want = registry.load_model(folder).score([OTHER[0]]).logprob.sum()
+    run = subprocess.run([sys.executable, "-m", "lmladder", "score", str(folder), str(text), "--json"],
+                         capture_output=True, text=True, env=os.environ, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["nll_nats"] == pytest.approx(-want, rel=1e-12)
+    (folder / "ngram.bin").write_bytes(b"\0" * 10)
+    run = subprocess.run([sys.executable, "-m", "lmladder", "score", str(folder), str(text)],
+                         capture_output=True, text=True, env=os.environ, timeout=120)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.startswith("error: ") and len(run.stderr.strip().splitlines()) == 1, run.stderr

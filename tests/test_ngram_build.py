@@ -90,7 +90,7 @@ def test_the_command_line_applies_the_settings(monkeypatch):
 
     called = []
     monkeypatch.setattr(runtime, "configure", lambda: called.append(1))
-    monkeypatch.setattr(cli, "app", lambda: None)
+    monkeypatch.setattr(cli, "make_app", lambda names=None: lambda: None)
     cli.main()
     assert called == [1]
 

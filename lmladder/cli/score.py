@@ -25,10 +25,11 @@ def score(
     """Score a saved rung: bits/char, bits/byte, word and token perplexity."""
     import time
 
-    from lmladder import corpora, metrics, registry
+    from lmladder import corpora, metrics, ngrambin, registry
 
     header = registry.model_header(model_dir)
-    rung = registry.load_model(model_dir)
+    with ngrambin.checked_later() as confirm:  # an n-gram binary's CRC-32 is computed while it scores
+        rung = registry.load_model(model_dir)
     data = corpora.load(corpus) if corpus else corpora.load_recorded(header.get("corpus"), f"the model {model_dir}")
     same = data.sha256 == header.get("corpus", {}).get("sha256")
     spec = split_spec or (header.get("split") if same else None)
@@ -40,7 +41,10 @@ def score(
     else:
         raise LadderError(f"unknown --split {which!r}; choose train, val, test or all")
     start = time.perf_counter()
-    m = metrics.evaluate(rung, docs)
+    try:
+        m = metrics.evaluate(rung, docs)
+    finally:
+        confirm()  # a corrupt file is said to be corrupt, whatever scoring made of it
     seconds = time.perf_counter() - start
     result = {"model": model_dir, "kind": header.get("kind"), "corpus": data.name, "split": which,
               "split_spec": str(data.split(spec).spec) if which != "all" else None,
