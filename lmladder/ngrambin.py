@@ -27,8 +27,9 @@ Order 1's rows are the unit ids, so it has no words. The values are the float64s
 tables, so scores are bit-identical to theirs. Bytes per n-gram (a letter 8-gram): 1 for the
 unit, 8 for ln p, 2 for the backoff's code and 4 for the children's start, about 12 in all; the
 bitmaps, 9 W bytes per context, go to the lowest orders that are not looked up in a dense table,
-as far as a third of the rest's bytes allows (gutenberg-en's letter 8-gram: orders 4 to 7, 41 MB
-on 125 MB, and each lookup of those orders 1.5 to 2.4 times faster than the binary search).
+as far as a third of the rest's bytes allows (gutenberg-en's letter 8-gram: orders 4 to 6, 15 MB
+on 126 MB, each lookup of those orders 1.5 to 2.4 times faster than the binary search). The
+lookups themselves are lmladder.ngramtrie's.
 
 The folder's lmladder.json records each file's size and CRC-32; loading checks the magic, the
 version, the directory and the size, and the CRC-32 over the whole file (a few tens of ms for a
@@ -44,7 +45,6 @@ import struct
 import threading
 import zlib
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -52,14 +52,13 @@ import numpy as np
 
 from lmladder.atomic import atomic_file
 from lmladder.errors import LadderError
+from lmladder.ngramtrie import Column, MappedTable, children_bitmaps, rank_orders, uint_for
 
 MAGIC = b"LMLNGBIN"
 VERSION = 1
 ALIGN = 64
 DICT_MAX = 1 << 16
-DENSE_MAX = 1 << 20  # an order with at most this many (context, unit) pairs is looked up in a table
-RANK_SHARE = 1 / 3  # the children bitmaps may add at most this share to the file (ngrambin.rank_orders)
-ONE = np.uint64(1)
+RANK_SHARE = 1 / 3  # the children bitmaps may add at most this share to the file (ngramtrie.rank_orders)
 
 
 def file_name(prefix: str = "") -> str:
@@ -67,14 +66,6 @@ def file_name(prefix: str = "") -> str:
 
 
 # --- writing -------------------------------------------------------------------------------
-
-
-def _uint(limit: int) -> np.dtype:
-    """The narrowest unsigned dtype that holds 0..limit."""
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if limit <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    return np.dtype(np.uint64)
 
 
 def _column(name: str, values: np.ndarray) -> tuple[str, dict[str, np.ndarray]]:
@@ -88,7 +79,7 @@ def _column(name: str, values: np.ndarray) -> tuple[str, dict[str, np.ndarray]]:
         distinct = np.unique(values.view(np.uint64))  # (a sort and a search: twice as fast as return_inverse)
         codes = np.searchsorted(distinct, values.view(np.uint64))
         if len(distinct) <= DICT_MAX:
-            return "dict", {name: codes.astype(_uint(len(distinct) - 1)), f"{name}.values": distinct.view(np.float64)}
+            return "dict", {name: codes.astype(uint_for(len(distinct) - 1)), f"{name}.values": distinct.view(np.float64)}
     return "f64", {name: values}
 
 
@@ -107,8 +98,8 @@ def arrays(model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
             lower = model.tables[n - 2].rows
             start = np.zeros(lower + 1, dtype=np.int64)  # each context's first child: counted, not searched
             np.cumsum(np.bincount(ctx.astype(np.int64), minlength=lower), out=start[1:])
-            out[f"start{n}"] = start.astype(_uint(t.rows))
-            out[f"words{n}"] = (keys - ctx * np.uint64(V)).astype(_uint(V - 1))
+            out[f"start{n}"] = start.astype(uint_for(t.rows))
+            out[f"words{n}"] = (keys - ctx * np.uint64(V)).astype(uint_for(V - 1))
         for name, values in ((f"logp{n}", t.logp), (f"backoff{n}", t.backoff)):
             if name.startswith("backoff") and n == N:
                 continue  # the longest n-grams are never contexts
@@ -118,38 +109,6 @@ def arrays(model) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     for n in rank_orders(V, [t.rows for t in model.tables], budget):
         out[f"rank{n}"], out[f"cum{n}"] = children_bitmaps(out[f"start{n}"], out[f"words{n}"], V)
     return out, columns
-
-
-def rank_orders(V: int, rows: list[int], budget: float) -> list[int]:
-    """The orders that get children bitmaps: from the lowest up, those whose contexts times units
-    are too many for a dense table (MappedTable.dense), while their bitmaps fit `budget` bytes."""
-    W, chosen, spent = -(-V // 64), [], 0
-    for n in range(2, len(rows) + 1):
-        if rows[n - 2] * V <= DENSE_MAX:
-            continue
-        spent += rows[n - 2] * W * (8 + _uint(64 * (W - 1)).itemsize)
-        if spent > budget:
-            break
-        chosen.append(n)
-    return chosen
-
-
-def children_bitmaps(start: np.ndarray, words: np.ndarray, V: int) -> tuple[np.ndarray, np.ndarray]:
-    """rank{n} and cum{n} of one order from its start{n} and words{n} (rows sorted by context,
-    then unit: each word's bits are OR-ed over its run of rows)."""
-    W, contexts = -(-V // 64), len(start) - 1
-    ctx = np.repeat(np.arange(contexts, dtype=np.int64), np.diff(start.astype(np.int64)))
-    w = words.astype(np.int64)
-    word = ctx * W + (w >> 6)
-    bits = np.left_shift(ONE, (w & 63).astype(np.uint64))
-    del ctx, w
-    first = np.flatnonzero(np.concatenate([[True], word[1:] != word[:-1]])) if len(word) else np.zeros(0, np.int64)
-    rank = np.zeros(contexts * W, dtype=np.uint64)
-    if len(first):
-        rank[word[first]] = np.bitwise_or.reduceat(bits, first)
-    counts = np.bitwise_count(rank).reshape(contexts, W).astype(np.int64)
-    cum = (np.cumsum(counts, axis=1) - counts).astype(_uint(64 * (W - 1))).reshape(-1)
-    return rank, cum
 
 
 def write(model, path: str | Path) -> dict[str, Any]:
@@ -201,123 +160,6 @@ def _pieces(head: bytes, directory: dict[str, Any], data: dict[str, np.ndarray])
 
 
 # --- reading -------------------------------------------------------------------------------
-
-
-class Column:
-    """A value column of one order: float64s, codes into distinct values, or one value."""
-
-    def __init__(self, kind: str, data: np.ndarray | None, values: np.ndarray, rows: int):
-        self.kind, self.data, self.values, self.rows = kind, data, values, rows
-
-    def at(self, rows: np.ndarray) -> np.ndarray:
-        if self.kind == "f64":
-            return self.data.take(rows)
-        if self.kind == "dict":
-            return self.values.take(self.data.take(rows))
-        return np.full(len(rows), self.values[0])
-
-    def full(self) -> np.ndarray:
-        if self.kind == "f64":
-            return self.data
-        if self.kind == "dict":
-            return self.values[self.data]
-        return np.full(self.rows, self.values[0])
-
-
-class MappedTable:
-    """One order of a memory-mapped model: the query interface of lmladder.ngrammodel.Tables
-    (find, logp_at, backoff_at, rows) on the trie, and its keys, logp and backoff decoded on
-    first use for the code that wants whole arrays (export, compression)."""
-
-    def __init__(self, V: int, rows: int, lower_rows: int, start, words, logp: Column, backoff: Column | None,
-                 rank=None, cum=None):
-        self.V, self.rows, self.lower_rows = V, rows, lower_rows
-        self.start, self.words = start, words
-        self._logp, self._backoff = logp, backoff
-        self.rank, self.cum, self.width = rank, cum, -(-V // 64)
-        # the starts as int32 without a copy where they fit (start{n} is unsigned on disk)
-        self._start32 = start.view(np.int32) if start is not None and start.dtype == np.uint32 and rows < 1 << 31 \
-            else start
-
-    @cached_property
-    def dense(self) -> np.ndarray | None:
-        """For an order whose contexts times units are few (letters' low orders): the row of
-        every (context, unit), -1 for none, so a lookup is one `take` (built on first use)."""
-        if self.start is None or self.lower_rows * self.V > DENSE_MAX:
-            return None
-        table = np.full(self.lower_rows * self.V + 1, -1, dtype=np.int32 if self.rows < 1 << 31 else np.int64)
-        ctx = np.repeat(np.arange(self.lower_rows, dtype=np.int64), np.diff(self.start.astype(np.int64)))
-        table[ctx * self.V + self.words] = np.arange(self.rows)
-        return table
-
-    def find(self, ctx: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
-        """Row of each n-gram (context row of the order below, -1 for none; last unit), or -1:
-        a branch-free binary search in each context's run of children, all queries together,
-        ceil(log2(most children)) rounds (only `take`s and arithmetic: no masks, no copies),
-        the queries still searching gathered up once most are done."""
-        if self.rows == 0:
-            return np.full(len(ctx), -1, dtype=np.int64)
-        if self.dense is not None:
-            return self.dense.take(np.where(ctx < 0, len(self.dense) - 1, ctx * V + words)).astype(np.int64)
-        if self.rank is not None:
-            return self._find_rank(ctx, words)
-        keys, dtype = self.words, np.int32 if self.rows < 1 << 31 else np.int64  # (int32: half the traffic)
-        lo = self._start32.take(ctx, mode="clip").astype(dtype, copy=False)  # ctx -1 clips to an empty run
-        end = self._start32.take(ctx + 1, mode="clip").astype(dtype, copy=False)
-        n = end - lo
-        w = words.astype(keys.dtype)
-        rounds = int(n.max(initial=0)).bit_length()
-        if rounds > 3:
-            _search(keys, lo, n, w, 3)
-            todo = np.flatnonzero(n > 1)
-            part = lo.take(todo)
-            _search(keys, part, n.take(todo), w.take(todo), rounds - 3)
-            lo[todo] = part
-        else:
-            _search(keys, lo, n, w, rounds)
-        lo += keys.take(lo, mode="clip") < w
-        return np.where((lo < end) & (keys.take(lo, mode="clip") == w), lo, -1).astype(np.int64)
-
-    def _find_rank(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
-        """find() through the children bitmaps: the context's word holding the unit's bit, whether
-        it is set, and the set bits below it (a context of -1 clips to row 0 and is masked out)."""
-        words = words.astype(np.int64)
-        shift = (words & 63).astype(np.uint64)
-        at = ctx * self.width + (words >> 6)
-        word = self.rank.take(at, mode="clip")
-        row = self._start32.take(ctx, mode="clip").astype(np.int64) + self.cum.take(at, mode="clip")
-        row += np.bitwise_count(word & ((ONE << shift) - ONE))
-        hit = ((word >> shift) & ONE).astype(bool) & (ctx >= 0)
-        return np.where(hit, row, -1)
-
-    def logp_at(self, rows: np.ndarray) -> np.ndarray:
-        return self._logp.at(rows)
-
-    def backoff_at(self, rows: np.ndarray) -> np.ndarray:
-        return self._backoff.at(rows)
-
-    @cached_property
-    def keys(self) -> np.ndarray:
-        if self.start is None:
-            return np.arange(self.rows, dtype=np.uint64)
-        ctx = np.repeat(np.arange(self.lower_rows, dtype=np.uint64), np.diff(self.start.astype(np.int64)))
-        return ctx * np.uint64(self.V) + self.words.astype(np.uint64)
-
-    @cached_property
-    def logp(self) -> np.ndarray:
-        return self._logp.full()
-
-    @cached_property
-    def backoff(self) -> np.ndarray:
-        return self._backoff.full() if self._backoff is not None else np.zeros(self.rows)
-
-
-def _search(keys: np.ndarray, lo: np.ndarray, n: np.ndarray, w: np.ndarray, rounds: int) -> None:
-    """`rounds` halvings of each run keys[lo:lo+n] towards the first key >= w, in place."""
-    for _ in range(rounds):
-        half = n >> 1
-        lo += (keys.take(lo + half, mode="clip") < w) * half
-        n -= half
 
 
 def load(path: str | Path, record: Any, order: int) -> tuple[list[str], list[MappedTable], mmap.mmap]:

@@ -70,7 +70,7 @@ class Tables:
     logp: np.ndarray  # ln p(w|h) (kn) or raw count (addk/mle)
     backoff: np.ndarray  # ln backoff (kn) or context total (addk/mle) of the n-gram as a context
 
-    # the query interface scoring uses (lmladder.ngrambin.MappedTable has it too)
+    # the query interface scoring uses (lmladder.ngramtrie.MappedTable has it too)
     @property
     def rows(self) -> int:
         return len(self.keys)

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from lmladder import ngram, ngrambin, ngrammodel, registry
+from lmladder import ngram, ngrambin, ngrammodel, ngramtrie, registry
 from lmladder.ngramio import load as load_folder
 from tests.conftest import assert_error
 
@@ -50,9 +50,9 @@ def per_unit(model, docs):
 def test_binary_scores_every_unit_as_the_parquet_tables(tmp_path, monkeypatch, name):
     folder = saved(tmp_path, name)
     binary, tables = registry.load_model(folder), from_parquet(folder)
-    assert isinstance(binary.tables[-1], ngrambin.MappedTable) and isinstance(tables.tables[-1], ngrammodel.Tables)
+    assert isinstance(binary.tables[-1], ngramtrie.MappedTable) and isinstance(tables.tables[-1], ngrammodel.Tables)
     if binary.spelling is not None:
-        assert isinstance(binary.spelling.tables[0], ngrambin.MappedTable)
+        assert isinstance(binary.spelling.tables[0], ngramtrie.MappedTable)
     want = per_unit(tables, OTHER)
     assert np.array_equal(per_unit(binary, OTHER), want, equal_nan=True)  # bit for bit, unseen letters and words included
     # in small chunks and pieces, every unit still sees its whole context
@@ -184,18 +184,18 @@ def test_a_kenlm_compat_model_has_no_binary_and_loads_from_parquet(tmp_path):
 def test_the_children_bitmaps_find_what_the_binary_search_finds(monkeypatch, V):
     """Every (context, unit) lookup, found or not, context -1 included, for one to five words of
     bits per context (V up to 300)."""
-    monkeypatch.setattr(ngrambin, "DENSE_MAX", 0)  # no dense tables: the search and the bitmaps
+    monkeypatch.setattr(ngramtrie, "DENSE_MAX", 0)  # no dense tables: the search and the bitmaps
     rng = np.random.default_rng(V)
     contexts = 700
     children = [np.sort(rng.choice(V, size=rng.integers(0, min(V, 40) + 1), replace=False)) for _ in range(contexts)]
     start = np.concatenate([[0], np.cumsum([len(c) for c in children])]).astype(np.uint32)
-    words = np.concatenate(children).astype(ngrambin._uint(V - 1))
+    words = np.concatenate(children).astype(ngramtrie.uint_for(V - 1))
     rows = len(words)
-    rank, cum = ngrambin.children_bitmaps(start, words, V)
+    rank, cum = ngramtrie.children_bitmaps(start, words, V)
     assert rank.dtype == np.uint64 and len(rank) == contexts * -(-V // 64) and len(cum) == len(rank)
-    values = ngrambin.Column("f64", np.zeros(rows), None, rows)
-    search = ngrambin.MappedTable(V, rows, contexts, start, words, values, None)
-    bitmap = ngrambin.MappedTable(V, rows, contexts, start, words, values, None, rank, cum)
+    values = ngramtrie.Column("f64", np.zeros(rows), None, rows)
+    search = ngramtrie.MappedTable(V, rows, contexts, start, words, values, None)
+    bitmap = ngramtrie.MappedTable(V, rows, contexts, start, words, values, None, rank, cum)
     ctx = rng.integers(-1, contexts, size=20000)
     unit = rng.integers(0, V, size=20000)
     found = search.find(ctx, unit, V)
@@ -211,14 +211,14 @@ def test_the_bitmaps_go_to_the_lowest_orders_within_their_budget():
     # V = 100: two words and two one-byte counts a context, 18 bytes; orders 2 and 3 are dense
     # (100 and 5,000 contexts times 100 units are at most DENSE_MAX)
     rows = [100, 5000, 20000, 60000, 90000]
-    assert ngrambin.rank_orders(100, rows, 400_000) == [4]  # 360,000 bytes; order 5's would be 1.08 M more
-    assert ngrambin.rank_orders(100, rows, 2_000_000) == [4, 5]
-    assert ngrambin.rank_orders(100, rows, 100_000) == []
+    assert ngramtrie.rank_orders(100, rows, 400_000) == [4]  # 360,000 bytes; order 5's would be 1.08 M more
+    assert ngramtrie.rank_orders(100, rows, 2_000_000) == [4, 5]
+    assert ngramtrie.rank_orders(100, rows, 100_000) == []
 
 
 @pytest.mark.parametrize("name", ["char-kn", "word-kn"])
 def test_scores_through_the_bitmaps_are_the_parquet_tables_scores(tmp_path, monkeypatch, name):
-    monkeypatch.setattr(ngrambin, "DENSE_MAX", 0)
+    monkeypatch.setattr(ngramtrie, "DENSE_MAX", 0)
     monkeypatch.setattr(ngrambin, "RANK_SHARE", 100.0)  # every order from 2 on gets its bitmaps
     folder = saved(tmp_path, name)
     binary = registry.load_model(folder)
