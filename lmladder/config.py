@@ -7,10 +7,10 @@ of a TOML file:
     [model]  GPTConfig or MLPConfig: the architecture
     [optim]  OptimConfig: batch, learning-rate schedule, AdamW
     [data]   DataConfig: split, training window
-    [run]    RunConfig: when to stop, evaluate, checkpoint; device, compile, kernels
+    [run]    RunConfig: when to stop (limits, patience), evaluate, checkpoint; device, kernels
 
 Later sources override earlier ones: the field defaults, the preset, the config file, the
-command-line options (`resolve`). Nothing here imports torch, so `lmladder train --help` is fast.
+command-line options (`resolve`). Nothing here imports torch (`lmladder train --help` is fast).
 """
 
 from __future__ import annotations
@@ -133,12 +133,13 @@ class RunConfig:
     max_tokens: int = opt(0, "Stop after this many training tokens (0: no token limit).", resumable=True)
     time_budget: float = opt(0.0, "Stop after this many seconds of training (0: no time limit).", resumable=True)
     eval_interval: int = opt(250, "Steps between full passes over val (0: only at the end).", resumable=True)
+    patience: int = opt(0, "Stop once this many passes over val in a row have not bettered the best one (0: "
+                           "never); the best val's weights are the ones kept either way.", resumable=True)
     eval_batch_size: int = opt(64, "Windows per batch when evaluating and scoring.", resumable=True)
     log_interval: int = opt(10, "Steps between progress updates and metrics lines.", resumable=True)
     checkpoint_interval: int = opt(1000, "Steps between saves of latest/ (0: none by steps; it is always saved "
                                          "at the end).", resumable=True)
-    # 300 s: a kill -9 loses at most 5 minutes; gpt2-124m's latest/ (1.5 GB) took 14-17 s to save on
-    # a busy 2-core VM's disk, so the saves cost at most 5% of the run there
+    # 300 s: a kill -9 loses at most 5 minutes; gpt2-124m's latest/ (1.5 GB) took 14-17 s to save (busy VM)
     checkpoint_seconds: float = opt(300.0, "Also save latest/ this long after the last save, the first time at the "
                                            "first evaluation or after a minute (0: not by time).", resumable=True)
     seed: int = opt(1337, "Seed of the weights and the batches.")
@@ -192,10 +193,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                                                      dropout=0.2, bias=False),
                  "optim": dict(batch_size=64, lr=1e-3, min_lr=1e-4, warmup_steps=100, beta2=0.99),
                  "run": dict(max_steps=5000, eval_interval=250)},
-    # GPT-2 small: 124M parameters, context 1024, ~0.5M tokens a step; the residual stream in bf16
-    # on a GPU: a 6% faster step on an H100 (benchmarks/results/gpu-train-2026-11-23.md). No
-    # biases, as nanoGPT trains it (train.py) and times it (bench.py): their gradients' column
-    # sums were 4.3% of an H100's step; --bias gives GPT-2's own layout.
+    # GPT-2 small: 124M parameters, context 1024, ~0.5M tokens a step; the residual stream in bf16 on
+    # a GPU: a 6% faster step on an H100 (benchmarks/results/gpu-train-2026-11-23.md). No biases, as
+    # nanoGPT trains and times it: their gradients' sums were 4.3% of an H100's step (--bias: GPT-2's).
     # Micro-batches of 128 (51 GB) were 3.5% faster than 64 (27 GB) on an H100; where the estimate
     # (train.memory_needed) does not fit the GPU, the trainer takes 64, 32, ... instead
     "gpt2-124m": {"model_kind": "gpt", "model": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
@@ -361,7 +361,7 @@ def check(config: TrainConfig) -> None:
                         ("warmup_steps", o.warmup_steps), ("max_steps", r.max_steps), ("max_tokens", r.max_tokens),
                         ("eval_interval", r.eval_interval), ("checkpoint_interval", r.checkpoint_interval),
                         ("weight_decay", o.weight_decay), ("muon_lr", o.muon_lr), ("grad_clip", o.grad_clip),
-                        ("time_budget", r.time_budget),
+                        ("time_budget", r.time_budget), ("patience", r.patience),
                         ("checkpoint_seconds", r.checkpoint_seconds), ("threads", r.threads)):
         if value < 0:
             problems.append(f"{name} must be >= 0 (got {value})")

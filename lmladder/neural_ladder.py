@@ -24,13 +24,14 @@ BENCH_PROFILES = {
             "gpt": ("gpt-char", {"model": dict(n_layer=4, n_head=4, n_embd=128, block_size=128, dropout=0.0),
                                  "optim": dict(batch_size=32, lr=3e-3, min_lr=3e-4, warmup_steps=50),
                                  "run": dict(max_steps=1500, eval_interval=750, eval_batch_size=64)})},
+    # each neural rung stops 4 passes over val after its best one (patience) and keeps the best weights
     "gpu": {"mlp": ("mlp", {"model": dict(n_embd=48, n_hidden=2048, dropout=0.25), "optim": dict(batch_size=512),
-                            "run": dict(max_steps=12000, eval_interval=500, eval_batch_size=512)}),
+                            "run": dict(max_steps=12000, eval_interval=500, eval_batch_size=512, patience=4)}),
             # the best 60-second recipe of benchmarks/bench_gpu.py: a 512-wide gpt-char, heavily
             # regularised (dropout 0.3, weight decay 2.0), evaluated through a moving average of its weights
             "gpt": ("gpt-char", {"model": dict(n_embd=512, n_head=8, dropout=0.3),
                                  "optim": dict(weight_decay=2.0, ema=0.995),
-                                 "run": dict(max_steps=4500, eval_interval=250, eval_batch_size=256)})},
+                                 "run": dict(max_steps=4500, eval_interval=250, eval_batch_size=256, patience=4)})},
 }
 
 
@@ -48,17 +49,34 @@ class _BenchCorpus:
         return {"name": self.name, "kind": "bench", "sha256": self.sha256}
 
 
+def rung_config(kind: str, settings: dict, profile: str):
+    """A neural rung's TrainConfig: the profile's preset and values for the kind (and, over them,
+    its values for the kind with that tokenizer, e.g. "gpt-bpe"), then the rung's own tables."""
+    preset, values = BENCH_PROFILES[profile][kind]
+    values = {section: dict(entries) for section, entries in values.items()}
+    tokenizer = settings.get("tokenizer", "char")
+    layers = [BENCH_PROFILES[profile].get(f"{kind}-{tokenizer}", (None, {}))[1], settings]
+    for layer in layers:
+        for section in ("model", "optim", "data", "run"):
+            entries = layer.get(section, {})
+            if not isinstance(entries, dict):
+                raise LadderError(f"a {kind} rung's {section} must be a table of {section} settings, e.g. "
+                                  f"{section} = {{ ... }} (got {entries!r})")
+            values.setdefault(section, {}).update(entries)
+    return resolve(kind, preset, values, {})
+
+
 def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     """The `gpt` and `mlp` rung kinds of a ladder file. Settings: tokenizer ("char" or "bpe"),
-    bpe_vocab (the BPE's vocabulary size, default 1024). Trained in a scratch folder under the
+    bpe_vocab (the BPE's vocabulary size, default 1024), and tables model, optim, data and run of
+    training settings over the profile's (rung_config). Trained in a scratch folder under the
     cache, which is removed once the model is loaded."""
     import shutil
     import tempfile
 
     from lmladder import home, tokens
 
-    preset, overrides = BENCH_PROFILES[profile][kind]
-    config = resolve(kind, preset, None, overrides)
+    config = rung_config(kind, settings, profile)
     train_docs = splits.require("train")
     if settings.get("tokenizer", "char") == "bpe":
         from lmladder import bpe

@@ -40,7 +40,9 @@ class RungKind:
         return getattr(importlib.import_module(module), name)
 
 
-_NEURAL_SETTINGS = {"tokenizer": False, "bpe_vocab": False}
+# a neural rung's own [model], [optim], [data] and [run] values go over its bench profile's
+_NEURAL_SETTINGS = {"tokenizer": False, "bpe_vocab": False, "model": False, "optim": False, "data": False,
+                    "run": False}
 
 KINDS: dict[str, RungKind] = {k.name: k for k in (
     RungKind("uniform", "every training letter (and an escape for unseen ones) equally likely",

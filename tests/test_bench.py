@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from lmladder.errors import LadderError
 from tests.conftest import assert_error
 
 LADDER = """
@@ -286,3 +287,30 @@ def test_a_neural_rung_reports_val_and_train_curves(cli, small_corpus, tmp_path,
     assert len(row["curve"]) == 2 and len(row["train_curve"]) == 6
     assert all(v > 0 for _, v in row["train_curve"])
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_neural_rung_s_own_tables_go_over_its_profile(monkeypatch):
+    """rung_config: the profile's preset and values, its values for the kind with that tokenizer
+    ("gpt-bpe"), then the rung's own [model]/[optim]/[data]/[run] tables; bad ones are one error."""
+    from lmladder import neural_ladder
+
+    monkeypatch.setitem(neural_ladder.BENCH_PROFILES["cpu"], "gpt-bpe", (None, {"model": dict(dropout=0.4)}))
+    plain = neural_ladder.rung_config("gpt", {"tokenizer": "char"}, "cpu")
+    assert (plain.model.n_embd, plain.model.dropout, plain.run.max_steps) == (128, 0.0, 1500)
+    bpe = neural_ladder.rung_config("gpt", {"tokenizer": "bpe"}, "cpu")
+    assert (bpe.model.n_embd, bpe.model.dropout) == (128, 0.4)
+    own = neural_ladder.rung_config("gpt", {"tokenizer": "bpe", "model": {"dropout": 0.5}, "run": {"patience": 3}},
+                                    "cpu")
+    assert (own.model.dropout, own.run.patience, own.run.max_steps) == (0.5, 3, 1500)
+    with pytest.raises(LadderError, match=r"unknown config key \[model\] bogus"):
+        neural_ladder.rung_config("gpt", {"model": {"bogus": 1}}, "cpu")
+    with pytest.raises(LadderError, match="must be a table"):
+        neural_ladder.rung_config("gpt", {"optim": 3}, "cpu")
+
+
+def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
+    from lmladder import neural_ladder
+
+    for kind in ("gpt", "mlp"):
+        config = neural_ladder.rung_config(kind, {}, "gpu")
+        assert config.run.patience > 0 and config.run.eval_interval > 0

@@ -131,7 +131,7 @@ def test_resolve_leaves_its_inputs_alone():
 
 def test_resumable_options_are_the_fields_marked_so():
     assert config.RESUMABLE == ("lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "muon_lr", "grad_clip",
-                                "max_steps", "max_tokens", "time_budget", "eval_interval", "eval_batch_size",
+                                "max_steps", "max_tokens", "time_budget", "eval_interval", "patience", "eval_batch_size",
                                 "log_interval", "checkpoint_interval", "checkpoint_seconds", "device", "threads",
                                 "compile", "head_loss", "gelu_fusion")
     saved = config.resolve("gpt", "gpt-tiny", None, {}).to_dict()

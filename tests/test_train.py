@@ -353,6 +353,32 @@ def test_batches_are_a_function_of_the_step():
     assert np.all(np.diff(a, axis=1) == 1) and not np.array_equal(a, batch_windows(ids, 1, 6, 4, 16))
 
 
+def test_patience_stops_after_passes_without_a_better_val(cli, tmp_path, monkeypatch):
+    """--patience 2 with val losses 3.0, 2.0, 2.5, 2.6 (scripted): the run stops after the fourth
+    pass, at step 16 of 40, as finished (test scored), best/ from the second pass; a resumed run
+    keeps the count."""
+    from lmladder.train import loop
+
+    script = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])
+    seen = []
+
+    def scripted(model, ids, config, device):
+        seen.append(1)
+        return next(script) * (len(ids) - 1), len(ids) - 1
+
+    monkeypatch.setattr(loop, "validation_nats", scripted)
+    args = (*TINY, "--max-steps", "40", "--eval-interval", "4", "--log-interval", "4", "--patience", "2")
+    result = cli("train", "tinyshakespeare", *args, "--out", tmp_path / "p", "--json")
+    assert result.exit_code == 0, result
+    out = json.loads(result.stdout)
+    assert (out["steps"], out["stopped"], out["out_of_patience"], out["best_val_loss"]) == (16, "finished", True, 2.0)
+    assert len(seen) == 4 and "test" in out and "--patience 2" in result.stderr
+    assert json.loads((tmp_path / "p" / "best" / "lmladder.json").read_text())["step"] == 8
+    assert json.loads((tmp_path / "p" / "latest" / "lmladder.json").read_text())["stale"] == 2
+    assert_error(cli("train", "tinyshakespeare", *TINY, "--max-steps", "4", "--patience", "-1",
+                     "--out", tmp_path / "bad"), "patience must be >= 0")
+
+
 def test_nan_loss_stops_with_an_error(cli, tmp_path):
     result = cli("train", "tinyshakespeare", *TINY, "--lr", "1e30", "--grad-clip", "0", "--warmup-steps", "0",
                  "--max-steps", "40", "--log-interval", "1", "--out", tmp_path / "nan")

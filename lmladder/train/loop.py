@@ -10,7 +10,8 @@ optimizer, average and random state. Then each step:
     evaluate          every eval_interval steps: all of val; best/ when it improves
     checkpoint        latest/ every checkpoint_interval steps and every checkpoint_seconds (the
                       first at the first evaluation or after a minute)
-    stop?             at max_steps, max_tokens or time_budget, or on SIGINT/SIGTERM
+    stop?             at max_steps, max_tokens or time_budget, after `patience` passes over val
+                      without a better one, or on SIGINT/SIGTERM
 
 At the end: val (unless just done), latest/, and the kept model scored on test.
 
@@ -128,6 +129,9 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
             evaluated = bool(r.eval_interval and run.step % r.eval_interval == 0)
             if evaluated:
                 validate(model, job, run, average, checkpoints, metrics_log)
+                if r.patience and out_of_patience(run, r, dist, device):
+                    stopped = "patience"
+                    break
             if checkpoints.due(run, evaluated):
                 checkpoints.save_latest(run, "training", lr)
             if stopper.signal is not None and (dist.world == 1 or at_log):
@@ -135,12 +139,16 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
                 break
 
     # --- the end: val, latest/, and a finished run's test scores
-    if stopped == "finished" and not (r.eval_interval and run.step % r.eval_interval == 0 and run.last_val):
+    done = stopped in ("finished", "patience")
+    if done and not (r.eval_interval and run.step % r.eval_interval == 0 and run.last_val):
         validate(model, job, run, average, checkpoints, metrics_log)
-    checkpoints.save_latest(run, "trained" if stopped == "finished" else "interrupted", lr)
+    checkpoints.save_latest(run, "trained" if done else "interrupted", lr)
     metrics_log.close()
     result = summary(job, run, parameters, stopped)
-    if stopped != "finished":
+    if stopped == "patience" and dist.main:
+        log(f"stopped at step {run.step:,}: {run.stale} passes over val without a better one than "
+            f"{run.best_val:.4f} (--patience {r.patience}); best/ holds its weights")
+    if not done:
         if dist.main:
             log(f"stopped by {stopped} at step {run.step}; checkpoint saved in {job.out / 'latest'}; "
                 f"continue with --resume {job.out}")
@@ -184,6 +192,19 @@ def agree(run: RunState, r: RunConfig, stopper: Stopper, dist: Dist, device: str
         stopper.signal = int(t[1]) or stopper.signal
 
 
+def out_of_patience(run: RunState, r: RunConfig, dist: Dist, device: str) -> bool:
+    """Whether `patience` passes over val in a row have not bettered the best (rank 0 keeps the
+    count, RunState.stale, and every process takes its answer)."""
+    stop = run.stale >= r.patience
+    if dist.world > 1:
+        import torch
+
+        t = torch.tensor([float(stop)], device=device)
+        torch.distributed.broadcast(t, 0)
+        stop = bool(t[0])
+    return stop
+
+
 def validation_nats(model, ids: np.ndarray, config: TrainConfig, device: str) -> tuple[float, int]:
     """(total nats, tokens) of predicting ids[1:] over all of `ids`, in fixed windows."""
     from lmladder.neural import _autocast_dtype
@@ -224,6 +245,8 @@ def summary(job: Job, run: RunState, parameters: int, stopped: str) -> dict[str,
     """What train() returns (and `lmladder train --json` prints)."""
     last = run.last_val or {}
     return {"out": str(job.out), "model": job.config.model_kind, "steps": run.step, "tokens": run.tokens,
-            "seconds": run.clock(), "parameters": parameters, "stopped": stopped,
+            "seconds": run.clock(), "parameters": parameters,
+            # a run out of patience finished by its own rule: its consumers treat it as finished
+            "stopped": "finished" if stopped == "patience" else stopped, "out_of_patience": stopped == "patience",
             "val_loss": last.get("val_loss"), "val_bits_per_char": last.get("val_bits_per_char"),
             "best_val_loss": run.best_or_none()}

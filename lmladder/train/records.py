@@ -52,6 +52,7 @@ class RunState:
     step: int = 0
     tokens: int = 0
     best_val: float = math.inf
+    stale: int = 0  # passes over val since the best one (RunConfig.patience)
     elapsed_before: float = 0.0
     progress: float = 0.0
     last_val: dict[str, Any] | None = None  # the latest val row
@@ -61,7 +62,7 @@ class RunState:
     def resumed(cls, saved: dict[str, Any]) -> "RunState":
         """The state latest/ saved (RunState.saved)."""
         return cls(step=saved["step"], tokens=saved["tokens"], best_val=saved.get("best_val") or math.inf,
-                   elapsed_before=saved.get("elapsed", 0.0))
+                   stale=saved.get("stale", 0), elapsed_before=saved.get("elapsed", 0.0))
 
     def start_clock(self) -> None:
         """Training time counts from here (not the set-up's)."""
@@ -102,7 +103,7 @@ class RunState:
     def saved(self, config) -> dict[str, Any]:
         """The state a checkpoint holds (the data position is the step: see step.batch_windows)."""
         return {"config": config.to_dict(), "step": self.step, "tokens": self.tokens, "data_position": self.step,
-                "best_val": self.best_or_none(), "elapsed": self.elapsed_before + self.clock()}
+                "best_val": self.best_or_none(), "stale": self.stale, "elapsed": self.elapsed_before + self.clock()}
 
 
 class MetricsLog:
@@ -251,9 +252,12 @@ class Checkpointer:
     def save_if_best(self, run: RunState, val_loss: float) -> None:
         """best/, when val_loss is the best yet (the main process keeps the record): the model's
         weights as they are now (the average's, inside WeightAverage.applied); the header names
-        them from then on."""
-        if self.main and val_loss < run.best_val:
-            run.best_val = val_loss
+        them from then on. Counts the passes since the best one (RunState.stale)."""
+        if not self.main:
+            return
+        run.stale += 1
+        if val_loss < run.best_val:
+            run.best_val, run.stale = val_loss, 0
             checkpoint.save(self.out / "best", self.model, None, run.saved(self.config))
             self.write_header(run, "training", self.kept_weights())
 
