@@ -105,6 +105,53 @@ def save(folder: Path, model, optimizer, state: dict[str, Any], average: dict[st
         write_json(tmp / MARKER, artifacts.header(FORMAT, **state, rng=rng_state()))
 
 
+class BestWriter:
+    """best/ written in a thread: the weights are copied on their device when val improves (a
+    copy of tens of MB takes well under a millisecond on a GPU), and the thread brings them to the
+    host and writes the folder while training goes on; a 6 x 512 GPT's best/ took ~0.1 s to write
+    (safetensors), a stall at each improvement of a run evaluated every 50 steps. One write at a
+    time: a newer best waits for the one before; `wait` returns when the last is on disk and
+    raises its error, if it failed."""
+
+    def __init__(self):
+        self.pool, self.pending = None, None
+
+    def save(self, folder: Path, model, state: dict[str, Any]) -> None:
+        import torch
+
+        self.wait()
+        weights = {k: v.detach().clone() for k, v in _weights(model).items()}
+        done = None
+        if any(v.is_cuda for v in weights.values()):  # the thread waits for the copies, not the stream
+            done = torch.cuda.Event()
+            done.record()
+        header = artifacts.header(FORMAT, **state, rng=rng_state())
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(1, thread_name_prefix="lmladder-best")
+        self.pending = self.pool.submit(self._write, folder, weights, header, done)
+
+    @staticmethod
+    def _write(folder: Path, weights: dict[str, Any], header: dict[str, Any], done) -> None:
+        import contextlib
+
+        import torch
+
+        side = contextlib.nullcontext()
+        if done is not None:  # copied to the host on a stream of its own (the default one would
+            done.synchronize()  # wait for, and hold up, the training kernels)
+            side = torch.cuda.stream(torch.cuda.Stream())
+        with atomic_dir(folder) as tmp, side:
+            save_tensors(weights, tmp / "model.safetensors")
+            write_json(tmp / MARKER, header)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+
 def read(folder: Path, need_optimizer: bool = True) -> dict[str, Any]:
     """The state of a checkpoint folder, after checking the folder is one."""
     state = artifacts.read_header(folder, FORMAT, what="checkpoint")

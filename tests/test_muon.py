@@ -72,6 +72,38 @@ def test_muon_steps_the_block_matrices_only():
     assert opt.param_groups[0]["lr_scale"] == pytest.approx(0.02 / 3e-3)
 
 
+def test_a_muon_step_is_each_matrix_orthogonalised_on_its_own():
+    """The batched step (every matrix of a shape in one Newton-Schulz run) against the formula
+    written out a parameter at a time: momentum, Nesterov, q/k/v apart, the tall ones turned,
+    decay, Jordan's scale; two steps, so the momentum counts too."""
+    from lmladder import config as conf
+    from lmladder.gpt import GPT
+    from lmladder.train.muon import MOMENTUM, MuonAdamW, orthogonalise
+
+    cfg = conf.resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64, "n_embd": 32, "n_head": 2}})
+    torch.manual_seed(0)
+    model = GPT(cfg.model)
+    lr, muon_lr, wd = 3e-3, 0.02, 0.1
+    opt = MuonAdamW(model.named_parameters(), lr, muon_lr, wd)
+    matrices = [p for g in opt.param_groups if g["kind"] == "muon" for p in g["params"]]
+    assert {tuple(p.shape) for p in matrices} == {(96, 32), (32, 32), (128, 32), (32, 128)}
+    want = {p: p.detach().clone() for p in matrices}
+    bufs = {p: torch.zeros_like(p) for p in matrices}
+    for step in range(2):
+        gen = torch.Generator().manual_seed(step)
+        for p in model.parameters():
+            p.grad = torch.randn(p.shape, generator=gen)
+        for p in matrices:
+            bufs[p] = bufs[p].lerp(p.grad, 1 - MOMENTUM)
+            k = 3 if p.shape[0] == 3 * p.shape[1] else 1
+            rows, cols = p.shape[0] // k, p.shape[1]
+            update = orthogonalise(p.grad.lerp(bufs[p], MOMENTUM).view(k, rows, cols)).view_as(p)
+            want[p] = want[p] * (1 - lr * wd) - update.float() * (muon_lr * max(1.0, rows / cols) ** 0.5)
+        opt.step()
+    for p in matrices:
+        assert torch.allclose(p.detach(), want[p], atol=2e-5, rtol=0), (p.shape, (p - want[p]).abs().max())
+
+
 def test_muon_run_learns_and_resumes_exactly(cli, tmp_path):
     common = (*TINY, "--optimizer", "muon", "--muon-lr", "0.02", "--dropout", "0.1", "--min-lr", "0.003",
               "--eval-interval", "3")

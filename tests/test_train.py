@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lmladder.errors import LadderError
 from tests.conftest import REPO, assert_error
 
 torch = pytest.importorskip("torch")
@@ -351,6 +352,30 @@ def test_batches_are_a_function_of_the_step():
     a = batch_windows(ids, 1, 5, 4, 16)
     assert a.shape == (4, 17) and np.array_equal(a, batch_windows(ids, 1, 5, 4, 16))
     assert np.all(np.diff(a, axis=1) == 1) and not np.array_equal(a, batch_windows(ids, 1, 6, 4, 16))
+
+
+def test_best_is_written_in_a_thread_as_it_was_when_val_improved(tmp_path):
+    """checkpoint.BestWriter: the weights written are the ones at the moment of the save, though
+    training changes them before the thread writes; a failed write is raised by the next wait."""
+    import torch
+
+    from lmladder import checkpoint
+
+    model = torch.nn.Linear(64, 64)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    writer = checkpoint.BestWriter()
+    writer.save(tmp_path / "best", model, {"step": 7})
+    with torch.no_grad():
+        model.weight.add_(1.0)  # the next steps
+    writer.wait()
+    saved = checkpoint.load_tensors(tmp_path / "best" / "model.safetensors")
+    assert all(torch.equal(saved[k], before[k]) for k in before)
+    assert json.loads((tmp_path / "best" / "lmladder.json").read_text())["step"] == 7
+    (tmp_path / "file").write_text("")
+    writer.save(tmp_path / "file" / "best", model, {"step": 8})  # its parent is a file
+    with pytest.raises(LadderError, match="Not a directory"):
+        writer.wait()
+    writer.wait()  # the error was raised once
 
 
 def test_patience_stops_after_passes_without_a_better_val(cli, tmp_path, monkeypatch):

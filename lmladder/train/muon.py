@@ -83,20 +83,35 @@ class MuonAdamW(torch.optim.Optimizer):
                 (self._muon if group["kind"] == "muon" else self._adamw)(group, params)
 
     def _muon(self, group, params) -> None:
+        """Nesterov momentum, then every matrix of one shape (the q, k, v blocks apart, each in its
+        wide orientation) orthogonalised in one batch: 6 x 512 has 36 matrices of two shapes, so 2
+        Newton-Schulz runs instead of 24 (small matrix products leave most of a GPU idle and cost
+        their launches: a Muon step took 15.3 ms against AdamW's 9.9 with one run per parameter)."""
         lr, mu = group["lr"], group["momentum"]
         for p in params:
-            state = self.state[p]
-            if "momentum_buffer" not in state:
-                state["momentum_buffer"] = torch.zeros_like(p)
-            buf = state["momentum_buffer"]
-            buf.lerp_(p.grad, 1 - mu)
-            update = p.grad.lerp(buf, mu)  # Nesterov
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        bufs, grads = [self.state[p]["momentum_buffer"] for p in params], [p.grad for p in params]
+        torch._foreach_lerp_(bufs, grads, 1 - mu)
+        updates = torch._foreach_lerp(grads, bufs, mu)  # Nesterov
+        wide, by_shape = [], {}
+        for i, (p, u) in enumerate(zip(params, updates)):
+            k = self.blocks.get(p, 1)
+            m = u.view(k, p.shape[0] // k, p.shape[1])
+            wide.append(m.mT if m.size(-2) > m.size(-1) else m)
+            by_shape.setdefault(tuple(wide[-1].shape[-2:]), []).append(i)
+        done: list = [None] * len(params)
+        for members in by_shape.values():
+            together = orthogonalise(torch.cat([wide[i] for i in members]))
+            for i, part in zip(members, together.split([wide[i].size(0) for i in members])):
+                done[i] = part
+        if group["weight_decay"]:
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        for p, o in zip(params, done):
             k = self.blocks.get(p, 1)
             rows, cols = p.shape[0] // k, p.shape[1]
-            update = orthogonalise(update.view(k, rows, cols)).view_as(p)
-            if group["weight_decay"]:
-                p.mul_(1 - lr * group["weight_decay"])
-            p.sub_(update.to(p.dtype) * (lr * (group["lr_scale"] * max(1.0, rows / cols) ** 0.5)))
+            o = (o.mT if rows > cols else o).reshape(p.shape)
+            p.sub_(o.to(p.dtype) * (lr * (group["lr_scale"] * max(1.0, rows / cols) ** 0.5)))
 
     def _adamw(self, group, params) -> None:
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]

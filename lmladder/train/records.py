@@ -214,6 +214,7 @@ class Checkpointer:
         self.final_weights = "latest/ema.safetensors" if average is not None else "latest/model.safetensors"
         self.saved_at = 0.0  # run.clock() at the last save of latest/ (0: training's start)
         self.saved_any = job.resume is not None  # latest/ holds this run (a resumed one's, from the start)
+        self.best = checkpoint.BestWriter()
 
     def begin(self, run: RunState, tokens_per_step: int, micro: int, accum: int, world: int) -> None:
         """A fresh run's tokenizer and config.json (and no metrics of an earlier run), a resumed
@@ -237,6 +238,8 @@ class Checkpointer:
             log(escape(f"  [{section}] " + " ".join(f"{k}={v}" for k, v in config.to_dict()[section].items())))
 
     def write_header(self, run: RunState, status: str, weights: str | None, **extra: Any) -> None:
+        """The folder's lmladder.json, once any best/ being written is on disk (it may name it)."""
+        self.best.wait()
         job = self.job
         write_json(self.out / MARKER, artifacts.header(
             "lmladder-model", kind=self.config.model_kind, unit=job.tokenizer.kind, corpus=job.corpus.identity(),
@@ -246,6 +249,7 @@ class Checkpointer:
 
     def kept_weights(self) -> str | None:
         """The weights the header names: best/'s, else latest/'s, else None (none saved yet)."""
+        self.best.wait()
         return next((name for name in ("best/model.safetensors", self.final_weights) if (self.out / name).is_file()),
                     None)
 
@@ -257,9 +261,11 @@ class Checkpointer:
             return
         run.stale += 1
         if val_loss < run.best_val:
+            first = not (self.out / "best").is_dir() and self.best.pending is None
             run.best_val, run.stale = val_loss, 0
-            checkpoint.save(self.out / "best", self.model, None, run.saved(self.config))
-            self.write_header(run, "training", self.kept_weights())
+            self.best.save(self.out / "best", self.model, run.saved(self.config))  # (in a thread)
+            if first:  # the header names best/ from its first save on
+                self.write_header(run, "training", "best/model.safetensors")
 
     def due(self, run: RunState, evaluated: bool) -> bool:
         """Whether latest/ is saved after this step (`evaluated`: val was just scored): every
