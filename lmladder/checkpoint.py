@@ -141,7 +141,7 @@ class BestWriter:
         side = contextlib.nullcontext()
         if done is not None:  # copied to the host on a stream of its own (the default one would
             done.synchronize()  # wait for, and hold up, the training kernels)
-            side = torch.cuda.stream(torch.cuda.Stream())
+            side = torch.cuda.stream(torch.cuda.Stream(next(v.device for v in weights.values() if v.is_cuda)))
         with atomic_dir(folder) as tmp, side:
             save_tensors(weights, tmp / "model.safetensors")
             write_json(tmp / MARKER, header)
