@@ -14,6 +14,7 @@ gets probability 0, which scoring refuses). No n-gram reaches back past the docu
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -135,7 +136,10 @@ class NgramModel:
     # -- units ---------------------------------------------------------------------------
     def index(self) -> dict[str, int]:
         if self._index is None:
-            self._index = {u: i for i, u in enumerate(self.units) if i not in (self.bos, self.escape, self.eos)}
+            self._index = dict(zip(self.units, range(len(self.units))))  # (in C: no Python loop a unit)
+            for special in (self.bos, self.escape, self.eos):  # (the units are distinct)
+                if special is not None and special < len(self.units):
+                    self._index.pop(self.units[special], None)
         return self._index
 
     def encode(self, documents: Sequence[str]) -> tuple[np.ndarray, list[list[str]] | None]:
@@ -313,9 +317,11 @@ class NgramModel:
 
     def _word_ids(self, text: str) -> tuple[np.ndarray, list[str]]:
         """The ids of the word units of `text` (as word_stream gives them, without its BOS) and
-        the units, through the vocabulary's dict (a piece is too small to pay for Arrow)."""
-        units, index, escape = wordtok.units(text), self.index(), self.escape
-        return np.fromiter((index.get(u, escape) for u in units), dtype=np.int64, count=len(units)), units
+        the units, through the vocabulary's dict (a piece is too small to pay for Arrow), looked
+        up by map in C: no Python code runs a unit."""
+        units, escape = wordtok.units(text), self.escape
+        ids = map(self.index().get, units, itertools.repeat(escape, len(units)))
+        return np.fromiter(ids, dtype=np.int64, count=len(units)), units
 
     def spelled_logprob(self, words: Sequence[str]) -> np.ndarray:
         """For a word model's speller: ln P(c1 ... cm EOW) of each word, unseen letters included."""

@@ -54,7 +54,7 @@ KINDS: dict[str, RungKind] = {k.name: k for k in (
     RungKind("compressor", "gzip, bz2 or xz: the extra bits to compress test after train",
              ladder="lmladder.compressors:from_ladder", settings={"method": True}),
     RungKind("ngram", "letter or word n-grams: Kneser-Ney, add-k or maximum likelihood",
-             ladder="lmladder.ngram:from_ladder", load="lmladder.ngram:load",
+             ladder="lmladder.ngram:from_ladder", load="lmladder.ngramio:load",
              settings={"unit": False, "order": True, "smoothing": False, "min_count": False, "max_order": False},
              train_command="lmladder ngram train CORPUS --unit char --order 5 --out DIR"),
     RungKind("mlp", "Bengio et al. (2003): letter embeddings over a fixed context, a tanh layer",
