@@ -32,6 +32,11 @@ BENCH_RESULTS = pa.schema([
     pa.field("train_seconds", pa.float64()),
     pa.field("score_seconds", pa.float64()),
     pa.field("peak_rss_mb", pa.float64()),
+    # `lmladder bench --compress` (lmladder.bench.compressed_size); null without it
+    pa.field("compressed_bytes", pa.int64()),
+    pa.field("compressed_bits_per_char", pa.float64()),
+    pa.field("compress_seconds", pa.float64()),
+    pa.field("decompress_seconds", pa.float64()),
 ])
 
 # n-gram rungs (lmladder.counts, lmladder.ngram): the vocabulary, and one table per order whose

@@ -185,5 +185,9 @@ def test_bench_reports_the_compressed_test_split(cli, corpus, tmp_path):
     model = rows["letter 3-gram KN"]
     assert model["compressed_bytes"] * 8 <= model["bits_per_char"] * model["chars"] * 1.005 + 8 * 700
     assert "file bits/char" in (tmp_path / "bench" / "results.md").read_text()
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "bench" / "results.parquet").to_pylist()  # the sizes are in the Parquet too
+    assert {r["rung"]: r["compressed_bytes"] for r in table} == {k: r["compressed_bytes"] for k, r in rows.items()}
     plain = json.loads(cli("bench", corpus, "--ladder", ladder, "--json").stdout)  # cached, without the files
     assert all("compressed_bytes" not in r for r in plain["results"])
