@@ -136,10 +136,11 @@ class NgramModel:
     # -- units ---------------------------------------------------------------------------
     def index(self) -> dict[str, int]:
         if self._index is None:
-            self._index = dict(zip(self.units, range(len(self.units))))  # (in C: no Python loop a unit)
+            index = dict(zip(self.units, range(len(self.units))))  # (in C: no Python loop a unit)
             for special in (self.bos, self.escape, self.eos):  # (the units are distinct)
                 if special is not None and special < len(self.units):
-                    self._index.pop(self.units[special], None)
+                    index.pop(self.units[special], None)
+            self._index = index
         return self._index
 
     def encode(self, documents: Sequence[str]) -> tuple[np.ndarray, list[list[str]] | None]:
@@ -310,10 +311,12 @@ class NgramModel:
         table = self.char_vocab.table
         if len(table) == 0 or table[-1] >= 1 << 16:
             return self.char_vocab.encode(text)
-        if self._letters is None:
-            self._letters = np.full(int(table[-1]) + 2, self.char_vocab.escape_id, dtype=np.int64)
-            self._letters[table] = np.arange(len(table))
-        return self._letters.take(np.minimum(codepoints(text), len(self._letters) - 1))
+        letters = self._letters
+        if letters is None:  # (whole before it is shared: the scoring threads read it)
+            letters = np.full(int(table[-1]) + 2, self.char_vocab.escape_id, dtype=np.int64)
+            letters[table] = np.arange(len(table))
+            self._letters = letters
+        return letters.take(np.minimum(codepoints(text), len(letters) - 1))
 
     def _word_ids(self, text: str) -> tuple[np.ndarray, list[str]]:
         """The ids of the word units of `text` (as word_stream gives them, without its BOS) and
