@@ -90,3 +90,22 @@ def test_error_line_through_real_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lmladder", "--debug", "corpus", "info", str(missing)],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_ctrl_c_in_a_command_is_one_error_line(cli, tmp_path, monkeypatch):
+    """A KeyboardInterrupt outside training (here in an n-gram build) is one `error:` line and
+    exit code 130, not typer's silent 130, and leaves no output folder."""
+    from lmladder import counts
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(counts, "count", interrupted)
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be\n" * 50)
+    result = cli("ngram", "train", text, "--unit", "char", "--order", "3", "--split", "1,0,0", "--out",
+                 tmp_path / "m")
+    assert result.exit_code == 130, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: interrupted"), result
+    assert not (tmp_path / "m").exists()

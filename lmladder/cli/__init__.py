@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from lmladder import __version__
-from lmladder.errors import GateFailure, LadderError
+from lmladder.errors import GateFailure, Interrupted, LadderError
 
 _state = {"debug": False}
 
@@ -42,6 +42,15 @@ def _fail(message: str, code: int) -> None:
 class LadderGroup(TyperGroup):
     """Runs commands without click's standalone handling so that every failure becomes the
     one-line `error:` the conventions promise."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """A Ctrl-C inside a command becomes an Interrupted error (typer would turn it into a
+        silent exit 130): one line that says the command was interrupted."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted (Ctrl-C) before it finished; nothing it was writing was kept "
+                              "(outputs are written under a temporary name and renamed when complete)") from None
 
     def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
