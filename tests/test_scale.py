@@ -88,6 +88,23 @@ def test_frontier_and_flat_losses():
         fit.check_falls(flops, np.full(5, 4.0))
 
 
+def test_isoflop_minima_at_the_grid_edge_are_found():
+    """At a budget of 3+ runs, a best run that is the smallest (or largest) model is an edge; a
+    budget with an interior minimum, or of fewer than 3 runs, is not."""
+    from lmladder.scale import fit
+
+    levels = np.array([1e12] * 3 + [1e13] * 3 + [1e14] * 3 + [1e15] * 2)
+    params = np.array([1e5, 1e6, 1e7] * 3 + [1e6, 1e7])
+    loss = np.array([2.0, 2.5, 3.0,   2.1, 1.9, 2.2,   1.9, 1.8, 1.7,   1.5, 1.9])
+    assert fit.isoflop_edges(levels, params, loss) == {"smallest": [1e12], "largest": [1e14]}
+    from lmladder.scale import report
+
+    notes = report.edge_notes({"smallest": [1e12], "largest": [1e14, 1e15]})
+    assert len(notes) == 2 and "at 1e+12 FLOPs the best run is the grid's smallest model" in notes[0]
+    assert "at 1e+14, 1e+15 FLOPs" in notes[1] and "add larger depths" in notes[1]
+    assert report.edge_notes({"smallest": [], "largest": []}) == []
+
+
 def test_bootstrap_intervals_cover_the_truth():
     from lmladder.scale import fit
 

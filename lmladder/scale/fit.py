@@ -172,6 +172,24 @@ def frontier(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
+def isoflop_edges(levels: np.ndarray, params: np.ndarray, loss: np.ndarray) -> dict[str, list[float]]:
+    """The budgets (of three runs or more) whose best run is the grid's smallest or largest model
+    at that budget: an IsoFLOP curve with its minimum at an edge says the compute-optimal size
+    lies outside the sweep, which then samples only one side of it (Hoffmann et al. 2022 fit
+    their IsoFLOP parabolas around interior minima)."""
+    edges: dict[str, list[float]] = {"smallest": [], "largest": []}
+    for level in np.unique(levels):
+        at = np.flatnonzero(levels == level)
+        if len(at) < 3:
+            continue
+        best = at[np.argmin(loss[at])]
+        if params[best] == params[at].min():
+            edges["smallest"].append(float(level))
+        elif params[best] == params[at].max():
+            edges["largest"].append(float(level))
+    return edges
+
+
 FLAT = 1e-3  # an exponent below this: the runs cannot tell that variable's values apart
 
 

@@ -37,6 +37,17 @@ def _with_interval(value: float, interval: list[float] | None, digits: int = 4) 
     return _f(value, digits) + (f" [{_f(interval[0], digits)}, {_f(interval[1], digits)}]" if interval else "")
 
 
+def edge_notes(edges: dict[str, list[float]]) -> list[str]:
+    """A note for the budgets whose IsoFLOP minimum is at the grid's edge (fit.isoflop_edges)."""
+    out = []
+    for side, fix in (("smallest", "smaller depths"), ("largest", "larger depths")):
+        if edges.get(side):
+            out.append(f"- note: at {', '.join(f'{b:.3g}' for b in edges[side])} FLOPs the best run is the grid's "
+                       f"{side} model: the compute-optimal size lies outside the sweep there (add {fix}, or move "
+                       "the budgets), so the fits extrapolate from one side of each IsoFLOP minimum")
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     m, plan, fits = report["manifest"], report["plan"], report["fits"]
     metric = fits["metric"]
@@ -75,6 +86,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"- note: {name} is {d[name]:.3g}: these runs cannot tell one {variable} from another (at this "
                      f"compute every run is limited by the other variable), so L(N, D) ignores {variable} and its "
                      "E is not an irreducible loss")
+    lines += edge_notes(fits.get("isoflop_edges", {}))
     p, v = report["prediction"], report["verification"]
     if p is not None:
         t = p["target"]

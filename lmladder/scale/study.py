@@ -198,6 +198,7 @@ def fit_sweep(rows: list[dict[str, Any]], metric: str, resamples: int, seed: int
         "bootstrap": {"resamples": resamples, "fitted": fitted, "seed": seed},
         # an E far below every run's loss is not an irreducible loss the runs pinned down
         "E_identified": {law: bool(obj.E > 0.5 * loss.min()) for law, obj in (("compute", compute), ("data", data))},
+        "isoflop_edges": fit.isoflop_edges(levels, params, loss),
         "laws": (compute, data, laws),  # the fitted objects, for predictions; dropped from the JSON
     }
 
