@@ -260,3 +260,33 @@ def test_a_freshly_loaded_model_scores_the_same_from_its_first_pieces(tmp_path, 
     want = registry.load_model(folder).score(docs).logprob
     for _ in range(100):
         assert np.array_equal(registry.load_model(folder).score(docs).logprob, want)
+
+
+def test_a_checked_binary_is_not_read_again_until_it_changes(tmp_path, monkeypatch, cli):
+    """The CRC-32 of a binary that matched is remembered with the file's identity (size, times,
+    inode): the next load reads no byte of it for the check; a change of any byte, even with its
+    modification time set back, is checked again and found corrupt."""
+    import os
+    import time
+
+    monkeypatch.setattr(ngrambin, "RECENT_NS", 0)  # (the file was just written)
+    folder = saved(tmp_path, "char-kn")
+    text = tmp_path / "t.txt"
+    text.write_text(OTHER[0])
+    reads = []
+    real = ngrambin._crc32
+    monkeypatch.setattr(ngrambin, "_crc32", lambda path: reads.append(path) or real(path))
+    assert cli("score", folder, text).exit_code == 0 and len(reads) == 1
+    assert cli("score", folder, text).exit_code == 0 and len(reads) == 1  # remembered: not read again
+    registry.load_model(folder)
+    assert len(reads) == 1
+    binary = folder / "ngram.bin"
+    before = binary.stat()
+    time.sleep(0.05)  # past a coarse clock tick
+    data = bytearray(binary.read_bytes())
+    data[len(data) - 100] ^= 0x10
+    with open(binary, "r+b") as handle:  # in place: same inode, same size
+        handle.write(bytes(data))
+    os.utime(binary, ns=(before.st_atime_ns, before.st_mtime_ns))  # its modification time set back
+    assert_error(cli("score", folder, text), "ngram.bin", "corrupt")
+    assert len(reads) == 2
