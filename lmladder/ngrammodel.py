@@ -25,6 +25,7 @@ from lmladder import counts as counting
 from lmladder import ngrambin, wordtok
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
+from lmladder.ngramtrie import UnitBits
 from lmladder.ngramunits import UNK_NAME, kenlm_stream, spelling_stream, word_stream
 from lmladder.sampling import SampleSettings, choose
 from lmladder.vocab import CharVocab, codepoints
@@ -173,13 +174,18 @@ class NgramModel:
             is_bos = is_bos | starts
         idx = [seq.astype(np.int64)]
         bos_inside = bool(is_bos[1:].any())
+        bits = None  # (ngramtrie.UnitBits, once for every order with bitmaps)
         for n in range(2, self.order + 1):
-            prev = idx[-1]
+            prev, table = idx[-1], self.tables[n - 1]
             cur = np.empty(len(seq), dtype=np.int64)
             cur[:1] = -1
             if len(seq) > 1:  # the n-gram ending at t continues the (n-1)-gram ending at t - 1
                 ctx = np.where(is_bos[1:], -1, prev[:-1]) if bos_inside else prev[:-1]
-                cur[1:] = self.tables[n - 1].find(ctx, seq[1:], self.V)
+                if getattr(table, "rank", None) is not None and table.dense is None:
+                    bits = bits or UnitBits(seq[1:])
+                    cur[1:] = table.find_in_bitmaps(ctx, bits)
+                else:
+                    cur[1:] = table.find(ctx, seq[1:], self.V)
             idx.append(cur)
         return idx
 

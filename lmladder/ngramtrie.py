@@ -55,6 +55,18 @@ def children_bitmaps(start: np.ndarray, words: np.ndarray, V: int) -> tuple[np.n
     return rank, cum
 
 
+class UnitBits:
+    """What the bitmap lookups need of the units queried, computed once for every order that
+    has bitmaps (lmladder.ngrammodel.positions): each unit's word column, its bit, and the mask
+    of the bits below it."""
+
+    def __init__(self, units: np.ndarray):
+        units = units.astype(np.int64, copy=False)
+        self.column = units >> 6
+        self.bit = np.left_shift(ONE, (units & 63).astype(np.uint64))
+        self.below = self.bit - ONE
+
+
 class Column:
     """A value column of one order: float64s, codes into distinct values, or one value."""
 
@@ -112,7 +124,7 @@ class MappedTable:
         if self.dense is not None:
             return self.dense.take(np.where(ctx < 0, len(self.dense) - 1, ctx * V + words)).astype(np.int64)
         if self.rank is not None:
-            return self._find_rank(ctx, words)
+            return self.find_in_bitmaps(ctx, UnitBits(words))
         keys, dtype = self.words, np.int32 if self.rows < 1 << 31 else np.int64  # (int32: half the traffic)
         lo = self._start32.take(ctx, mode="clip").astype(dtype, copy=False)  # ctx -1 clips to an empty run
         end = self._start32.take(ctx + 1, mode="clip").astype(dtype, copy=False)
@@ -130,17 +142,14 @@ class MappedTable:
         lo += keys.take(lo, mode="clip") < w
         return np.where((lo < end) & (keys.take(lo, mode="clip") == w), lo, -1).astype(np.int64)
 
-    def _find_rank(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
+    def find_in_bitmaps(self, ctx: np.ndarray, bits: "UnitBits") -> np.ndarray:
         """find() through the children bitmaps: the context's word holding the unit's bit, whether
         it is set, and the set bits below it (a context of -1 clips to row 0 and is masked out)."""
-        words = words.astype(np.int64)
-        shift = (words & 63).astype(np.uint64)
-        at = ctx * self.width + (words >> 6)
+        at = ctx * self.width + bits.column
         word = self.rank.take(at, mode="clip")
         row = self._start32.take(ctx, mode="clip").astype(np.int64) + self.cum.take(at, mode="clip")
-        row += np.bitwise_count(word & ((ONE << shift) - ONE))
-        hit = ((word >> shift) & ONE).astype(bool) & (ctx >= 0)
-        return np.where(hit, row, -1)
+        row += np.bitwise_count(word & bits.below)
+        return np.where(((word & bits.bit) != 0) & (ctx >= 0), row, -1)
 
     def logp_at(self, rows: np.ndarray) -> np.ndarray:
         return self._logp.at(rows)
