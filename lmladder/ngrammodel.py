@@ -77,7 +77,7 @@ class Tables:
     def rows(self) -> int:
         return len(self.keys)
 
-    def find(self, ctx: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
+    def find(self, ctx: np.ndarray, words: np.ndarray, V: int, bits=None) -> np.ndarray:
         """Row of each n-gram (context row of the order below, -1 for none; last unit), or -1."""
         out = np.full(len(ctx), -1, dtype=np.int64)
         ok = np.flatnonzero(ctx >= 0)
@@ -137,10 +137,9 @@ class NgramModel:
     # -- units ---------------------------------------------------------------------------
     def index(self) -> dict[str, int]:
         if self._index is None:
-            index = dict(zip(self.units, range(len(self.units))))  # (in C: no Python loop a unit)
-            for special in (self.bos, self.escape, self.eos):  # (the units are distinct)
-                if special is not None and special < len(self.units):
-                    index.pop(self.units[special], None)
+            index = dict(zip(self.units, range(len(self.units))))  # (in C: no Python loop a unit; distinct units)
+            for special in [i for i in (self.bos, self.escape, self.eos) if i is not None and i < len(self.units)]:
+                index.pop(self.units[special], None)
             self._index = index
         return self._index
 
@@ -174,18 +173,14 @@ class NgramModel:
             is_bos = is_bos | starts
         idx = [seq.astype(np.int64)]
         bos_inside = bool(is_bos[1:].any())
-        bits = None  # (ngramtrie.UnitBits, once for every order with bitmaps)
+        bits = UnitBits(seq[1:]) if any(getattr(t, "rank", None) is not None for t in self.tables) else None  # (shared)
         for n in range(2, self.order + 1):
-            prev, table = idx[-1], self.tables[n - 1]
+            prev = idx[-1]
             cur = np.empty(len(seq), dtype=np.int64)
             cur[:1] = -1
             if len(seq) > 1:  # the n-gram ending at t continues the (n-1)-gram ending at t - 1
                 ctx = np.where(is_bos[1:], -1, prev[:-1]) if bos_inside else prev[:-1]
-                if getattr(table, "rank", None) is not None and table.dense is None:
-                    bits = bits or UnitBits(seq[1:])
-                    cur[1:] = table.find_in_bitmaps(ctx, bits)
-                else:
-                    cur[1:] = table.find(ctx, seq[1:], self.V)
+                cur[1:] = self.tables[n - 1].find(ctx, seq[1:], self.V, bits)
             idx.append(cur)
         return idx
 

@@ -114,17 +114,18 @@ class MappedTable:
         table[ctx * self.V + self.words] = np.arange(self.rows)
         return table
 
-    def find(self, ctx: np.ndarray, words: np.ndarray, V: int) -> np.ndarray:
+    def find(self, ctx: np.ndarray, words: np.ndarray, V: int, bits: "UnitBits | None" = None) -> np.ndarray:
         """Row of each n-gram (context row of the order below, -1 for none; last unit), or -1:
-        a branch-free binary search in each context's run of children, all queries together,
-        ceil(log2(most children)) rounds (only `take`s and arithmetic: no masks, no copies),
-        the queries still searching gathered up once most are done."""
+        a dense table's entry, the children bitmaps' (`bits`: UnitBits of `words`, made here if
+        not given), or a branch-free binary search in each context's run of children, all
+        queries together, ceil(log2(most children)) rounds (only `take`s and arithmetic: no
+        masks, no copies), the queries still searching gathered up once most are done."""
         if self.rows == 0:
             return np.full(len(ctx), -1, dtype=np.int64)
         if self.dense is not None:
             return self.dense.take(np.where(ctx < 0, len(self.dense) - 1, ctx * V + words)).astype(np.int64)
         if self.rank is not None:
-            return self.find_in_bitmaps(ctx, UnitBits(words))
+            return self.find_in_bitmaps(ctx, bits or UnitBits(words))
         keys, dtype = self.words, np.int32 if self.rows < 1 << 31 else np.int64  # (int32: half the traffic)
         lo = self._start32.take(ctx, mode="clip").astype(dtype, copy=False)  # ctx -1 clips to an empty run
         end = self._start32.take(ctx + 1, mode="clip").astype(dtype, copy=False)
