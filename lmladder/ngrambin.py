@@ -278,8 +278,8 @@ def _remember(path: Path, identity: list[int], crc: int) -> None:
         if _identity(path) != identity or time.time_ns() - identity[2] < RECENT_NS:
             return
         write_json(_memo(path), {"path": str(path.resolve()), "identity": identity, "crc32": crc})
-    except (OSError, LadderError):
-        pass  # (a cache: a home that cannot be written only costs the next check)
+    except (OSError, LadderError):  # a home that cannot be written: the next load checks the file again
+        return
 
 
 @contextmanager

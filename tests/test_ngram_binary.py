@@ -290,3 +290,15 @@ def test_a_checked_binary_is_not_read_again_until_it_changes(tmp_path, monkeypat
     os.utime(binary, ns=(before.st_atime_ns, before.st_mtime_ns))  # its modification time set back
     assert_error(cli("score", folder, text), "ngram.bin", "corrupt")
     assert len(reads) == 2
+
+
+def test_a_binary_changed_just_before_its_check_is_not_remembered(tmp_path, monkeypatch):
+    """A file whose change time is within RECENT_NS of its check is checked again next time
+    (change times tick coarsely: a write just after the check could keep the same one)."""
+    folder = saved(tmp_path, "char-kn")  # just written
+    reads = []
+    real = ngrambin._crc32
+    monkeypatch.setattr(ngrambin, "_crc32", lambda path: reads.append(path) or real(path))
+    registry.load_model(folder)
+    registry.load_model(folder)
+    assert len(reads) == 2

@@ -305,6 +305,24 @@ def test_two_processes_match_one(tmp_path, fusion):
     assert_same_weights(weights(tmp_path / "one"), weights(tmp_path / "two"), atol=1e-5)
 
 
+def test_two_processes_stop_together_out_of_patience(tmp_path):
+    """Only rank 0 counts the passes without a better val; every process takes its answer, so
+    both stop at the same step (a learning rate too small to move a float32 weight: val is the
+    same at every pass, and --patience 1 stops at the second)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = ["train", "tinyshakespeare", *TINY, "--max-steps", "12", "--micro-batch-size", "2", "--eval-interval", "2",
+            "--patience", "1", "--lr", "1e-14", "--min-lr", "0", "--warmup-steps", "0", "--device", "cpu", "--json"]
+    one = subprocess.run([sys.executable, "-m", "lmladder", *args, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    assert (json.loads(one.stdout)["steps"], json.loads(one.stdout)["out_of_patience"]) == (4, True)
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "lmladder", *args, "--out", str(tmp_path / "two")], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert two.returncode == 0, two.stderr
+    assert json.loads((tmp_path / "two" / "latest" / "lmladder.json").read_text())["step"] == 4
+
+
 def test_sigint_saves_and_stops(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -150,7 +150,8 @@ def main() -> None:
     from lmladder import runtime
 
     runtime.configure()  # allocator settings, before the first big array (lmladder.runtime)
-    make_app([_asked()] if _asked() in COMMANDS else None)()
+    asked = _asked()
+    make_app([asked] if asked in COMMANDS else None)()
 
 
 def _asked() -> str | None:
