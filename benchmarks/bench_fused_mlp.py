@@ -1,6 +1,6 @@
 """The GPT's MLP with GELU inside its matrix products (lmladder.kernels.fusedmlp) against Linear ->
 GELU -> Linear, forward + backward under bf16 autocast (compiled), by width and tokens a
-micro-batch: the measurements behind config.FUSED_GELU_MIN_TOKENS. On a GPU also the cuBLASLt
+micro-batch: the measurements behind kernels.FUSED_GELU_MIN_TOKENS. On a GPU also the cuBLASLt
 algorithms lmladder.kernels.cublaslt times at gpt2-124m's shapes, and the one it keeps.
 
     PYTHONPATH=. python3 benchmarks/bench_fused_mlp.py [--shapes 768x65536,512x16384] [--steps 50]

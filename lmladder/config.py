@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from lmladder import registry
 from lmladder.errors import LadderError
+from lmladder.kernels import FUSED_GELU_MIN_TOKENS, FUSED_HEAD_MIN_VOCAB
 from lmladder.splits import SplitSpec
 
 
@@ -115,16 +116,9 @@ class DataConfig:
                          "has the forms).")
     seq_len: int = opt(0, "Training window in tokens (0: the model's block_size; a GPT's is at most it, an "
                           "MLP's at least it).")
-
-
-# an H100's MLP forward + backward, fused against plain compiled, by (width, tokens a micro-batch)
-# (benchmarks/bench_fused_mlp.py; runs Y and AE in benchmarks/results/gpu-train-2026-11-23.md):
-# faster at 65,536 tokens (768: 0.91-0.92x the time, 512: 0.89-0.93x), mostly slower below
-# (768 x 32,768: 0.93x and 1.20x, 1,024 x 32,768: 1.00-1.03x, 512 x 16,384: 1.12-1.63x)
-FUSED_GELU_MIN_TOKENS = 65536
-# below this vocabulary the plain loss, compiled with the model, is as fast or faster (an H100:
-# benchmarks/results/gpu-train-2026-11-23.md)
-FUSED_HEAD_MIN_VOCAB = 1024
+    token_dropout: float = opt(0.0, "BPE only: split each training token into the two its merge joined with this "
+                                    "probability, the halves again likewise (BPE-dropout's effect; "
+                                    "lmladder/tokensplit.py); 0: none. Val and test are never split.")
 
 
 @dataclass
@@ -367,10 +361,9 @@ def check(config: TrainConfig) -> None:
             problems.append(f"{name} must be >= 0 (got {value})")
     if not (o.lr > 0) or not (0 <= o.min_lr <= o.lr):
         problems.append(f"lr must be > 0 and min_lr in [0, lr] (got lr {o.lr}, min_lr {o.min_lr})")
-    if not (0 <= o.ema < 1):
-        problems.append(f"ema must be in [0, 1) (got {o.ema})")
-    if not (0 <= m.dropout < 1):
-        problems.append(f"dropout must be in [0, 1) (got {m.dropout})")
+    for name, value in (("ema", o.ema), ("dropout", m.dropout), ("token_dropout", config.data.token_dropout)):
+        if not (0 <= value < 1):
+            problems.append(f"{name} must be in [0, 1) (got {value})")
     if config.data.split:  # "" is the corpus's own, known once the corpus is loaded
         try:
             SplitSpec.parse(config.data.split)

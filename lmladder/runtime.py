@@ -90,3 +90,43 @@ def _glibc_mmap_threshold() -> None:
             libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     except OSError:
         pass
+
+
+# --- start-up: when a command's stages were reached, from the process's own start ---------
+_marks: dict[str, float] = {}
+
+
+def mark(stage: str, first: bool = False) -> None:
+    """Note that `stage` is reached now (the first time only); first: the marks start afresh."""
+    import time
+
+    if first:
+        _marks.clear()
+    _marks.setdefault(stage, time.time())
+
+
+def process_start() -> float | None:
+    """When this process started (Unix seconds, within the kernel's 10 ms clock tick), or None
+    off Linux: its age is the system's uptime less its start time, both since boot."""
+    import time
+
+    try:
+        with open("/proc/self/stat", encoding="ascii") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22 of proc(5): starttime
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def startup(through: str) -> dict[str, float]:
+    """Each stage marked so far, in seconds since the process started, if `through` was marked
+    (else, or off Linux, nothing: the process was not started for what asks); the marks are
+    cleared, so a second run in the same process reports none."""
+    start = process_start()
+    marks = dict(_marks)
+    _marks.clear()
+    if start is None or through not in marks:
+        return {}
+    return {stage: round(t - start, 3) for stage, t in marks.items()}

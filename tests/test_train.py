@@ -56,6 +56,11 @@ def test_train_gpt_writes_a_self_describing_model(cli, tmp_path):
                  "latest/lmladder.json", "best/model.safetensors"):
         assert (out / name).is_file(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # first, the start-up: seconds from the process's start to each stage, in order (the runner
+    # calls the app, not lmladder.cli.main, so "command" is not marked here: tested below)
+    startup = rows.pop(0)["startup"]
+    assert list(startup)[-4:] == ["torch", "data", "model", "ready"] and report["startup"] == startup
+    assert all(0 <= a <= b for a, b in zip(list(startup.values()), list(startup.values())[1:]))
     assert {"step", "time", "lr", "train_loss", "tokens_per_s", "mfu", "memory_gb"} <= set(rows[0])
     assert [r["step"] for r in rows if "val_loss" in r] == [10, 20]
     assert not any(k.startswith("_orig_mod") for k in weights(out))
@@ -240,9 +245,16 @@ def test_training_without_compile_never_imports_dynamo(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = str(tmp_path / "run")
     for args in ([*TINY, "--max-steps", "4", "--out", out], ["--resume", out, "--max-steps", "6"]):
+        launched = time.time()
         run = subprocess.run([sys.executable, "-c", code, "train", "tinyshakespeare", *args], env=env,
                              capture_output=True, text=True, timeout=120)
+        took = time.time() - launched
         assert run.returncode == 0, run.stderr[-2000:]
+        # the start-up row: each stage's seconds since the process started (the kernel's start
+        # time, not lmladder's), in order, within the time the process took
+        startup = json.loads((Path(out) / "metrics.jsonl").read_text().splitlines()[0])["startup"]
+        assert list(startup) == ["command", "torch", "data", "model", "ready"]
+        assert 0 < startup["command"] <= startup["torch"] <= startup["data"] <= startup["ready"] < took
 
 
 def test_attention_kernel_flags():

@@ -150,6 +150,7 @@ def main() -> None:
     from lmladder import runtime
 
     runtime.configure()  # allocator settings, before the first big array (lmladder.runtime)
+    runtime.mark("command", first=True)  # the interpreter and the CLI are loaded
     asked = _asked()
     make_app([asked] if asked in COMMANDS else None)()
 

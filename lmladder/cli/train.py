@@ -182,15 +182,21 @@ def _from_source(source: str, cfg, tokenizer, options, file_values):
 
 
 def _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options, init_weights=None):
-    from lmladder.neural import pick_device  # the training stack, only after the cheap checks
-    from lmladder.train import init_distributed, prepare
+    import torch  # noqa: F401  (the training stack, only after the cheap checks)
 
+    from lmladder import runtime
+    from lmladder.neural import pick_device
+    from lmladder.train import init_distributed, prepare, warm_cuda
+
+    runtime.mark("torch")  # imported
     dist, device = init_distributed(pick_device(cfg.run.device))
+    warm_cuda(device)
     # a micro-batch the user chose (option or config file) is kept; one from a preset or the
     # defaults is fitted to each process's share of the batch and to the GPU
     chosen = {**((file_values or {}).get("optim") or {}), **options["optim"]}
     job = prepare(corpus, tokenizer, cfg, out, resume=resume is not None, dist=dist, device=device,
                   fit_micro=resume is None and "micro_batch_size" not in chosen, init_weights=init_weights)
+    runtime.mark("data")  # the device, the tokenizer and the encoded splits
     return job, dist
 
 

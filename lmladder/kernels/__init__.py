@@ -13,7 +13,14 @@ is asked for, so the policy is cheap to consult.
 
 from __future__ import annotations
 
-from lmladder.config import FUSED_GELU_MIN_TOKENS, FUSED_HEAD_MIN_VOCAB
+# an H100's MLP forward + backward, fused against plain compiled, by (width, tokens a micro-batch)
+# (benchmarks/bench_fused_mlp.py; runs Y and AE in benchmarks/results/gpu-train-2026-11-23.md):
+# faster at 65,536 tokens (768: 0.91-0.92x the time, 512: 0.89-0.93x), mostly slower below
+# (768 x 32,768: 0.93x and 1.20x, 1,024 x 32,768: 1.00-1.03x, 512 x 16,384: 1.12-1.63x)
+FUSED_GELU_MIN_TOKENS = 65536
+# below this vocabulary the plain loss, compiled with the model, is as fast or faster (an H100:
+# benchmarks/results/gpu-train-2026-11-23.md)
+FUSED_HEAD_MIN_VOCAB = 1024
 
 
 def _chosen(config, switch: str) -> bool | None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from lmladder import artifacts, checkpoint, metrics
+from lmladder import artifacts, checkpoint, metrics, runtime
 from lmladder.config import RunConfig, TrainConfig
 from lmladder.console import log, progress_style
 from lmladder.errors import Interrupted, LadderError
@@ -86,7 +86,9 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     torch.manual_seed(r.seed + dist.rank)
     if device.startswith("cuda"):
         setup_cuda(r.attention)
-    model = build_model(config).to(device)
+    with torch.device(device):  # built where it trains: a GPU initialises the weights in ~ms
+        model = build_model(config).to(device)
+    runtime.mark("model")
     if job.init_weights is not None:
         start_from(model, job.init_weights)
     if fused_gelu(config, torch.device(device).type, dist.world):
@@ -106,7 +108,11 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     checkpoints = Checkpointer(job, model, optimizer, average, parameters, dist.main)
     checkpoints.begin(run, tokens_per_step, trainer.micro, trainer.accum, dist.world)
     metrics_log = MetricsLog(job.out / "metrics.jsonl" if dist.main else None)
+    runtime.mark("ready")
     run.start_clock()
+    startup = runtime.startup(through="data")  # a `lmladder train` process: seconds from its start to each stage
+    if startup:
+        metrics_log.write({"step": run.step, "startup": startup})
     run.progress = run.fraction_done(r)
     training_log = TrainingLog(metrics_log, run, r, tokens_per_step, model.flops_per_token(), peak_flops(device),
                                device, style=progress_style() if dist.main else "none")
@@ -116,7 +122,7 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     with Stopper(announce=dist.main) as stopper, training_log:
         while not run.finished(r):
             lr = lr_at(o, run.schedule_fraction(r), run.step)
-            batch = draw_batch(job.train_ids, run.step, config, dist.rank, dist.world, device)
+            batch = draw_batch(job.train_ids, run.step, config, dist.rank, dist.world, device, job.parents)
             trainer(batch, lr, run.step)
             run.advance(tokens_per_step)
             at_log = run.step % r.log_interval == 0 or bool(r.max_steps and run.step >= r.max_steps)
@@ -145,6 +151,7 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     checkpoints.save_latest(run, "trained" if done else "interrupted", lr)
     metrics_log.close()
     result = summary(job, run, parameters, stopped)
+    result["startup"] = startup
     if stopped == "patience" and dist.main:
         log(f"stopped at step {run.step:,}: {run.stale} passes over val without a better one than "
             f"{run.best_val:.4f} (--patience {r.patience}); best/ holds its weights")

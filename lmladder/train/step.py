@@ -26,19 +26,28 @@ from lmladder.kernels import fused_head
 from lmladder.train.optim import set_learning_rate
 
 
-def batch_windows(ids: np.ndarray, seed: int, step: int, batch: int, seq_len: int) -> np.ndarray:
-    """The `batch` windows of seq_len + 1 ids of optimizer step `step` (int64, (batch, seq_len + 1))."""
+def batch_windows(ids: np.ndarray, seed: int, step: int, batch: int, seq_len: int,
+                  parents: tuple[np.ndarray, np.ndarray] | None = None, token_dropout: float = 0.0) -> np.ndarray:
+    """The `batch` windows of seq_len + 1 ids of optimizer step `step` (int64, (batch, seq_len + 1)),
+    their tokens split by lmladder.tokensplit where token_dropout > 0 (parents: its merge table)."""
     starts = np.random.default_rng([seed, step]).integers(0, len(ids) - seq_len, size=batch)
-    return np.asarray(ids[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int64)
+    windows = np.asarray(ids[starts[:, None] + np.arange(seq_len + 1)], dtype=np.int64)
+    if token_dropout > 0 and parents is not None:
+        from lmladder.tokensplit import split_windows
+
+        windows = split_windows(windows, parents, token_dropout, np.random.default_rng([seed, step, 1]))
+    return windows
 
 
-def draw_batch(ids: np.ndarray, step: int, config: TrainConfig, rank: int, world: int, device: str):
+def draw_batch(ids: np.ndarray, step: int, config: TrainConfig, rank: int, world: int, device: str,
+               parents: tuple[np.ndarray, np.ndarray] | None = None):
     """This process's share of step `step`'s batch: a CPU tensor (share, seq_len + 1), pinned
     for the copy to a GPU."""
     import torch
 
     share = config.optim.batch_size // world
-    windows = batch_windows(ids, config.run.seed, step, config.optim.batch_size, config.seq_len)
+    windows = batch_windows(ids, config.run.seed, step, config.optim.batch_size, config.seq_len, parents,
+                            config.data.token_dropout)
     mine = torch.from_numpy(windows[rank * share : (rank + 1) * share])
     return mine.pin_memory() if device.startswith("cuda") else mine
 

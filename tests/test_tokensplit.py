@@ -1,0 +1,112 @@
+"""Token splitting (lmladder.tokensplit): BPE-dropout's effect on training windows."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lmladder import bpe, tokens
+from lmladder.errors import LadderError
+from lmladder.tokensplit import merge_parents, split_windows
+from tests.conftest import assert_error
+
+
+@pytest.fixture(scope="module")
+def text() -> str:
+    from tests.conftest import MIRROR
+
+    return (MIRROR / "tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tok(text):
+    return bpe.train([text[:500_000]], bpe.BPESettings(320), {"name": "tinyshakespeare"}, "0.45,0.55,0")
+
+
+def test_parents_spell_the_token(tok):
+    """Every merged token is its two parents side by side (in the library's byte alphabet), and
+    bytes and the special token have none."""
+    left, right = merge_parents(tok)
+    vocab = {i: p for p, i in json.loads(tok.json_bytes)["model"]["vocab"].items()}
+    merged = np.flatnonzero(left >= 0)
+    assert len(merged) == 320 - 257  # 256 bytes + <|endoftext|>, the rest made by merges
+    for i in merged:
+        assert vocab[int(left[i])] + vocab[int(right[i])] == vocab[int(i)]
+    assert left[tok.eot_id] == -1 and (left[:256] == -1).all()
+
+
+def test_split_windows_respell_the_same_bytes(tok, text):
+    """A split window is the same text cut finer: its bytes are a prefix of the window's own
+    (the cut at n tokens drops the end), it is longer in tokens per byte, and each row stays n."""
+    ids = tok.encode(text[600_000:620_000])
+    parents = merge_parents(tok)
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, len(ids) - 65, size=32)
+    windows = ids[starts[:, None] + np.arange(65)]
+    split = split_windows(windows, parents, 0.3, np.random.default_rng(1))
+    assert split.shape == windows.shape and split.dtype == np.int64
+    changed = 0
+    for a, b in zip(windows, split):
+        whole, cut = tok.decode(a), tok.decode(b)  # ASCII text: no token ends inside a character
+        assert whole.startswith(cut) and len(cut) < len(whole) or np.array_equal(a, b)
+        changed += not np.array_equal(a, b)
+    assert changed >= 30  # p = 0.3 over 65 tokens: nearly every row
+
+
+def test_split_windows_is_exact_on_a_hand_made_table():
+    """Ids 0-3 are bytes; 4 = (0, 1), 5 = (4, 2). p -> 1 splits everything down to bytes; p 0
+    splits nothing; the same generator state gives the same split."""
+    left = np.array([-1, -1, -1, -1, 0, 4])
+    right = np.array([-1, -1, -1, -1, 1, 2])
+    w = np.array([[5, 3, 4, 5], [3, 3, 3, 3]])
+    full = split_windows(w, (left, right), 0.999999, np.random.default_rng(0))
+    assert full.tolist() == [[0, 1, 2, 3], [3, 3, 3, 3]]
+    assert split_windows(w, (left, right), 0.0, np.random.default_rng(0)).tolist() == w.tolist()
+    a = split_windows(np.tile(w, (50, 1)), (left, right), 0.5, np.random.default_rng(7))
+    b = split_windows(np.tile(w, (50, 1)), (left, right), 0.5, np.random.default_rng(7))
+    assert np.array_equal(a, b)
+
+
+def test_split_probability_per_level():
+    """A token is split with probability p, and each half again with p: for 5 = ((0 1) 2), the
+    first piece of a row is 5 (1 - p), 4 (p (1 - p)) or 0 (p^2)."""
+    left, right = np.array([-1, -1, -1, 0, 3, 4]), np.array([-1, -1, -1, 1, 2, 2])
+    p, rows = 0.3, 200_000
+    first = split_windows(np.full((rows, 2), 5), (left, right), p, np.random.default_rng(3))[:, 0]
+    share = {k: np.mean(first == k) for k in (5, 4, 3, 0)}
+    assert share[5] == pytest.approx(1 - p, abs=0.005)
+    assert share[4] == pytest.approx(p * (1 - p), abs=0.005)
+    assert share[3] == pytest.approx(p * p * (1 - p), abs=0.005)
+    assert share[0] == pytest.approx(p ** 3, abs=0.003)
+
+
+def test_batches_are_split_only_when_asked(tok, text):
+    from lmladder.train import batch_windows
+
+    ids = tok.encode(text[600_000:700_000])
+    parents = merge_parents(tok)
+    plain = batch_windows(ids, 1, 5, 8, 32)
+    assert np.array_equal(plain, batch_windows(ids, 1, 5, 8, 32, parents, 0.0))
+    split = batch_windows(ids, 1, 5, 8, 32, parents, 0.2)
+    assert split.shape == plain.shape and not np.array_equal(split, plain)
+    assert np.array_equal(split, batch_windows(ids, 1, 5, 8, 32, parents, 0.2))  # a function of (seed, step)
+    assert (split[:, 0] == plain[:, 0]).sum() + (split[:, 0] == parents[0][plain[:, 0]]).sum() == 8
+
+
+def test_char_tokenizer_is_refused():
+    with pytest.raises(LadderError, match="char tokenizer has none"):
+        merge_parents(tokens.char_tokenizer())
+
+
+def test_cli_trains_with_token_dropout_and_refuses_bad_values(cli, tmp_path, tok):
+    tok.save(tmp_path / "bpe")
+    base = ("train", "tinyshakespeare", "--preset", "gpt-tiny", "--max-steps", "3", "--eval-interval", "0")
+    result = cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout", "0.1", "--out", tmp_path / "run", "--json")
+    assert result.exit_code == 0, result
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["token_dropout"] == 0.1
+    assert_error(cli(*base, "--token-dropout", "0.1", "--out", tmp_path / "c"), "--token-dropout", "char tokenizer")
+    assert_error(cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout", "1", "--out", tmp_path / "d"),
+                 "token_dropout must be in [0, 1)")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
