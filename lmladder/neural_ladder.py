@@ -75,6 +75,7 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     import tempfile
 
     from lmladder import home, tokens
+    from lmladder.tokensplit import parents_for
 
     config = rung_config(kind, settings, profile)
     train_docs = splits.require("train")
@@ -90,6 +91,7 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
         raise LadderError(f"tokenizer must be char or bpe (got {settings['tokenizer']!r})")
     problems: list[str] = []
     config = with_vocabulary(config, tok, problems)  # a new config: the profile's stays as it is
+    parents = parents_for(config, tok)
     if problems:
         raise LadderError("; ".join(problems))
     train_ids = tokens.encode_documents(tok, train_docs)
@@ -102,7 +104,8 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     out = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=scratch))
     try:
         job = Job(config, _BenchCorpus(splits), str(splits.spec), tok, train_ids, val_ids,
-                  sum(len(d) for d in splits["val"]), [], out / "run", None, pick_device(config.run.device))
+                  sum(len(d) for d in splits["val"]), [], out / "run", None, pick_device(config.run.device),
+                  parents=parents)
         result = train(job)
         if result["stopped"] != "finished":  # a rung cut short is no result: never scored, never cached
             raise Interrupted(f"the {kind} rung was stopped by {result['stopped']} at step {result['steps']:,}; "

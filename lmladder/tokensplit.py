@@ -39,6 +39,11 @@ def merge_parents(tokenizer) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
+def parents_for(config, tokenizer) -> tuple[np.ndarray, np.ndarray] | None:
+    """The merge table a run's training windows split by: None where its token_dropout is 0."""
+    return merge_parents(tokenizer) if config.data.token_dropout > 0 else None
+
+
 def split_windows(windows: np.ndarray, parents: tuple[np.ndarray, np.ndarray], p: float,
                   rng: np.random.Generator) -> np.ndarray:
     """windows (B, n) of token ids -> (B, n): each token split into its merge's two tokens with

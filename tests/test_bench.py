@@ -314,3 +314,23 @@ def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
     for kind in ("gpt", "mlp"):
         config = neural_ladder.rung_config(kind, {}, "gpu")
         assert config.run.patience > 0 and config.run.eval_interval > 0
+
+
+def test_a_bpe_rung_s_token_dropout_reaches_its_training(cli, small_corpus, tmp_path, monkeypatch):
+    """A ladder file's `data = { token_dropout = P }` on a BPE GPT rung splits its training windows
+    (lmladder.tokensplit); on a char rung it is one error, before anything trains."""
+    from lmladder import neural_ladder, tokensplit
+
+    tiny = ("gpt-tiny", {"model": dict(block_size=16), "run": dict(max_steps=4, eval_interval=2, device="cpu")})
+    monkeypatch.setitem(neural_ladder.BENCH_PROFILES["cpu"], "gpt", tiny)
+    calls = []
+    real = tokensplit.split_windows
+    monkeypatch.setattr(tokensplit, "split_windows", lambda w, parents, p, rng: calls.append(p) or real(w, parents, p, rng))
+    ladder = tmp_path / "bpe.toml"
+    ladder.write_text('[[rung]]\nname = "gpt-bpe"\nkind = "gpt"\ntokenizer = "bpe"\nbpe_vocab = 300\n'
+                      'data = { token_dropout = 0.2 }\n')
+    result = cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result
+    assert calls == [0.2] * 4  # every step's windows
+    ladder.write_text('[[rung]]\nname = "gpt"\nkind = "gpt"\ndata = { token_dropout = 0.2 }\n')
+    assert_error(cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "c"), "char tokenizer")

@@ -166,6 +166,7 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     accumulation). `config` is left as it is; the Job holds the completed copy. init_weights:
     a state dict the model starts from instead of its random initialisation (fine-tuning)."""
     from lmladder.tokens import encoded_split
+    from lmladder.tokensplit import parents_for
 
     out = Path(out)
     dist = dist or Dist()
@@ -184,13 +185,10 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     device = device or pick_device(config.run.device)
     config = _with_micro_batch(config, dist, device, fit_micro, problems)
     parents = None
-    if config.data.token_dropout > 0:
-        from lmladder.tokensplit import merge_parents
-
-        try:
-            parents = merge_parents(tokenizer)
-        except LadderError as exc:
-            problems.append(str(exc))
+    try:
+        parents = parents_for(config, tokenizer)
+    except LadderError as exc:
+        problems.append(str(exc))
     if problems:
         raise LadderError("; ".join(problems))
     return Job(config, corpus, split, tokenizer, train_ids, val_ids, sum(len(d) for d in splits["val"]),
