@@ -637,3 +637,42 @@ def test_resume_mismatches(cli, tmp_path):
                  "--beta2 cannot change on --resume")
     assert_error(cli("train", "tinyshakespeare", *TINY, "--out", out), "already holds an lmladder model (gpt)",
                  "--force")
+
+
+def test_the_gpu_context_is_made_while_torch_imports(monkeypatch):
+    """`lmladder train` on a GPU creates the device's primary context through the CUDA driver in
+    a thread (lmladder.runtime.warm_gpu): the device asked for, none for a CPU run or --help, and
+    nothing at all where no driver loads (as on this machine)."""
+    import ctypes
+
+    from lmladder import runtime
+
+    calls = []
+
+    class Driver:
+        def __getattr__(self, name):
+            def call(*args):
+                calls.append((name, [getattr(getattr(a, "_obj", a), "value", a) for a in args]))
+                if name == "cuDeviceGet":
+                    args[0]._obj.value = args[1]
+                return 0
+            return call
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Driver() if name == "libcuda.so.1" else None)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    for argv, ordinal in ((["train", "c", "--preset", "gpt-char"], 0), (["train", "c", "--device", "cuda:1"], 1),
+                          (["train", "c", "--device=cuda:3"], 3)):
+        calls.clear()
+        runtime.warm_gpu(argv).join(5)
+        assert [name for name, _ in calls] == ["cuInit", "cuDeviceGet", "cuDevicePrimaryCtxRetain"]
+        assert calls[1][1][1] == ordinal and calls[2][1][1] == ordinal
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    calls.clear()
+    runtime.warm_gpu(["train", "c", "--device", "cuda"]).join(5)
+    assert calls[1][1][1] == 2
+    for argv in (["train", "c", "--device", "cpu"], ["train", "--help"], ["train", "c", "--model", "unigram"]):
+        assert runtime.warm_gpu(argv) is None
+    monkeypatch.undo()
+    thread = runtime.warm_gpu(["train", "c"])  # the real ctypes: no libcuda here, so nothing, quietly
+    thread.join(5)
+    assert not thread.is_alive()

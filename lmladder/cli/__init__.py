@@ -152,6 +152,8 @@ def main() -> None:
     runtime.configure()  # allocator settings, before the first big array (lmladder.runtime)
     runtime.mark("command", first=True)  # the interpreter and the CLI are loaded
     asked = _asked()
+    if asked == "train":
+        runtime.warm_gpu(sys.argv[1:])
     make_app([asked] if asked in COMMANDS else None)()
 
 

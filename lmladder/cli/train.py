@@ -186,11 +186,10 @@ def _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options, i
 
     from lmladder import runtime
     from lmladder.neural import pick_device
-    from lmladder.train import init_distributed, prepare, warm_cuda
+    from lmladder.train import init_distributed, prepare
 
     runtime.mark("torch")  # imported
     dist, device = init_distributed(pick_device(cfg.run.device))
-    warm_cuda(device)
     # a micro-batch the user chose (option or config file) is kept; one from a preset or the
     # defaults is fitted to each process's share of the batch and to the GPU
     chosen = {**((file_values or {}).get("optim") or {}), **options["optim"]}

@@ -15,7 +15,7 @@ GPUs through torchrun (DistributedDataParallel, NCCL on GPUs, gloo on CPUs).
 from lmladder.train.loop import train
 from lmladder.train.optim import WeightAverage, adopt_optimizer_state, lr_at, make_optimizer
 from lmladder.train.plan import (Dist, Job, cpu_threads, device_memory, init_distributed, memory_needed, peak_flops,
-                                 prepare, warm_cuda)
+                                 prepare)
 from lmladder.train.records import TrainingDiverged
 from lmladder.train.step import (GraphedStep, TrainStep, batch_windows, loss_function, set_attention_kernel, setup_cuda,
                                  training_autocast)
@@ -23,4 +23,4 @@ from lmladder.train.step import (GraphedStep, TrainStep, batch_windows, loss_fun
 __all__ = ["Dist", "GraphedStep", "Job", "TrainStep", "TrainingDiverged", "WeightAverage", "adopt_optimizer_state",
            "batch_windows", "cpu_threads", "device_memory", "init_distributed", "loss_function", "lr_at",
            "make_optimizer", "memory_needed", "peak_flops", "prepare", "set_attention_kernel", "setup_cuda", "train",
-           "training_autocast", "warm_cuda"]
+           "training_autocast"]

@@ -102,22 +102,6 @@ def init_distributed(device: str) -> tuple[Dist, str]:
     return Dist(rank, world, local), device
 
 
-def warm_cuda(device: str) -> None:
-    """Start CUDA's initialisation (the driver's context, 0.2-0.3 s on an H200 host) in a thread,
-    while this one reads the tokenizer and the data; the first CUDA call waits for it to finish.
-    Any error is left for that call to raise."""
-    import threading
-
-    import torch
-
-    def init() -> None:
-        with contextlib.suppress(Exception):
-            torch.cuda.init()
-
-    if device.startswith("cuda") and not torch.cuda.is_initialized():
-        threading.Thread(target=init, name="cuda-init", daemon=True).start()
-
-
 @contextlib.contextmanager
 def cpu_threads(threads: int):
     """torch's CPU threads set to `threads` inside the block (0: torch's own count, left alone),
