@@ -193,6 +193,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
     if profile not in ("cpu", "gpu"):
         raise LadderError(f"unknown --profile {profile!r}; choose cpu or gpu")
     rungs = select(load_ladder(ladder_path), only)
+    registry.check_rungs(rungs, profile)  # every rung's settings, before any rung builds
     corpus = corpora.load(corpus_name)
     splits = corpus.split(split)
     splits.require("train")

@@ -66,6 +66,26 @@ def rung_config(kind: str, settings: dict, profile: str):
     return resolve(kind, preset, values, {})
 
 
+def check(kind: str, settings: dict, profile: str):
+    """A neural rung's settings, checked before any rung builds (bench.run): its TrainConfig over
+    the profile (rung_config), its tokenizer, BPE vocabulary and token dropout. Returns the config."""
+    config = rung_config(kind, settings, profile)
+    tokenizer = settings.get("tokenizer", "char")
+    if tokenizer not in ("char", "bpe"):
+        raise LadderError(f"tokenizer must be char or bpe (got {tokenizer!r})")
+    if tokenizer == "bpe":
+        from lmladder import bpe
+
+        vocab = settings.get("bpe_vocab", 1024)
+        if not isinstance(vocab, int) or isinstance(vocab, bool):
+            raise LadderError(f"bpe_vocab must be an integer (got {vocab!r})")
+        bpe.BPESettings(vocab_size=vocab).check()
+    elif config.data.token_dropout > 0:
+        raise LadderError("data.token_dropout splits BPE tokens into their merges; the char tokenizer has none "
+                          "(set tokenizer = \"bpe\", or leave token_dropout out)")
+    return config
+
+
 def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     """The `gpt` and `mlp` rung kinds of a ladder file. Settings: tokenizer ("char" or "bpe"),
     bpe_vocab (the BPE's vocabulary size, default 1024), and tables model, optim, data and run of
@@ -77,18 +97,16 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     from lmladder import home, tokens
     from lmladder.tokensplit import parents_for
 
-    config = rung_config(kind, settings, profile)
+    config = check(kind, settings, profile)
     train_docs = splits.require("train")
     if settings.get("tokenizer", "char") == "bpe":
         from lmladder import bpe
 
-        tok = bpe.train(train_docs, bpe.BPESettings(vocab_size=int(settings.get("bpe_vocab", 1024))))
-    elif settings.get("tokenizer", "char") == "char":
+        tok = bpe.train(train_docs, bpe.BPESettings(vocab_size=settings.get("bpe_vocab", 1024)))
+    else:
         from lmladder.vocab import CharVocab
 
         tok = tokens.CharTokenizer(CharVocab.from_texts(train_docs))
-    else:
-        raise LadderError(f"tokenizer must be char or bpe (got {settings['tokenizer']!r})")
     problems: list[str] = []
     config = with_vocabulary(config, tok, problems)  # a new config: the profile's stays as it is
     parents = parents_for(config, tok)

@@ -31,6 +31,9 @@ class RungKind:
     settings: dict[str, bool] = field(default_factory=dict)  # a ladder file's settings: name -> required?
     train_command: str | None = None  # how a user trains and saves one
     resumes: bool = False  # an interrupted training continues exactly with --resume
+    # "module:function" (kind, settings, profile) -> None, raising LadderError: a rung's settings
+    # checked before any rung of the ladder builds (None: only the settings' names are checked)
+    check: str | None = None
 
     def function(self, role: str) -> Callable[..., Any]:
         target = getattr(self, role)
@@ -59,9 +62,11 @@ KINDS: dict[str, RungKind] = {k.name: k for k in (
              train_command="lmladder ngram train CORPUS --unit char --order 5 --out DIR"),
     RungKind("mlp", "Bengio et al. (2003): letter embeddings over a fixed context, a tanh layer",
              ladder="lmladder.neural_ladder:from_ladder", load="lmladder.neural:load", settings=_NEURAL_SETTINGS,
+             check="lmladder.neural_ladder:check",
              train_command="lmladder train CORPUS --model mlp --out DIR", resumes=True),
     RungKind("gpt", "GPT-2's architecture on characters or BPE tokens",
              ladder="lmladder.neural_ladder:from_ladder", load="lmladder.neural:load", settings=_NEURAL_SETTINGS,
+             check="lmladder.neural_ladder:check",
              train_command="lmladder train CORPUS --model gpt --out DIR", resumes=True),
 )}
 
@@ -108,3 +113,18 @@ def load_model(folder: str | Path):
         saved = ", ".join(k.name for k in KINDS.values() if k.load)
         raise LadderError(f"{folder} holds a model of unknown kind {name!r}; known: {saved}")
     return KINDS[name].function("load")(Path(folder), header)
+
+
+def check_rungs(rungs: list[dict[str, Any]], profile: str) -> None:
+    """Each ladder rung's settings through its kind's `check` (those that have one), all problems
+    in one error."""
+    problems = []
+    for spec in rungs:
+        kind = KINDS[spec["kind"]]
+        if kind.check is not None:
+            try:
+                kind.function("check")(spec["kind"], spec, profile)
+            except LadderError as exc:
+                problems.append(f"rung {spec['name']}: {exc}")
+    if problems:
+        raise LadderError("; ".join(problems))

@@ -334,3 +334,21 @@ def test_a_bpe_rung_s_token_dropout_reaches_its_training(cli, small_corpus, tmp_
     assert calls == [0.2] * 4  # every step's windows
     ladder.write_text('[[rung]]\nname = "gpt"\nkind = "gpt"\ndata = { token_dropout = 0.2 }\n')
     assert_error(cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "c"), "char tokenizer")
+
+
+def test_every_neural_rung_is_checked_before_any_rung_builds(cli, small_corpus, tmp_path, monkeypatch):
+    """A bad table, tokenizer, BPE vocabulary or token dropout on a late rung is one error naming
+    each bad rung, before the first rung (here an n-gram that would fail if built) starts."""
+    from lmladder import ngram
+
+    monkeypatch.setattr(ngram, "from_ladder", lambda *a: pytest.fail("a rung was built before the check"))
+    ladder = tmp_path / "bad.toml"
+    ladder.write_text('[[rung]]\nname = "two"\nkind = "ngram"\norder = 2\n\n'
+                      '[[rung]]\nname = "g1"\nkind = "gpt"\nmodel = { n_embd = "wide" }\n\n'
+                      '[[rung]]\nname = "g2"\nkind = "gpt"\ntokenizer = "bpe"\nbpe_vocab = 12\n\n'
+                      '[[rung]]\nname = "g3"\nkind = "mlp"\ntokenizer = "words"\n\n'
+                      '[[rung]]\nname = "g4"\nkind = "gpt"\ndata = { token_dropout = 0.1 }\n')
+    result = cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "out")
+    assert_error(result, "rung g1: [model] n_embd must be an int", "rung g2: --vocab-size 12",
+                 "rung g3: tokenizer must be char or bpe", "rung g4: data.token_dropout")
+    assert not (tmp_path / "out").exists()
