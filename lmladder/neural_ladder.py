@@ -95,7 +95,7 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     import tempfile
 
     from lmladder import home, tokens
-    from lmladder.tokensplit import parents_for
+    from lmladder.tokensplit import expected_pieces, parents_for
 
     config = check(kind, settings, profile)
     train_docs = splits.require("train")
@@ -133,6 +133,8 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
         curve = [(r["time"], r["val_bits_per_char"]) for r in rows if "val_bits_per_char" in r]
         # the train loss is nats a token: bits a character through the train split's tokens per character
         per_char = len(train_ids) / max(1, sum(len(d) for d in train_docs))
+        if parents is not None:  # split windows hold more tokens a character (lmladder.tokensplit)
+            per_char *= float(expected_pieces(parents, config.data.token_dropout)[train_ids].mean())
         train_curve = [(r["time"], metrics.bits_per_char(r["train_loss"] * per_char, 1)) for r in rows
                        if "train_loss" in r]
         rung = load_rung(out / "run", artifacts.read_header(out / "run", "lmladder-model"))

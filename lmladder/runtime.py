@@ -97,10 +97,12 @@ def warm_gpu(argv: list[str]):
     """For `lmladder train` on a GPU: create the GPU's primary CUDA context in a thread through the
     driver's own API, while the main thread imports torch (1-2 s); torch then finds the context
     made instead of spending 0.2-0.3 s on it (an H200 host). ctypes lets go of the GIL during the
-    driver's calls, so the two overlap. Skipped for --device cpu; on a machine without a CUDA
-    driver or GPU it finds nothing and does nothing; so for --help and the models trained without
-    torch. The device is --device cuda:N, else torchrun's LOCAL_RANK, else 0 (CUDA_VISIBLE_DEVICES
-    applies as usual). Returns the thread, or None."""
+    driver's calls, so the two overlap. On a machine without a CUDA driver or GPU it finds nothing
+    and does nothing. Only where the command line alone says the run is on a GPU: not for --device
+    cpu, --help, the models trained without torch, nor a --config or --resume without --device
+    (the device may be in the file). The GPU: under torchrun, the process's LOCAL_RANK (as the
+    trainer's); else --device cuda:N, else 0 (CUDA_VISIBLE_DEVICES applies as usual). Returns the
+    thread, or None."""
     import threading
 
     def value(name: str) -> str | None:
@@ -108,11 +110,18 @@ def warm_gpu(argv: list[str]):
         return next((a.split("=", 1)[1] for a in argv if a.startswith(name + "=")), given)
 
     device = value("--device")
+    if device is None and any(a in argv or any(x.startswith(a + "=") for x in argv) for a in ("--config", "--resume")):
+        return None
     if (device is not None and not device.startswith("cuda") and device != "auto") \
             or value("--model") in ("uniform", "unigram") or "--help" in argv or "-h" in argv:
         return None
-    ordinal = int(device.split(":", 1)[1]) if device and device.startswith("cuda:") and device[5:].isdigit() \
-        else int(os.environ.get("LOCAL_RANK", "0") or 0)
+    if "RANK" in os.environ and os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):  # torchrun
+        local = os.environ.get("LOCAL_RANK", "0")
+        if not local.isdigit():
+            return None
+        ordinal = int(local)
+    else:
+        ordinal = int(device[5:]) if device and device.startswith("cuda:") and device[5:].isdigit() else 0
     thread = threading.Thread(target=_retain_primary_context, args=(ordinal,), name="cuda-context", daemon=True)
     thread.start()
     return thread

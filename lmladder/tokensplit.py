@@ -22,21 +22,44 @@ import numpy as np
 from lmladder.errors import LadderError
 
 
+CHAR_REFUSED = ("--token-dropout splits BPE tokens into their merges; the char tokenizer has none (train with "
+                "a BPE --tokenizer, or leave --token-dropout at 0)")
+
+
 def merge_parents(tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """(left, right): for each token id the ids of the two tokens its merge joined; -1 for a
     token no merge made (a byte, a special token)."""
     if getattr(tokenizer, "kind", None) != "bpe":
-        raise LadderError("--token-dropout splits BPE tokens into their merges; the char tokenizer has none "
-                          "(train with a BPE --tokenizer, or leave --token-dropout at 0)")
+        raise LadderError(CHAR_REFUSED)
     model = json.loads(tokenizer.json_bytes)["model"]
     vocab: dict[str, int] = model["vocab"]
-    left = np.full(tokenizer.vocab_size, -1, dtype=np.int64)
-    right = np.full(tokenizer.vocab_size, -1, dtype=np.int64)
+    size = max(tokenizer.vocab_size, max(vocab.values(), default=-1) + 1)
+    left = np.full(size, -1, dtype=np.int64)
+    right = np.full(size, -1, dtype=np.int64)
     for merge in model["merges"]:
         a, b = merge.split(" ", 1) if isinstance(merge, str) else merge
+        if a not in vocab or b not in vocab or a + b not in vocab:  # e.g. a word-piece prefix or suffix
+            raise LadderError(f"--token-dropout: the tokenizer's merge {a!r} + {b!r} does not join two of its "
+                              "tokens into a third; it needs a byte-level BPE as `lmladder tokenizer train` makes")
         joined = vocab[a + b]
         left[joined], right[joined] = vocab[a], vocab[b]
     return left, right
+
+
+def expected_pieces(parents: tuple[np.ndarray, np.ndarray], p: float) -> np.ndarray:
+    """For each id, the mean number of tokens split_windows turns it into: 1 - p + p (E[left] +
+    E[right]), a byte 1 (a merge's parts come before it in the merge order, so one pass in id
+    order would do; the loop below does not rely on it)."""
+    left, right = parents
+    pieces = np.ones(len(left))
+    merged = np.flatnonzero(left >= 0)
+    for _ in range(len(merged) + 1):  # each pass settles one more level of the merge trees
+        new = pieces.copy()
+        new[merged] = 1 - p + p * (pieces[left[merged]] + pieces[right[merged]])
+        if np.array_equal(new, pieces):
+            break
+        pieces = new
+    return pieces
 
 
 def parents_for(config, tokenizer) -> tuple[np.ndarray, np.ndarray] | None:
@@ -47,24 +70,40 @@ def parents_for(config, tokenizer) -> tuple[np.ndarray, np.ndarray] | None:
 def split_windows(windows: np.ndarray, parents: tuple[np.ndarray, np.ndarray], p: float,
                   rng: np.random.Generator) -> np.ndarray:
     """windows (B, n) of token ids -> (B, n): each token split into its merge's two tokens with
-    probability p, each half again with probability p, and so on; every row cut back to n."""
+    probability p, each half again with probability p, and so on; every row cut back to n.
+
+    One draw over the whole batch picks the tokens that split; their pieces are then worked out
+    level by level in a compact array of the split tokens' pieces alone (a fraction p of the
+    batch, each level only the halves just made may split), and the batch is rebuilt once."""
     left, right = parents
     batch, n = windows.shape
-    w = np.asarray(windows, dtype=np.int64)
-    fresh = np.ones(w.shape, dtype=bool)  # the tokens that may still split at this level
+    flat = np.asarray(windows, dtype=np.int64).ravel()
+    hit = np.flatnonzero((left[flat] >= 0) & (rng.random(flat.shape) < p))
+    if len(hit) == 0:
+        return flat.reshape(batch, n)
+    # the split tokens' pieces, in order: owner (which split token) and id, and which may split
+    owner = np.repeat(np.arange(len(hit)), 2)
+    piece = np.stack([left[flat[hit]], right[flat[hit]]], axis=1).ravel()
+    fresh = np.ones(len(piece), dtype=bool)
     while True:
-        hit = fresh & (left[w] >= 0)
-        hit &= rng.random(w.shape) < p
-        if not hit.any():
-            return w
-        counts = 1 + hit.ravel()
-        first = np.cumsum(counts) - counts  # where each token's first piece lands
-        flat = np.repeat(w.ravel(), counts)
-        new = np.zeros(len(flat), dtype=bool)
-        whole = w.ravel()[hit.ravel()]
-        at = first[hit.ravel()]
-        flat[at], flat[at + 1] = left[whole], right[whole]
-        new[at] = new[at + 1] = True
-        row_start = np.concatenate(([0], np.cumsum(counts.reshape(batch, n).sum(1))[:-1]))
-        keep = row_start[:, None] + np.arange(n)
-        w, fresh = flat[keep], new[keep]
+        more = np.flatnonzero(fresh & (left[piece] >= 0))
+        more = more[rng.random(len(more)) < p]
+        if len(more) == 0:
+            break
+        counts = np.ones(len(piece), dtype=np.int64)
+        counts[more] = 2
+        first = np.cumsum(counts) - counts  # where each piece's first part lands
+        whole = piece[more]
+        owner, piece = np.repeat(owner, counts), np.repeat(piece, counts)
+        piece[first[more]], piece[first[more] + 1] = left[whole], right[whole]
+        fresh = np.zeros(len(piece), dtype=bool)
+        fresh[first[more]] = fresh[first[more] + 1] = True
+    # the batch again: each split token's place widened to its pieces
+    counts = np.ones(len(flat), dtype=np.int64)
+    counts[hit] = np.bincount(owner, minlength=len(hit))
+    start = np.cumsum(counts) - counts
+    out = np.repeat(flat, counts)
+    block = np.cumsum(counts[hit]) - counts[hit]  # where each split token's pieces begin in `piece`
+    out[start[hit][owner] + np.arange(len(piece)) - block[owner]] = piece
+    row_start = np.concatenate(([0], np.cumsum(counts.reshape(batch, n).sum(1))[:-1]))
+    return out[row_start[:, None] + np.arange(n)]

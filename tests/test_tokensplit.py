@@ -106,7 +106,40 @@ def test_cli_trains_with_token_dropout_and_refuses_bad_values(cli, tmp_path, tok
     result = cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout", "0.1", "--out", tmp_path / "run", "--json")
     assert result.exit_code == 0, result
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["token_dropout"] == 0.1
-    assert_error(cli(*base, "--token-dropout", "0.1", "--out", tmp_path / "c"), "--token-dropout", "char tokenizer")
+    from lmladder.cli import train as train_command
+
+    real = train_command._prepare_neural
+    train_command._prepare_neural = lambda *a, **k: pytest.fail("refused only after the data were prepared")
+    try:  # refused before torch and the corpus
+        assert_error(cli(*base, "--token-dropout", "0.1", "--out", tmp_path / "c"), "--token-dropout", "char tokenizer")
+    finally:
+        train_command._prepare_neural = real
     assert_error(cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout", "1", "--out", tmp_path / "d"),
                  "token_dropout must be in [0, 1)")
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_expected_pieces_match_the_splits_drawn():
+    """expected_pieces is the mean length a token splits into: exact on the hand table, and the
+    mean over many drawn splits of a real tokenizer's stream (rows long enough not to be cut)."""
+    from lmladder.tokensplit import expected_pieces
+
+    left, right = np.array([-1, -1, -1, 0, 3, -1]), np.array([-1, -1, -1, 1, 2, -1])  # 3 = (0 1), 4 = (3 2)
+    p = 0.3
+    e = expected_pieces((left, right), p)
+    assert e[[0, 1, 2, 5]].tolist() == [1, 1, 1, 1] and e[3] == pytest.approx(1 + p)
+    assert e[4] == pytest.approx(1 - p + p * (1 + p + 1))
+    row = np.array([4, 3, 2] * 100 + [5] * 700)  # 300 tokens of content, then filler (5) for their pieces
+    drawn = split_windows(np.tile(row, (400, 1)), (left, right), p, np.random.default_rng(5))
+    assert (drawn[:, -1] == 5).all()  # no row's content reached the end: nothing was cut
+    assert (drawn != 5).sum(1).mean() == pytest.approx(e[row[:300]].sum(), rel=0.01)
+
+
+def test_a_tokenizer_whose_merges_do_not_join_is_refused(tok):
+    class Odd:
+        kind, vocab_size = "bpe", 4
+        json_bytes = json.dumps({"model": {"vocab": {"a": 0, "b": 1, "##ab": 2, "ab": 3},
+                                           "merges": ["a ##b"]}}).encode()
+
+    with pytest.raises(LadderError, match="does not join two of its tokens"):
+        merge_parents(Odd())

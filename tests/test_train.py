@@ -666,11 +666,19 @@ def test_the_gpu_context_is_made_while_torch_imports(monkeypatch):
         runtime.warm_gpu(argv).join(5)
         assert [name for name, _ in calls] == ["cuInit", "cuDeviceGet", "cuDevicePrimaryCtxRetain"]
         assert calls[1][1][1] == ordinal and calls[2][1][1] == ordinal
-    monkeypatch.setenv("LOCAL_RANK", "2")
+    monkeypatch.setenv("LOCAL_RANK", "2")  # outside torchrun it means nothing, as to the trainer
     calls.clear()
     runtime.warm_gpu(["train", "c", "--device", "cuda"]).join(5)
+    assert calls[1][1][1] == 0
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    calls.clear()
+    runtime.warm_gpu(["train", "c", "--device", "cuda:1"]).join(5)  # torchrun: each process its LOCAL_RANK's GPU
     assert calls[1][1][1] == 2
-    for argv in (["train", "c", "--device", "cpu"], ["train", "--help"], ["train", "c", "--model", "unigram"]):
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    assert runtime.warm_gpu(["train", "c"]) is None  # nothing to go on: no crash, no context
+    for argv in (["train", "c", "--device", "cpu"], ["train", "--help"], ["train", "c", "--model", "unigram"],
+                 ["train", "c", "--config", "cpu.toml"], ["train", "--resume=run"]):
         assert runtime.warm_gpu(argv) is None
     monkeypatch.undo()
     thread = runtime.warm_gpu(["train", "c"])  # the real ctypes: no libcuda here, so nothing, quietly

@@ -137,6 +137,10 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, init_from, gi
         cfg = conf.resolve(model or ("gpt" if init_from and not preset else None), preset, file_values, options)
         if init_from is not None:
             cfg, tokenizer, init_weights = _from_source(init_from, cfg, tokenizer, options, file_values)
+    if cfg.data.token_dropout > 0 and tokenizer in (None, "char") and resume is None and init_from is None:
+        from lmladder.tokensplit import CHAR_REFUSED
+
+        raise LadderError(CHAR_REFUSED)  # before torch is imported and the corpus read
     from lmladder.atomic import check_output_dir, locked
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, process 0 writes the folder

@@ -111,8 +111,6 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     runtime.mark("ready")
     run.start_clock()
     startup = runtime.startup(through="data")  # a `lmladder train` process: seconds from its start to each stage
-    if startup:
-        metrics_log.write({"step": run.step, "startup": startup})
     run.progress = run.fraction_done(r)
     training_log = TrainingLog(metrics_log, run, r, tokens_per_step, model.flops_per_token(), peak_flops(device),
                                device, style=progress_style() if dist.main else "none")
@@ -120,6 +118,8 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     # --- the loop
     stopped, lr = "finished", lr_at(o, run.schedule_fraction(r), run.step)
     with Stopper(announce=dist.main) as stopper, training_log:
+        if startup:  # written once SIGINT is the Stopper's: a row in metrics.jsonl means Ctrl-C saves
+            metrics_log.write({"step": run.step, "startup": startup})
         while not run.finished(r):
             lr = lr_at(o, run.schedule_fraction(r), run.step)
             batch = draw_batch(job.train_ids, run.step, config, dist.rank, dist.world, device, job.parents)
