@@ -143,3 +143,20 @@ def test_a_tokenizer_whose_merges_do_not_join_is_refused(tok):
 
     with pytest.raises(LadderError, match="does not join two of its tokens"):
         merge_parents(Odd())
+
+
+def test_each_process_takes_its_share_of_the_same_split_batch(tok, text):
+    """Under DDP every process draws the step's whole batch, split alike, and keeps its rows: two
+    processes' shares together are the one-process batch, so the split is the same for any count."""
+    from lmladder.config import resolve
+    from lmladder.train.step import draw_batch
+
+    ids = tok.encode(text[600_000:700_000])
+    parents = merge_parents(tok)
+    config = resolve("gpt", "gpt-tiny", None, {"optim": {"batch_size": 8}, "data": {"token_dropout": 0.2},
+                                               "run": {"max_steps": 1}})
+    whole = draw_batch(ids, 3, config, 0, 1, "cpu", parents)
+    halves = [draw_batch(ids, 3, config, rank, 2, "cpu", parents) for rank in (0, 1)]
+    assert np.array_equal(np.concatenate([h.numpy() for h in halves]), whole.numpy())
+    assert not np.array_equal(whole.numpy(), draw_batch(ids, 3, resolve("gpt", "gpt-tiny", None, {
+        "optim": {"batch_size": 8}, "run": {"max_steps": 1}}), 0, 1, "cpu", None).numpy())
