@@ -126,9 +126,20 @@ def test_bootstrap_intervals_cover_the_truth():
 
 def test_tiny_sweep_end_to_end(cli, tmp_path):
     out = tmp_path / "scale"
+    # --plan first: the runs as they will train, none cached, and nothing written
+    planned = cli("scale", "tinyshakespeare", *TINY, *TARGET, "--verify", "--out", out, "--plan", "--json")
+    assert planned.exit_code == 0, planned
+    shown = json.loads(planned.stdout)
+    assert not out.exists() and len(shown["runs"]) == 6 and not any(r["cached"] for r in shown["runs"])
+    assert shown["compute_ratio"] == pytest.approx(shown["target"]["flops"] / shown["fit_flops"])
     result = cli("scale", "tinyshakespeare", *TINY, *TARGET, "--verify", "--out", out, "--json")
     assert result.exit_code == 0, result
     report = json.loads(result.stdout)
+    keep = ("name", "n_layer", "n_embd", "batch_size", "steps", "tokens", "flops")
+    assert [{k: r[k] for k in keep} for r in shown["runs"] + [shown["target"]]] == \
+        [{k: r[k] for k in keep} for r in report["runs"]]  # the plan shown is the one trained
+    again = json.loads(cli("scale", "tinyshakespeare", *TINY, *TARGET, "--plan", "--json").stdout)
+    assert all(r["cached"] for r in again["runs"]) and again["target"]["cached"]
     fits, p, v = report["fits"], report["prediction"], report["verification"]
     assert fits["runs"] == 6 and len(fits["compute"]["frontier"]) >= 3
     assert fits["compute"]["alpha"] > 0 and fits["data"]["beta"] > 0

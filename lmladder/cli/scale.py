@@ -59,6 +59,9 @@ def scale(
     threads: int = O(0, "--threads", help="CPU threads for torch (0: its own choice; 1 is fastest for tiny models "
                                           "on a busy machine)."),
     retrain: bool = O(False, "--retrain", help="Train every run again instead of reusing the cached ones."),
+    plan: bool = O(False, "--plan", help="Show the runs the study would train (shapes, tokens, steps, passes over "
+                                         "the train split, FLOPs, which are cached) and the target's compute over "
+                                         "the sweep's, then stop: nothing is trained or written."),
     force: bool = O(False, "--force", help="Replace a scaling study already in --out (never a folder of another kind)."),
     json: bool = JSON_OPTION,
 ) -> None:
@@ -67,13 +70,17 @@ def scale(
     from lmladder.console import log, progress_style
     from lmladder.errors import GateFailure
     from lmladder.scale import report as outputs
-    from lmladder.scale.study import Study, run
+    from lmladder.scale.study import Study, plan_only, run
 
     study = Study(corpus, profile, _numbers(sizes, int, "--sizes"), _numbers(budgets, float, "--budgets"), split,
                   device, metric, bootstrap, lr_mult, min_steps, target_preset, target_config, target_tokens,
                   target_flops, verify, retrain, threads, steps_floor=steps_floor, min_batch=min_batch,
                   warmup_fraction=warmup, jobs=jobs)
     study.check()
+    if plan:
+        shown = plan_only(study)
+        emit_json(shown) if json else _print_plan(shown)
+        return
     if out:
         check_output_dir(out, "lmladder-scale", None, force)
 
@@ -127,3 +134,23 @@ def _print(result) -> None:
         console.print(f"true entropy rate {t['entropy_bits_per_char']:.4f}: E of L(N, D) {t['E_data']:.4f} "
                       f"({t['E_data_relative_error']:+.2%}), of L(C) {t['E_compute']:.4f} "
                       f"({t['E_compute_relative_error']:+.2%})")
+
+
+def _print_plan(shown) -> None:
+    from rich.table import Table
+
+    console = stdout_console()
+    table = Table(title=f"scaling sweep planned on {shown['corpus']['name']} ({shown['split']}), nothing trained")
+    for col in ("run", "layers x width", "N (non-emb)", "tokens", "batch", "steps", "passes", "FLOPs", "cached"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for r in shown["runs"] + ([shown["target"]] if shown["target"] else []):
+        table.add_row(r["name"], f"{r['n_layer']} x {r['n_embd']}", fmt(r["non_embedding_parameters"]),
+                      fmt(r["tokens"]), fmt(r["batch_size"]), fmt(r["steps"]), f"{r['passes']:.2f}",
+                      f"{r['flops']:.3g}", "yes" if r["cached"] else "no")
+    console.print(table)
+    for d in shown["plan"]["dropped"]:
+        console.print(f"left out: {d['name']} ({d['why']})")
+    line = f"sweep: {len(shown['runs'])} runs, {shown['fit_flops']:.3g} FLOPs"
+    if shown["compute_ratio"] is not None:
+        line += f"; target: {shown['target_flops']:.3g} FLOPs, {shown['compute_ratio']:.1f}x the sweep's"
+    console.print(line)

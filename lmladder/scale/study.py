@@ -269,13 +269,7 @@ def run(study: Study, on_run: Callable[[dict[str, Any]], None] | None = None) ->
     fits.pop("laws")
     report = {
         "manifest": manifest(setup, device, study),
-        "plan": {"profile": study.profile, "family": vars(family), "recipe": {**vars(study.recipe),
-                                                                              "rule": study.recipe.describe()},
-                 "depths": sorted(study.depths or PROFILES[study.profile].depths),
-                 "budgets": sorted(study.budgets or PROFILES[study.profile].budgets),
-                 "vocab_size": setup.vocab, "train_tokens": setup.train_tokens,
-                 "flops_formula": "training FLOPs = tokens x (6 N + 6 d V + 12 L d T)",
-                 "dropped": [{"name": n, "why": w} for n, w in setup.plan.dropped]},
+        "plan": _plan_section(study, setup),
         "runs": rows,
         "fits": fits,
         "prediction": prediction,
@@ -290,6 +284,42 @@ def run(study: Study, on_run: Callable[[dict[str, Any]], None] | None = None) ->
                            **{f"E_{law}_relative_error": (fits[law]["E"] - entropy) / entropy
                               for law in ("compute", "data")}}
     return report
+
+
+def _plan_section(study: Study, setup: Setup) -> dict[str, Any]:
+    return {"profile": study.profile, "family": vars(study.family),
+            "recipe": {**vars(study.recipe), "rule": study.recipe.describe()},
+            "depths": sorted(study.depths or PROFILES[study.profile].depths),
+            "budgets": sorted(study.budgets or PROFILES[study.profile].budgets),
+            "vocab_size": setup.vocab, "train_tokens": setup.train_tokens,
+            "flops_formula": "training FLOPs = tokens x (6 N + 6 d V + 12 L d T)",
+            "dropped": [{"name": n, "why": w} for n, w in setup.plan.dropped]}
+
+
+def plan_only(study: Study) -> dict[str, Any]:
+    """`lmladder scale --plan`: the sweep, and a target given by its shape, as they would run, with
+    nothing trained: each run's shape, tokens, steps, passes over the train split, FLOPs, and
+    whether the run cache holds it already; the target's compute over the sweep's."""
+    from lmladder.neural import pick_device
+    from lmladder.scale.sweep import run_folder, run_key, train_config
+
+    setup = prepare(study)
+    device = pick_device(study.device)
+
+    def row(spec: RunSpec) -> dict[str, Any]:
+        key = run_key(setup.corpus.sha256, setup.split, train_config(spec, study.recipe, setup.split, device,
+                                                                    study.threads))
+        return {**spec.to_dict(), "passes": spec.tokens / setup.train_tokens,
+                "cached": (run_folder(key) / "result.json").is_file()}
+
+    runs = [row(spec) for spec in setup.plan.runs]
+    fit_flops = sum(r["flops"] for r in runs)
+    target = row(setup.target) if setup.target is not None else None
+    target_flops = target["flops"] if target is not None else study.target_flops
+    return {"corpus": setup.corpus.identity(), "split": setup.split, "device": device,
+            "plan": _plan_section(study, setup), "runs": runs, "fit_flops": fit_flops, "target": target,
+            "target_flops": target_flops,
+            "compute_ratio": None if target_flops is None else target_flops / fit_flops}
 
 
 def manifest(setup: Setup, device: str, study: Study) -> dict[str, Any]:
