@@ -250,3 +250,27 @@ def test_a_locked_run_is_waited_for_not_failed(tmp_path):
         order.append("first done")
     thread.join(5)
     assert order == ["first done", "second"]
+
+
+def test_isoflop_minima_recover_the_optimal_size_exponent():
+    """Approach 2 on a known law L = E + A/N^alpha + B/D^beta with C = 6 N D: each budget's parabola
+    finds its minimum, and N_opt ~ C^a comes out with a = beta / (alpha + beta) (Hoffmann et al.);
+    a budget whose runs only fall with N has no minimum inside them."""
+    from lmladder.scale import fit
+
+    E, A, B, alpha, beta = 1.7, 400.0, 410.0, 0.34, 0.28
+    levels, params, loss = [], [], []
+    for C in (1e15, 1e16, 1e17, 1e18):
+        g = (alpha * A / (beta * B)) ** (1 / (alpha + beta))  # N_opt = g (C / 6)^(beta / (alpha + beta))
+        n_opt = g * (C / 6) ** (beta / (alpha + beta))
+        for n in n_opt * np.geomspace(1 / 4, 4, 7):
+            levels.append(C)
+            params.append(n)
+            loss.append(E + A / n ** alpha + B / (C / (6 * n)) ** beta)
+    levels, params, loss = map(np.array, (levels, params, loss))
+    minima = fit.isoflop_minima(levels, params, loss)
+    assert len(minima) == 4 and all(m["params"] is not None for m in minima)
+    law = fit.optimal_size_law(minima)
+    assert law["a"] == pytest.approx(beta / (alpha + beta), abs=0.01)
+    falling = fit.isoflop_minima(np.full(4, 1e12), np.array([1e4, 1e5, 1e6, 1e7]), np.array([3.0, 2.5, 2.2, 2.1]))
+    assert falling[0]["params"] is None and fit.optimal_size_law(falling) is None

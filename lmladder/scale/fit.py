@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -188,6 +188,33 @@ def isoflop_edges(levels: np.ndarray, params: np.ndarray, loss: np.ndarray) -> d
         elif params[best] == params[at].max():
             edges["largest"].append(float(level))
     return edges
+
+
+def isoflop_minima(levels: np.ndarray, params: np.ndarray, loss: np.ndarray) -> list[dict[str, Any]]:
+    """Hoffmann et al.'s approach 2: at each budget of three runs or more, a parabola in log N
+    fitted to the loss; its vertex is that budget's compute-optimal N when it is a minimum inside
+    the runs' range of N (else "params" is None: the curve does not turn there)."""
+    out = []
+    for level in np.unique(levels):
+        at = np.flatnonzero(levels == level)
+        if len(at) < 3 or len(np.unique(params[at])) < 3:
+            continue
+        x = np.log(params[at])
+        a, b, _ = np.polyfit(x, loss[at], 2)
+        vertex = -b / (2 * a) if a > 0 else np.nan
+        inside = bool(a > 0 and x.min() < vertex < x.max())
+        out.append({"budget": float(level), "runs": int(len(at)), "params": float(np.exp(vertex)) if inside else None})
+    return out
+
+
+def optimal_size_law(minima: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """N_opt = k C^a through the budgets' interior minima (a line in log-log); None below two."""
+    points = [(m["budget"], m["params"]) for m in minima if m["params"] is not None]
+    if len(points) < 2:
+        return None
+    C, N = np.log(np.array(points)).T
+    a, log_k = np.polyfit(C, N, 1)
+    return {"a": float(a), "k": float(np.exp(log_k)), "budgets": [float(np.exp(c)) for c in C]}
 
 
 FLAT = 1e-3  # an exponent below this: the runs cannot tell that variable's values apart

@@ -48,6 +48,18 @@ def edge_notes(edges: dict[str, list[float]]) -> list[str]:
     return out
 
 
+def isoflop_lines(isoflop: dict[str, Any] | None) -> list[str]:
+    """Approach 2 (fit.isoflop_minima, fit.optimal_size_law) in a line or two."""
+    if not isoflop or not isoflop["minima"]:
+        return []
+    at = "; ".join(f"{m['budget']:.3g}: " + (f"N = {m['params']:,.0f}" if m["params"] is not None else "none inside")
+                   for m in isoflop["minima"])
+    law = isoflop["law"]
+    return [f"- IsoFLOP minima (approach 2: a parabola in log N at each budget of 3+ runs), N_opt by budget: {at}"
+            + (f"; N_opt = {law['k']:.3g} C^{law['a']:.3f} through them" if law else
+               "; fewer than two inside the runs, so no N_opt(C) law")]
+
+
 def markdown(report: dict[str, Any]) -> str:
     m, plan, fits = report["manifest"], report["plan"], report["fits"]
     metric = fits["metric"]
@@ -87,6 +99,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"compute every run is limited by the other variable), so L(N, D) ignores {variable} and its "
                      "E is not an irreducible loss")
     lines += edge_notes(fits.get("isoflop_edges", {}))
+    lines += isoflop_lines(fits.get("isoflop"))
     p, v = report["prediction"], report["verification"]
     if p is not None:
         t = p["target"]
@@ -99,7 +112,9 @@ def markdown(report: dict[str, Any]) -> str:
         if p.get("optimal"):
             o = p["optimal"]
             lines.append(f"- compute-optimal in the family (by L(N, D)): depth {o['depth']}, N = {o['parameters']:,}, "
-                         f"D = {o['tokens']:,}")
+                         f"D = {o['tokens']:,}" + (f"; approach 2's N_opt(C) puts it at N = "
+                                                   f"{o['approach2_parameters']:,.0f}"
+                                                   if o.get("approach2_parameters") else ""))
         if p.get("warning"):
             lines.append(f"- note: {p['warning']}")
     if v is not None:

@@ -199,6 +199,8 @@ def fit_sweep(rows: list[dict[str, Any]], metric: str, resamples: int, seed: int
         # an E far below every run's loss is not an irreducible loss the runs pinned down
         "E_identified": {law: bool(obj.E > 0.5 * loss.min()) for law, obj in (("compute", compute), ("data", data))},
         "isoflop_edges": fit.isoflop_edges(levels, params, loss),
+        "isoflop": {"minima": (minima := fit.isoflop_minima(levels, params, loss)),
+                    "law": fit.optimal_size_law(minima)},
         "laws": (compute, data, laws),  # the fitted objects, for predictions; dropped from the JSON
     }
 
@@ -243,6 +245,9 @@ def run(study: Study, on_run: Callable[[dict[str, Any]], None] | None = None) ->
         target = run_spec("target", "target", None, family.shape(depth), tokens, family, setup.vocab, study.recipe)
         optimal = {"budget": study.target_flops, "depth": depth, "parameters": target.non_embedding_parameters,
                    "tokens": target.tokens, "n_layer": target.n_layer, "n_embd": target.n_embd}
+        size_law = fits["isoflop"]["law"]  # approach 2's N_opt(C), where the sweep has interior minima
+        if size_law is not None:
+            optimal["approach2_parameters"] = size_law["k"] * study.target_flops ** size_law["a"]
     prediction = verification = None
     fit_flops = sum(r["flops"] for r in _finished(rows, study.metric)[0])
     if target is not None:
