@@ -177,6 +177,7 @@ def test_tiny_sweep_end_to_end(cli, tmp_path):
 def test_bad_input_is_one_error_line(cli, tmp_path):
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--sizes", "2", "--budgets", "1e10"), "at least 6 runs")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-flops", "1e10"), "inside the sweep")
+    assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-flops", "1e10", "--plan"), "inside the sweep")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-preset", "gpt-tiny", "--target-tokens", "1e4"),
                  "inside the sweep")
     assert_error(cli("scale", "tinyshakespeare", *TINY, "--target-preset", "mlp", "--target-tokens", "1e6"),
