@@ -30,6 +30,11 @@ NANOGPT = {"time_to_best_s": 102.5, "best_val": 1.4626, "ms_per_step": 15.0, "gp
            "gpt2_124m_mfu": 0.38}
 L6E512 = ["--n-embd", "512", "--n-head", "8"]
 MUON = ["--optimizer", "muon"]
+L8E512 = ["--n-layer", "8", *L6E512]
+EMA_WD3 = ["--ema", "0.995", "--weight-decay", "3.0"]
+CTX512 = ["--block-size", "512", "--batch-size", "32"]
+BPE512_DIR = Path(tempfile.gettempdir()) / "lmladder-bench-bpe512-0.9"  # made by bpe_tokenizer() when a recipe needs it
+BPE512 = ["--tokenizer", str(BPE512_DIR), "--token-dropout", "0.05"]
 TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budget, which a recipe may override)
     "nanogpt-recipe": [],
     "b128-lr1.5e-3": ["--batch-size", "128", "--lr", "1.5e-3", "--min-lr", "1.5e-4"],
@@ -115,6 +120,33 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
     "muon-l6-e512-do0.3": [*L6E512, "--dropout", "0.3", "--ema", "0.995", "--weight-decay", "1.0", *MUON],
     "muon-l8-e768-do0.35": ["--n-layer", "8", "--n-embd", "768", "--n-head", "12", "--dropout", "0.35", "--ema",
                             "0.995", "--weight-decay", "1.0", *MUON],
+    # session 13: the best val within 60 s (AdamW's 1.41-1.42 at weight decay 1-2 is best ~36 s in, then
+    # overfits): stronger weight decay (the BPE rung's search found 4 best), longer contexts (the val
+    # windows are the model's block, so a unit's mean context doubles), more layers or width
+    "adamw-wd3": [*L6E512, "--dropout", "0.3", "--ema", "0.995", "--weight-decay", "3.0"],
+    "adamw-wd4": [*L6E512, "--dropout", "0.3", "--ema", "0.995", "--weight-decay", "4.0"],
+    "adamw-wd6": [*L6E512, "--dropout", "0.3", "--ema", "0.995", "--weight-decay", "6.0"],
+    "adamw-do0.2-wd3": [*L6E512, "--dropout", "0.2", "--ema", "0.995", "--weight-decay", "3.0"],
+    "adamw-wd3-ctx512": [*L6E512, "--dropout", "0.3", "--ema", "0.995", "--weight-decay", "3.0", "--block-size", "512",
+                         "--batch-size", "32"],
+    "adamw-wd3-ctx1024": [*L6E512, "--dropout", "0.3", "--ema", "0.995", "--weight-decay", "3.0", "--block-size",
+                          "1024", "--batch-size", "16"],
+    "adamw-l8-wd3": ["--n-layer", "8", *L6E512, "--dropout", "0.3", "--ema", "0.995", "--weight-decay", "3.0"],
+    "adamw-e768-wd4": ["--n-embd", "768", "--n-head", "12", "--dropout", "0.3", "--ema", "0.995", "--weight-decay",
+                       "4.0"],
+    # after the first round (wd3 1.4040; dropout 0.2 1.3967, a 512 context 1.3969, 8 layers 1.3935; wd4
+    # 1.4080, wd6 1.4422, 1024 context at batch 16 1.4206, 768 wide at wd4 1.4114): together
+    "adamw-l8-do0.2-wd3-ctx512": [*L8E512, "--dropout", "0.2", *EMA_WD3, *CTX512],
+    "adamw-l8-do0.2-wd4-ctx512": [*L8E512, "--dropout", "0.2", "--ema", "0.995", "--weight-decay", "4.0", *CTX512],
+    "adamw-l10-do0.2-wd3-ctx512": ["--n-layer", "10", *L6E512, "--dropout", "0.2", *EMA_WD3, *CTX512],
+    "adamw-l8-e640-do0.2-wd3-ctx512": ["--n-layer", "8", "--n-embd", "640", "--n-head", "10", "--dropout", "0.2",
+                                       *EMA_WD3, *CTX512],
+    "adamw-do0.2-wd3-ctx512": [*L6E512, "--dropout", "0.2", *EMA_WD3, *CTX512],
+    # the BPE rung's best on the ladder's val (512 tokens, dropout 0.2, wd 4, token dropout 0.05), and
+    # with 8 layers (val in nats/token: compare BPE runs with each other only)
+    "bpe512-l6-do0.2-wd4-td0.05": [*BPE512, *L6E512, "--dropout", "0.2", "--ema", "0.995", "--weight-decay", "4.0"],
+    "bpe512-l8-do0.2-wd4-td0.05": [*BPE512, *L8E512, "--dropout", "0.2", "--ema", "0.995", "--weight-decay", "4.0"],
+    "bpe512-l8-do0.2-wd3-td0.05": [*BPE512, *L8E512, "--dropout", "0.2", *EMA_WD3],
     # tried on an H100 on 2026-11-23 and dropped: less dropout overfits before val reaches 1.47
     # (b128, lr 2e-3, dropout 0.1: best 1.4905; b256, lr 3e-3, dropout 0.1: best 1.5057)
 }
@@ -151,10 +183,19 @@ def run_train(args: list[str], out: Path, timeout: float, nproc: int = 1) -> tup
     return t0, rows, proc.stdout if proc.returncode == 0 else proc.stderr[-2000:]
 
 
+def bpe_tokenizer() -> None:
+    """The 512-token BPE of Tiny Shakespeare's 90% train split that the bpe512-* recipes read."""
+    if not (BPE512_DIR / "tokenizer.json").is_file():
+        subprocess.run([sys.executable, "-m", "lmladder", "tokenizer", "train", "tinyshakespeare", "--out", str(BPE512_DIR),
+                        "--vocab-size", "512", "--split", "0.9,0.1,0", "--force"], check=True, capture_output=True)
+
+
 def time_to_quality(work: Path, budget: float, names: list[str]) -> dict:
     results = {}
     for name in names:
         extra = TTQ_RECIPES[name]
+        if str(BPE512_DIR) in extra:
+            bpe_tokenizer()
         out = work / f"ttq-{name}"
         args = ["--preset", "gpt-char", "--split", "0.9,0.1,0", "--time-budget", str(budget), "--max-steps", "0",
                 "--eval-interval", "50", "--eval-batch-size", "256", "--checkpoint-interval", "0", "--log-interval", "25",

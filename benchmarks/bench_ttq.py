@@ -116,6 +116,7 @@ def main() -> int:
     ap.add_argument("--long", default="auto", help="the recipe for the best val in 60 s (auto: the best explored)")
     ap.add_argument("--cold-cap", type=float, default=95.0, help="seconds nanoGPT may run with a cold cache")
     ap.add_argument("--warm-cap", type=float, default=66.0, help="seconds nanoGPT may run with a warm cache")
+    ap.add_argument("--explore-only", action="store_true", help="run the --explore recipes, write explore.json, stop")
     opts = ap.parse_args()
     out = Path(os.environ.get("OUT") or "bench-gpu-out")
     out.mkdir(parents=True, exist_ok=True)
@@ -131,6 +132,11 @@ def main() -> int:
     bench_gpu.encode_tinyshakespeare()
     explored = bench_gpu.time_to_quality(work / "explore", 55.0, opts.explore.split(",")) if opts.explore else {}
     report["explored"] = explored
+    if opts.explore_only:
+        (out / "explore.json").write_text(json.dumps(report, indent=2) + "\n")
+        for name, r in explored.items():
+            print(f"{name:<44}{r['time_to_1.47_s'] or '-':>12}{r['best_val_60s'] or '-':>22}")
+        return 0
     scored = {k: v for k, v in explored.items() if v["best_val_60s"] is not None}
     long = min(scored, key=lambda k: scored[k]["best_val_60s"]) if opts.long == "auto" else opts.long
     done = {k: v for k, v in explored.items() if v["time_to_1.47_s"] is not None}
