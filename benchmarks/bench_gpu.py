@@ -232,7 +232,11 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
                 # lmladder.kernels.fusedmlp: GELU in cuBLASLt's epilogues)
                 "plain-gelu": ["--gelu-fusion", "plain"],
                 # GPT-2's biases (the preset has none since session 8, as nanoGPT's train.py and bench.py)
-                "bias": ["--bias"], "bias-plain-gelu": ["--bias", "--gelu-fusion", "plain"]}
+                "bias": ["--bias"], "bias-plain-gelu": ["--bias", "--gelu-fusion", "plain"],
+                # the blocks' products in FP8 (lmladder/kernels/fp8.py; the MLP then unfused): compare
+                # train_loss_last with base's, the same seed and batches, for whether the loss holds
+                "fp8": ["--fp8"], "fp8-autotune-no-graph": ["--fp8", "--compile-mode", "max-autotune-no-cudagraphs",
+                                                            "--no-cuda-graph"]}
 
 
 def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int | None = None, variant: str = "base",
@@ -253,6 +257,7 @@ def throughput(work: Path, nproc: int = 1, steps: int = 60, micro: int | None = 
     mfu = sorted(r["mfu"] or 0 for r in logs)[len(logs) // 2]
     micro = json.loads((out / "config.json").read_text())["optim"]["micro_batch_size"]
     return {"gpus": nproc, "tokens_per_s": tps, "mfu": mfu, "memory_gb": logs[-1]["memory_gb"],
+            "train_loss_last": logs[-1].get("train_loss"),
             "tokens_per_step": share * nproc * 1024, "micro_batch": micro, "variant": variant,
             "options": MFU_VARIANTS[variant]}
 

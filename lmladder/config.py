@@ -161,6 +161,9 @@ class RunConfig:
                                    "as separate kernels) or auto (fused on a GPU under bf16/fp16 from "
                                    f"{FUSED_GELU_MIN_TOKENS:,} tokens a micro-batch, where it was faster).",
                            resumable=True)
+    fp8: bool = opt(False, "GPT on a GPU of compute capability 8.9+ (H100, H200): train the blocks' matrix products "
+                           "in FP8 with per-tensor scales (lmladder/kernels/fp8.py); evaluation stays bf16.",
+                    resumable=True)
 
 
 SECTIONS = ("model", "optim", "data", "run")

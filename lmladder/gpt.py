@@ -48,13 +48,25 @@ class Rotary(nn.Module):
         return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
 
 
+class Linear(nn.Linear):
+    """nn.Linear (the same parameters and state dict) whose product, while the model trains, may
+    be another function of (x, weight, bias) with the same value: GPT.use_fp8's."""
+
+    product: Callable | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.product is not None and self.training:
+            return self.product(x, self.weight, self.bias)
+        return super().forward(x)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head = config.n_head
         self.dropout = config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
         hs = config.n_embd // config.n_head
         self.rotary = Rotary(hs, config.block_size) if config.position == "rotary" else None
@@ -80,9 +92,9 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
         self.gelu = nn.GELU(approximate="tanh")  # GPT-2's gelu
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
         # fused_forward(x, c_fc, c_proj): the same function in one go (GPT.use_fused_mlp), or None
         self.fused_forward: Callable | None = None
@@ -167,6 +179,14 @@ class GPT(nn.Module):
         parameters and the function are the same; the model only holds what it is given."""
         for block in self.transformer.h:
             block.mlp.fused_forward = fused_forward
+
+    def use_fp8(self, product: Callable | None) -> None:
+        """While training, run the blocks' four products (c_attn, attn.c_proj, c_fc, mlp.c_proj) as
+        product(x, weight, bias) (the trainer passes lmladder.kernels.fp8.fp8_linear), or with None
+        as plain products again. Evaluation always uses the plain ones."""
+        for block in self.transformer.h:
+            for linear in (block.attn.c_attn, block.attn.c_proj, block.mlp.c_fc, block.mlp.c_proj):
+                linear.product = product
 
     def num_params(self, non_embedding: bool = True) -> int:
         """Parameters, counting the tied wte/lm_head once; without the position table by default

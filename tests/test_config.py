@@ -66,7 +66,7 @@ def test_every_field_is_an_option_of_train_help_once(help_text):
 
 def test_bool_fields_are_switches(help_text):
     switches = [o for o in OPTIONS if o.type is bool]
-    assert {o.name for o in switches} == {"bias", "direct", "compile", "cuda_graph"}
+    assert {o.name for o in switches} == {"bias", "direct", "compile", "cuda_graph", "fp8"}
     for option in switches:
         name = flag(option.name)
         assert re.search(rf"^\s+{name} / --no-{name[2:]}\s", help_text, flags=re.MULTILINE), name
@@ -133,7 +133,7 @@ def test_resumable_options_are_the_fields_marked_so():
     assert config.RESUMABLE == ("lr", "min_lr", "warmup_steps", "schedule", "weight_decay", "muon_lr", "grad_clip",
                                 "max_steps", "max_tokens", "time_budget", "eval_interval", "patience", "eval_batch_size",
                                 "log_interval", "checkpoint_interval", "checkpoint_seconds", "device", "threads",
-                                "compile", "head_loss", "gelu_fusion")
+                                "compile", "head_loss", "gelu_fusion", "fp8")
     saved = config.resolve("gpt", "gpt-tiny", None, {}).to_dict()
     kept = copy.deepcopy(saved)
     cfg = config.resumed(saved, {"max_steps": 40, "compile": True, "lr": 1e-3})

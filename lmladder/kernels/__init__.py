@@ -4,6 +4,7 @@
                  logits' gradient over the logits (a Triton kernel on a GPU, torch elsewhere)
     fusedmlp.py  the MLP (c_fc -> GELU -> c_proj) with the GELU inside the matrix products
     cublaslt.py  the cuBLASLt GELU epilogues fusedmlp.py calls, through ctypes
+    fp8.py       the blocks' products in FP8 while training (--fp8), by torch._scaled_mm
 
 Each computes the same function as the plain modules (the tests check them against each other),
 so the model (lmladder.gpt) never imports them: the trainer asks `fused_head` and `fused_gelu`
@@ -48,11 +49,11 @@ def fused_gelu(config, device_type: str, world: int = 1) -> bool:
     """Whether a run's GPT, on a device of this type, runs its MLPs through fusedmlp.py: with auto
     only where cuBLASLt's epilogues run it: a GPU, bf16 or fp16 autocast, a width that is a
     multiple of 8, and FUSED_GELU_MIN_TOKENS tokens or more a micro-batch (each of `world`
-    processes' share). Elsewhere it would be the same torch arithmetic as the compiled plain
-    MLP's, hidden from the compiler."""
+    processes' share), not with --fp8. Elsewhere it would be the same torch arithmetic as the
+    compiled plain MLP's, hidden from the compiler."""
     chosen = _chosen(config, "gelu_fusion")
-    if chosen is not None:
-        return chosen
+    if chosen is not None or config.run.fp8:  # the fused MLP's epilogues are bf16 products, not FP8 ones
+        return bool(chosen)
     o = config.optim
     tokens = (o.micro_batch_size or o.batch_size // world) * config.seq_len
     if (device_type != "cuda" or config.run.dtype not in ("bfloat16", "float16") or config.model.n_embd % 8

@@ -95,6 +95,10 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
         from lmladder.kernels.fusedmlp import fused_mlp
 
         model.use_fused_mlp(fused_mlp)
+    if r.fp8:
+        from lmladder.kernels.fp8 import fp8_linear
+
+        model.use_fp8(fp8_linear)
     graphed = use_cuda_graph(r, device, dist.world)
     capturable = graphed and device.startswith("cuda")  # AdamW's learning rate a device tensor the graph reads
     optimizer, optimizer_step = training_optimizer(model, config, device, capturable)

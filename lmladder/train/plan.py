@@ -168,6 +168,11 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     val_ids = encoded_split(tokenizer, corpus, split, "val") if any(splits["val"]) else None
     device = device or pick_device(config.run.device)
     config = _with_micro_batch(config, dist, device, fit_micro, problems)
+    if config.run.fp8:
+        from lmladder.kernels.fp8 import fp8_problems
+
+        o = config.optim
+        problems.extend(fp8_problems(config, device, (o.micro_batch_size or o.batch_size // dist.world) * config.seq_len))
     parents = None
     try:
         parents = parents_for(config, tokenizer)
