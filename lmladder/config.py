@@ -119,6 +119,8 @@ class DataConfig:
     token_dropout: float = opt(0.0, "BPE only: split each training token into the two its merge joined with this "
                                     "probability, the halves again likewise (BPE-dropout's effect; "
                                     "lmladder/tokensplit.py); 0: none. Val and test are never split.")
+    input_noise: float = opt(0.0, "Replace each training input unit by a uniformly random one with this probability, "
+                                  "the targets kept (Xie et al. 2017's noising); 0: none.")
 
 
 @dataclass
@@ -364,7 +366,8 @@ def check(config: TrainConfig) -> None:
             problems.append(f"{name} must be >= 0 (got {value})")
     if not (o.lr > 0) or not (0 <= o.min_lr <= o.lr):
         problems.append(f"lr must be > 0 and min_lr in [0, lr] (got lr {o.lr}, min_lr {o.min_lr})")
-    for name, value in (("ema", o.ema), ("dropout", m.dropout), ("token_dropout", config.data.token_dropout)):
+    for name, value in (("ema", o.ema), ("dropout", m.dropout), ("token_dropout", config.data.token_dropout),
+                        ("input_noise", config.data.input_noise)):
         if not (0 <= value < 1):
             problems.append(f"{name} must be in [0, 1) (got {value})")
     if config.data.split:  # "" is the corpus's own, known once the corpus is loaded

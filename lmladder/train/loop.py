@@ -106,7 +106,8 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     run = RunState()
     if job.resume is not None:
         run = restore_latest(job, model, optimizer, average, capturable, dist)
-    trainer = TrainStep(model, optimizer, optimizer_step, average, config, device, dist, graphed)
+    trainer = TrainStep(model, optimizer, optimizer_step, average, config, device, dist, graphed,
+                        noise_vocab=job.tokenizer.vocab_size)
     parameters = sum(p.numel() for p in model.parameters())
     tokens_per_step = o.batch_size * config.seq_len
     checkpoints = Checkpointer(job, model, optimizer, average, parameters, dist.main)

@@ -200,7 +200,7 @@ class TrainStep:
     is summed on the device, so nothing waits for the GPU until `mean_loss` is read."""
 
     def __init__(self, model, optimizer, optimizer_step, average, config: TrainConfig, device: str, dist,
-                 graphed: bool):
+                 graphed: bool, noise_vocab: int = 0):
         import torch
 
         self.raw = model
@@ -220,6 +220,8 @@ class TrainStep:
         self.grad_clip = o.grad_clip
         self.device, self.cuda = device, device.startswith("cuda")
         self.graphed, self.graph = graphed, None  # the GraphedStep, recorded at the first call
+        # --input-noise: inputs replaced by ids drawn from [0, noise_vocab) (the tokenizer's, not the padding)
+        self.noise, self.noise_vocab = config.data.input_noise, noise_vocab or config.model.vocab_size
         self.loss_sum = torch.zeros((), device=device)
         self.steps = 0  # taken since mean_loss was last read
         self.model.train()
@@ -246,8 +248,12 @@ class TrainStep:
             xy = batch[k * self.micro : (k + 1) * self.micro]
             last = k == self.accum - 1
             sync = self.model.no_sync() if self.world > 1 and not last else contextlib.nullcontext()
+            x = xy[:, :-1]
+            if self.noise > 0:
+                noise = torch.randint_like(x, self.noise_vocab)
+                x = torch.where(torch.rand(x.shape, device=x.device) < self.noise, noise, x)
             with sync, self.autocast:
-                loss = self.forward_loss(xy[:, :-1], xy[:, 1:])
+                loss = self.forward_loss(x, xy[:, 1:])
             (loss / self.accum).backward()
             self.loss_sum.add_(loss.detach() / self.accum)
         if self.grad_clip > 0:
