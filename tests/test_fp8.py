@@ -125,7 +125,7 @@ def test_fp8_traces_through_the_compiler():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_fp8_problems_name_each_thing_in_the_way():
+def test_fp8_problems_name_each_thing_in_the_way(monkeypatch):
     config = resolve("gpt", "gpt-char", None, {"run": {"fp8": True}})
     assert fp8.fp8_problems(resolve("gpt", "gpt-char", None, {}), "cpu", 64 * 256) == []  # not asked for
     (cpu,) = fp8.fp8_problems(config, "cpu", 64 * 256)
@@ -136,6 +136,9 @@ def test_fp8_problems_name_each_thing_in_the_way():
     assert any("multiple of 16 (got 392)" in p for p in problems)
     assert any("multiple of 16 tokens (got 1,000" in p for p in problems)
     assert any("--gelu-fusion fused" in p for p in problems)
+    monkeypatch.setattr(torch.version, "hip", "6.2")
+    (rocm,) = fp8.fp8_problems(config, "cuda", 64 * 256)
+    assert "NVIDIA" in rocm and "ROCm" in rocm
     mlp = resolve("mlp", None, None, {"run": {"fp8": True}})
     assert fp8.fp8_problems(mlp, "cuda", 64) == ["--fp8 is for a GPT's block products; an MLP trains in bf16 or "
                                                  "float32"]

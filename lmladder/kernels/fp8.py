@@ -106,6 +106,8 @@ def fp8_problems(config, device: str, micro_tokens: int) -> list[str]:
     if not device.startswith("cuda"):
         problems.append(f"--fp8 needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40S, RTX 40xx); "
                         f"this run is on {device}: leave --fp8 out")
+    elif torch.version.hip:  # an AMD GPU's FP8 types are the fnuz ones, which these products do not use
+        problems.append("--fp8 is written for NVIDIA GPUs (e4m3fn/e5m2 types); on a ROCm GPU leave --fp8 out")
     else:
         capability = torch.cuda.get_device_capability(torch.device(device))
         if capability < FP8_MIN_CAPABILITY:
