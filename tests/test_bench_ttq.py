@@ -3,6 +3,7 @@ the seconds since launch, and the two numbers taken from a run's val losses."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -42,3 +43,38 @@ def test_summary_takes_the_first_crossing_and_the_best_within_60_s():
     assert got["time_to_1.47_s"] == 9.5 and got["step_at_1.47"] == 100 and got["best_val_60s"] == 1.45
     assert bench_ttq.summary("y", [(5.0, 2.0, 50)])["time_to_1.47_s"] is None
     assert bench_ttq.spread([3.0, None, 1.0])["median"] == 2.0
+
+
+def test_explore_only_runs_the_recipes_and_nothing_beside_them(tmp_path, monkeypatch):
+    """--explore-only: each --explore recipe once (bench_gpu.time_to_quality, here a stand-in),
+    explore.json written, and no side-by-side run (neither nanoGPT nor lmladder's short/long)."""
+    import bench_gpu
+
+    asked = []
+
+    def fake_ttq(work, budget, names):
+        asked.append((budget, list(names)))
+        return {n: {"time_to_1.47_s": 20.0, "best_val_60s": 1.39} for n in names}
+
+    monkeypatch.setattr(bench_gpu, "time_to_quality", fake_ttq)
+    monkeypatch.setattr(bench_gpu, "encode_tinyshakespeare", lambda: None)
+    monkeypatch.setattr(bench_ttq, "warm_bytecode", lambda: {})
+    monkeypatch.setattr(bench_ttq, "nanogpt", lambda *a, **k: (_ for _ in ()).throw(AssertionError("nanoGPT ran")))
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["bench_ttq.py", "--explore-only", "--explore", "adamw-wd3,adamw-l8-wd3",
+                                      "--nanogpt", str(tmp_path)])
+    assert bench_ttq.main() == 0
+    assert asked == [(55.0, ["adamw-wd3", "adamw-l8-wd3"])]
+    report = json.loads((tmp_path / "explore.json").read_text())
+    assert set(report["explored"]) == {"adamw-wd3", "adamw-l8-wd3"} and not (tmp_path / "ttq.json").exists()
+
+
+def test_every_recipe_bpe512_names_is_made_by_bpe_tokenizer():
+    """The bpe512-* recipes read the tokenizer bench_gpu.bpe_tokenizer makes; the other recipes
+    never ask for it."""
+    import bench_gpu
+
+    bpe = [name for name, options in bench_gpu.TTQ_RECIPES.items() if str(bench_gpu.BPE512_DIR) in options]
+    assert bpe and all(name.startswith("bpe512-") for name in bpe)
+    others = [options for name, options in bench_gpu.TTQ_RECIPES.items() if not name.startswith("bpe512")]
+    assert all(str(bench_gpu.BPE512_DIR) not in options for options in others)

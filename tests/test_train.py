@@ -86,9 +86,11 @@ def test_train_mlp(cli, tmp_path):
     assert header["config"]["model"]["n_embd"] == 30 and header["kind"] == "mlp"
 
 
-def test_resume_is_exact(cli, tmp_path):
-    """N steps straight == N/2, then --resume for N/2 more (dropout on: the RNG state resumes too)."""
-    common = (*TINY, "--dropout", "0.1", "--min-lr", "0.003", "--eval-interval", "3")
+@pytest.mark.parametrize("noise", [[], ["--input-noise", "0.2"]])
+def test_resume_is_exact(cli, tmp_path, noise):
+    """N steps straight == N/2, then --resume for N/2 more (dropout on, and --input-noise's draws:
+    the RNG state resumes too)."""
+    common = (*TINY, "--dropout", "0.1", "--min-lr", "0.003", "--eval-interval", "3", *noise)
     straight, halves = tmp_path / "straight", tmp_path / "halves"
     assert cli("train", "tinyshakespeare", *common, "--max-steps", "8", "--out", straight).exit_code == 0
     assert cli("train", "tinyshakespeare", *common, "--max-steps", "4", "--out", halves).exit_code == 0
