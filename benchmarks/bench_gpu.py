@@ -152,6 +152,11 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
     "adamw-l8-wd3-noise0.1": [*L8E512, "--dropout", "0.3", *EMA_WD3, "--input-noise", "0.1"],
     "adamw-l8-do0.2-wd3-ctx512-noise0.05": [*L8E512, "--dropout", "0.2", *EMA_WD3, *CTX512, "--input-noise", "0.05"],
     "adamw-l8-do0.2-wd3-ctx512-noise0.1": [*L8E512, "--dropout", "0.2", *EMA_WD3, *CTX512, "--input-noise", "0.1"],
+    # after round two (8 x 512, dropout 0.2, a 512 context: wd3 1.3880, wd4 1.3824, wd3 + noise 0.05 1.3810 and
+    # its val still 1.3928 at 55 s against 1.4485 without): noise with more weight decay, or in place of dropout
+    "adamw-l8-do0.2-wd4-ctx512-noise0.05": [*L8E512, "--dropout", "0.2", "--ema", "0.995", "--weight-decay", "4.0",
+                                            *CTX512, "--input-noise", "0.05"],
+    "adamw-l8-do0.1-wd3-ctx512-noise0.1": [*L8E512, "--dropout", "0.1", *EMA_WD3, *CTX512, "--input-noise", "0.1"],
     "bpe512-l8-do0.2-wd4-td0.05-noise0.05": [*BPE512, *L8E512, "--dropout", "0.2", "--ema", "0.995", "--weight-decay",
                                              "4.0", "--input-noise", "0.05"],
     # tried on an H100 on 2026-11-23 and dropped: less dropout overfits before val reaches 1.47

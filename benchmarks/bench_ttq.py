@@ -14,7 +14,8 @@ every 250 iterations, config/train_shakespeare_char.py unchanged).
 2. --explore: each recipe of bench_gpu.TTQ_RECIPES once; --short auto takes the fastest to
    1.47, --long auto the lowest val within 60 s.
 3. Side by side, alternating: nanoGPT with an empty compile cache (cold), lmladder's short and
-   long recipes, nanoGPT again with the cache it left (warm), the short recipe again.
+   long recipes, nanoGPT again with the cache it left (warm), the short recipe twice more (a
+   median of three).
 
 --nanogpt DIR: a nanoGPT checkout (train.py, model.py, configurator.py, config/) whose
 data/shakespeare_char/ holds train.bin, val.bin and meta.pkl made by its prepare.py.
@@ -144,7 +145,8 @@ def main() -> int:
     runs: list[dict] = []
     cache = work / "inductor-cache"
     cache.mkdir()
-    plan = [("nanogpt", opts.cold_cap), ("short", None), ("long", None), ("nanogpt", opts.warm_cap), ("short", None)]
+    plan = [("nanogpt", opts.cold_cap), ("short", None), ("long", None), ("nanogpt", opts.warm_cap), ("short", None),
+            ("short", None)]
     for k, (what, cap) in enumerate(plan):
         if what == "nanogpt":
             if opts.nanogpt is None:
