@@ -314,6 +314,11 @@ def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
     for kind in ("gpt", "mlp"):
         config = neural_ladder.rung_config(kind, {}, "gpu")
         assert config.run.patience > 0 and config.run.eval_interval > 0
+    # a BPE GPT takes the profile's "gpt-bpe" values over its "gpt" ones (token dropout on BPE only)
+    char = neural_ladder.rung_config("gpt", {"tokenizer": "char"}, "gpu")
+    bpe = neural_ladder.rung_config("gpt", {"tokenizer": "bpe"}, "gpu")
+    assert char.data.token_dropout == 0 and bpe.data.token_dropout > 0
+    assert bpe.model.n_embd == char.model.n_embd and bpe.run.patience == char.run.patience
 
 
 def test_a_bpe_rung_s_token_dropout_reaches_its_training(cli, small_corpus, tmp_path, monkeypatch):
