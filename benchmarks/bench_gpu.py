@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lmladder.bench import code_digest, git_commit
+
 NANOGPT = {"time_to_best_s": 102.5, "best_val": 1.4626, "ms_per_step": 15.0, "gpt2_124m_tokens_per_s": 439_000,
            "gpt2_124m_mfu": 0.38}
 L6E512 = ["--n-embd", "512", "--n-head", "8"]
@@ -332,7 +334,8 @@ def main() -> None:
     encode_tinyshakespeare()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     report = {"device": device, "gpus": torch.cuda.device_count(), "torch": torch.__version__,
-              "date": dt.date.today().isoformat(), "nanogpt_h100": NANOGPT}
+              "date": dt.date.today().isoformat(), "git_commit": git_commit(), "lmladder_code": code_digest()[:16],
+              "nanogpt_h100": NANOGPT}
     only = opts.only.split(",")
     if "ttq" in only:
         recipes = time_to_quality(work, opts.ttq_budget, opts.recipes.split(","))

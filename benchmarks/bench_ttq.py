@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402  (bench_gpu.time_to_quality runs lmladder's recipes)
+from lmladder.bench import code_digest, git_commit  # noqa: E402
 
 TARGET = 1.47
 NANOGPT_STEP = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)")
@@ -129,6 +130,7 @@ def main() -> int:
 
     report = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
               "torch": torch.__version__, "python": sys.version.split()[0], "date": dt.date.today().isoformat(),
+              "git_commit": git_commit(), "lmladder_code": code_digest()[:16],
               "target_nats_per_char": TARGET, "bytecode": warm_bytecode()}
     bench_gpu.encode_tinyshakespeare()
     explored = bench_gpu.time_to_quality(work / "explore", 55.0, opts.explore.split(",")) if opts.explore else {}

@@ -104,11 +104,13 @@ def _torch_version() -> str | None:
         return None
 
 
-def _git_commit() -> str | None:
+def git_commit() -> str | None:
+    """The checkout's HEAD commit, with "-dirty" when tracked files differ from it (None outside git)."""
+    git = lambda *a: subprocess.run(["git", *a], cwd=Path(__file__).parent, capture_output=True,  # noqa: E731
+                                    text=True, timeout=5).stdout.strip()
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None
+        head = git("rev-parse", "HEAD")
+        return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "") if head else None
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -240,7 +242,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
     manifest = {
         "corpus": corpus.identity(), "split": str(splits.spec),
         "ladder": str(ladder_path) if ladder_path else DEFAULT_LADDER_NAME,
-        "profile": profile, "only": list(only) or None, "compress": compress, "lmladder_version": __version__, "git_commit": _git_commit(),
+        "profile": profile, "only": list(only) or None, "compress": compress, "lmladder_version": __version__, "git_commit": git_commit(),
         "device": _device(), "torch": _torch_version(), "python": platform.python_version(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -51,6 +52,8 @@ def test_bench_writes_every_output(cli, small_corpus, ladder, tmp_path):
     assert table.schema.metadata[b"lmladder.table"] == b"bench_results"
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"corpus", "split", "lmladder_version", "git_commit", "device", "date"} <= set(manifest)
+    # the checkout's commit, marked when tracked files differ from it (None from an installed copy)
+    assert manifest["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", manifest["git_commit"])
     assert "| uniform |" in (out / "results.md").read_text()
 
 

@@ -332,7 +332,7 @@ def manifest(setup: Setup, device: str, study: Study) -> dict[str, Any]:
     from importlib import metadata
 
     from lmladder import __version__
-    from lmladder.bench import _git_commit
+    from lmladder.bench import git_commit
 
     import torch
 
@@ -349,6 +349,6 @@ def manifest(setup: Setup, device: str, study: Study) -> dict[str, Any]:
         where = f"CPU: {model}, {cores} cores usable"
     return {"corpus": setup.corpus.identity(), "split": setup.split, "metric": study.metric, "device": where,
             "threads": study.threads or None,  # torch's CPU threads for every run; None: torch's own choice
-            "lmladder_version": __version__, "git_commit": _git_commit(), "torch": metadata.version("torch"),
+            "lmladder_version": __version__, "git_commit": git_commit(), "torch": metadata.version("torch"),
             "python": platform.python_version(),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
