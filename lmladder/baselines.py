@@ -59,7 +59,7 @@ class LetterDistribution:
     def next_logprobs(self, contexts: list[list[int]]) -> np.ndarray:
         return np.broadcast_to(self.logp, (len(contexts), self.vocab.size))
 
-    def stream_decoder(self, rng: np.random.Generator, settings=None):
+    def stream_decoder(self, rng: np.random.Generator, settings=None, prompt: str = ""):
         return lambda unit: self.vocab.decode([unit], rng)
 
     def save(self, out: str | Path, corpus: dict[str, Any], split: str) -> None:

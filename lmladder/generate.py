@@ -111,7 +111,7 @@ def generate(rung, prompt: str = "", *, max_new_chars: int | None = None, max_ne
         max_new_chars = DEFAULT_MAX_NEW_CHARS
     rngs = sample_rngs(seed, num_samples)
     # a separate generator per sample for the spellings of escapes, so they never shift the draws
-    decoders = [rung.stream_decoder(np.random.default_rng([seed, i, 1]), settings) for i in range(num_samples)]
+    decoders = [rung.stream_decoder(np.random.default_rng([seed, i, 1]), settings, prompt) for i in range(num_samples)]
     texts = _Texts(decoders, max_new_chars, stop, on_text)
     limit = max_new_tokens if max_new_tokens is not None else 4 * max_new_chars + 16
     prompt_ids = list(rung.prompt_units(prompt))

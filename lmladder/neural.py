@@ -152,7 +152,7 @@ class NeuralRung:
         keep = slide_keep(block)
         return keep + (length - block - 1) % (block - keep + 1)
 
-    def stream_decoder(self, rng: np.random.Generator, settings=None):
+    def stream_decoder(self, rng: np.random.Generator, settings=None, prompt: str = ""):
         return self.tokenizer.stream_decoder(rng)
 
     def next_logprobs(self, contexts: list[list[int]]) -> np.ndarray:

@@ -2,8 +2,7 @@
 contract (lmladder.rung). Estimation is in lmladder.ngramestimate, training in lmladder.ngram.
 
 All probabilities here are natural logs. A stored n-gram keeps ln p(w|h); an n-gram that is a
-context keeps its ln backoff. Kneser-Ney scores an unseen n-gram by backing off, exactly like
-KenLM's query:
+context keeps its ln backoff. Kneser-Ney scores an unseen n-gram by backing off, as KenLM's query:
 
     ln p(w|h) = ln p(longest stored match) + sum of the ln backoffs of the longer contexts skipped
 
@@ -17,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -26,7 +25,7 @@ from lmladder import ngrambin, wordtok
 from lmladder.errors import LadderError
 from lmladder.metrics import UnitScores
 from lmladder.ngramtrie import UnitBits
-from lmladder.ngramunits import UNK_NAME, kenlm_stream, spelling_stream, word_stream
+from lmladder.ngramunits import UNK_NAME, kenlm_decoder, kenlm_stream, spelling_stream, word_stream
 from lmladder.sampling import SampleSettings, choose
 from lmladder.vocab import CharVocab, codepoints
 
@@ -369,9 +368,10 @@ class NgramModel:
         out[:, self.bos] = -np.inf
         return out
 
-    def stream_decoder(self, rng: np.random.Generator, settings: SampleSettings | None = None) -> Callable[[int], str]:
+    def stream_decoder(self, rng: np.random.Generator, settings: SampleSettings | None = None, prompt: str = ""):
         """unit -> its text; an escape's spelling is drawn from `rng` with the sample's settings."""
-        return lambda unit: self.spell(unit, rng, settings)
+        spell = lambda unit: self.spell(unit, rng, settings)  # noqa: E731
+        return kenlm_decoder(spell, self.eos, prompt) if self.config.kenlm_compat else spell  # spaced tokens
 
     def spell(self, unit: int, rng: np.random.Generator, settings: SampleSettings | None = None) -> str:
         if unit == self.escape:

@@ -17,7 +17,7 @@ Every stream is one int array of all documents, BOS first in each (lmladder.coun
 from __future__ import annotations
 
 from itertools import chain
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -127,6 +127,21 @@ def kenlm_stream(documents: Sequence[str], index: dict[str, int], bos: int, eos:
     ids_of = np.fromiter(index.values(), dtype=np.int64, count=len(index))
     pos = pc.index_in(tokens, value_set=vocab).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     return kenlm_sentences(np.where(pos >= 0, ids_of[np.maximum(pos, 0)], unk), lengths, bos, eos)
+
+
+def kenlm_decoder(spell: Callable[[int], str], eos: int, prompt: str) -> Callable[[int], str]:
+    """A --kenlm-compat sample's text: its units are whitespace-separated tokens and line ends
+    (`eos`), so a space goes before each token but the first of a line, or the first after a
+    prompt that ends in whitespace (or is empty)."""
+    fresh = prompt == "" or prompt[-1].isspace()
+
+    def decode(unit: int) -> str:
+        nonlocal fresh
+        gap = "" if fresh or unit == eos else " "
+        fresh = unit == eos
+        return gap + spell(unit)
+
+    return decode
 
 
 def kenlm_units(documents: Sequence[str]) -> Prepared:

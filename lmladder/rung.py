@@ -12,10 +12,11 @@ sampling loop (lmladder.generate) drives it through:
                                             marker first, where the rung has one)
     next_logprobs(contexts) -> (B, V)       ln P(next unit | context) for each context (a list of
                                             unit ids, as long as the rung wants: it trims them)
-    stream_decoder(rng, settings)           unit -> the text it adds: an escape's spelling drawn
+    stream_decoder(rng, settings, prompt)   unit -> the text it adds: an escape's spelling drawn
                                             from `rng` (a word model's spelled with the sample's
                                             settings, so greedy sampling spells greedily); "" while
-                                            a byte-level token waits for the rest of its character
+                                            a byte-level token waits for the rest of its character;
+                                            the text before the first unit is `prompt`
     stop_unit: int | None                   a unit that ends a sample (end of document), or None
 
 A rung whose model can decode faster than one `next_logprobs` call a unit (the GPT's key-value

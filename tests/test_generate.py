@@ -29,7 +29,7 @@ class Cycle:
             out[i, (ctx[-1] + 1) % 4] = np.log(0.97)
         return out
 
-    def stream_decoder(self, rng, settings=None):
+    def stream_decoder(self, rng, settings=None, prompt=""):
         return lambda unit: "abc."[unit]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from lmladder import metrics, ngram
 from lmladder.generate import generate
+from lmladder.sampling import SampleSettings
 from tests.conftest import assert_error
 
 TEXT = "the cat sat on the mat.\nthe dog sat on the log!\na cat and a dog.\n" * 3 + "zebra quux\n"
@@ -64,6 +65,20 @@ def test_open_vocabulary_word_model_is_exact():
     plain = model.unit_logprob(seq)[1:]
     spelled = scores.logprob - plain
     assert np.all(spelled[~unk] == 0) and np.all(spelled[unk] < 0)
+
+
+def test_a_kenlm_compat_sample_keeps_its_tokens_apart():
+    """A --kenlm-compat model's units are whitespace tokens and line ends (no spaces among them):
+    its samples put a space between the tokens of a line, none at a line's start."""
+    model = ngram.train(ngram.NgramConfig(unit="word", order=2, kenlm_compat=True), [TEXT])
+    known = set(model.units) | {"<unk>"}
+    for prompt, temperature in (("", 0.0), ("", 1.0), ("the", 0.0), ("the cat\n", 1.0), ("the ", 1.0)):
+        text = generate(model, prompt, max_new_tokens=60, settings=SampleSettings(temperature), seed=3)[0]
+        assert text.startswith(prompt) and set(text.split()) <= known, (prompt, text)
+        new = text[len(prompt):]
+        assert " \n" not in new and "\n " not in new and "  " not in new, (prompt, text)
+        assert not new.startswith(" ") or not (prompt == "" or prompt[-1].isspace())
+    assert generate(model, "the", max_new_tokens=2, settings=SampleSettings(0.0))[0].startswith("the ")
 
 
 def test_auto_min_count_tunes_on_val():
