@@ -82,9 +82,13 @@ def train(kind: str, train_docs: Sequence[str]) -> LetterDistribution:
 
 def load(folder: Path, header: dict[str, Any]) -> LetterDistribution:
     vocab = CharVocab.load(folder / "vocab.json")
-    counts = np.asarray(header.get("counts", []), dtype=np.int64)
-    if counts.shape != (vocab.size,):
-        raise LadderError(f"{folder / MARKER} has counts that do not match vocab.json; rebuild the model")
+    try:
+        counts = np.asarray(header.get("counts", []), dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        counts = np.zeros(0, dtype=np.int64)
+    if counts.shape != (vocab.size,) or (counts < 0).any():
+        raise LadderError(f"{folder / MARKER} has counts that are not one whole number >= 0 for each character "
+                          "of vocab.json; the file is corrupt, rebuild the model")
     return LetterDistribution(header["kind"], vocab, counts)
 
 

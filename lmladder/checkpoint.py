@@ -64,6 +64,12 @@ def load_tensors(path: Path) -> dict[str, Any]:
 
 def load_weights(model, path: Path) -> None:
     state = load_tensors(path)
+    mine = model.state_dict()
+    wrong = next((k for k, v in state.items() if k in mine and tuple(v.shape) != tuple(mine[k].shape)), None)
+    if wrong is not None:
+        raise LadderError(f"{path} does not fit the model of its config ({wrong} is {tuple(state[wrong].shape)}, "
+                          f"the config makes it {tuple(mine[wrong].shape)}): the header or the weights were "
+                          "changed; retrain it")
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if k not in TIED]
     if missing or unexpected:

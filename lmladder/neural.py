@@ -208,11 +208,14 @@ def load(folder: Path, header: dict[str, Any]) -> NeuralRung:
 
     try:
         config = TrainConfig.from_dict(header["config"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise LadderError(f"{folder} has a model header without a usable config ({exc}); retrain it") from None
     named = header.get("weights")
     candidates = [named] if named else ["best/model.safetensors", "latest/model.safetensors"]
     weights = next((folder / c for c in candidates if (folder / c).is_file()), None)
+    if weights is None and named:
+        raise LadderError(f"{folder / named} is missing, the weights its lmladder.json names: the folder is "
+                          "incomplete; copy it again whole or train again")
     if weights is None:
         raise LadderError(f"{folder} holds no weights yet (the run stopped before its first checkpoint); "
                           f"continue it with `lmladder train --resume {folder}` or train again")

@@ -9,6 +9,7 @@ with `--debug` or LMLADDER_DEBUG=1. Nothing here imports torch or tokenizers at 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Any, Optional
 
@@ -34,6 +35,7 @@ def debug_enabled() -> bool:
 
 
 def _fail(message: str, code: int) -> None:
+    message = re.sub(r"\s*\n\s*", " ", message.strip())  # one line, whatever a library's message held
     sys.stderr.write(f"error: {message}\n")
     sys.stderr.flush()
     sys.exit(code)

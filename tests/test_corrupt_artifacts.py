@@ -1,0 +1,77 @@
+"""A model folder changed by hand or damaged (a header that no longer fits its weights, counts
+that are not counts, the weights its header names gone) is one `error:` line when scored or
+sampled, never a traceback; and whatever a library's message holds, the error stays one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from lmladder.errors import LadderError
+from tests.conftest import assert_error
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A unigram and a tiny GPT trained on a small text, once for the module."""
+    from typer.testing import CliRunner
+
+    from lmladder.cli import app
+
+    root = tmp_path_factory.mktemp("corrupt")
+    text = root / "small.txt"
+    text.write_text("".join(f"line {i} of the small corpus, with words.\n" for i in range(300)))
+    runner = CliRunner()
+    for name, extra in (("uni", ["--model", "unigram"]),
+                        ("gpt", ["--preset", "gpt-tiny", "--max-steps", "2", "--eval-interval", "2", "--device", "cpu"])):
+        result = runner.invoke(app, ["train", str(text), *extra, "--out", str(root / name)])
+        assert result.exit_code == 0, result.stderr
+    return root
+
+
+def _copy(runs, name, tmp_path):
+    return shutil.copytree(runs / name, tmp_path / name)
+
+
+def _edit_header(folder, change):
+    header = json.loads((folder / "lmladder.json").read_text())
+    change(header)
+    (folder / "lmladder.json").write_text(json.dumps(header))
+
+
+@pytest.mark.parametrize("counts", ["abc", [-1], None])
+def test_a_unigram_whose_counts_are_not_counts(cli, runs, tmp_path, counts):
+    folder = _copy(runs, "uni", tmp_path)
+
+    def change(header):
+        header["counts"] = counts if counts != [-1] else [-1] + header["counts"][1:]
+
+    _edit_header(folder, change)
+    assert_error(cli("score", folder, "--json"), "counts", "corrupt")
+
+
+def test_a_gpt_header_that_no_longer_fits_its_weights(cli, runs, tmp_path):
+    folder = _copy(runs, "gpt", tmp_path)
+    _edit_header(folder, lambda h: h["config"]["model"].update(n_embd=64))
+    for command in (["score", folder], ["sample", folder, "--max-new-chars", "5"]):
+        assert_error(cli(*command), "does not fit the model of its config", "the config makes it (")
+
+
+def test_the_weights_a_header_names_are_gone(cli, runs, tmp_path):
+    folder = _copy(runs, "gpt", tmp_path)
+    named = json.loads((folder / "lmladder.json").read_text())["weights"]
+    (folder / named).unlink()
+    assert_error(cli("score", folder), named, "is missing")
+
+
+def test_a_library_message_of_several_lines_is_one_error_line(cli, runs, monkeypatch):
+    from lmladder import registry
+
+    def broken(*args, **kwargs):
+        raise LadderError("the file is bad:\n  line two of the library's message\n")
+
+    monkeypatch.setattr(registry, "load_model", broken)
+    result = cli("score", runs / "uni")
+    assert_error(result, "the file is bad: line two of the library's message")
