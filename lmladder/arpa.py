@@ -52,6 +52,29 @@ def unit_names(model: NgramModel) -> list[str]:
     return names
 
 
+def check_replaceable(path: str | Path) -> None:
+    """--force replaces only an ARPA file (what a previous export wrote, plain or .gz) or an empty
+    file, never any other file that happens to be at --out."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise LadderError(f"--out {path} is not a regular file; give the name of an ARPA file to write")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(256)
+        if head.startswith(b"\x1f\x8b"):  # a gzipped ARPA file
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(256)
+    except (OSError, EOFError) as exc:
+        raise LadderError(f"--out {path} exists and cannot be read ({exc}); --force replaces only an ARPA file: "
+                          "choose another --out") from None
+    if head and not head.lstrip().startswith(b"\\data\\"):
+        raise LadderError(f"--out {path} exists and is not an ARPA file (it does not start with \\data\\); "
+                          "--force replaces only a previous ARPA export: choose another --out, or move the file "
+                          "away yourself")
+
+
 def write(model: NgramModel, path: str | Path) -> None:
     if model.config.smoothing != "kn":
         raise LadderError(f"ARPA needs a Kneser-Ney model (this one is {model.config.smoothing}); "

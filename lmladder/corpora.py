@@ -89,12 +89,20 @@ def _verified(path: Path, spec: dict[str, Any]) -> bool:
 
 
 def _install_from(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise LadderError(f"cannot install {target.name} into {target.parent}: {exc.strerror}; "
+                          "set LMLADDER_HOME to a folder you can write to") from None
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
         os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise LadderError(f"cannot install {target}: {exc.strerror}; free some space or set LMLADDER_HOME to a "
+                          "folder you can write to") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -135,6 +143,9 @@ def _download(spec: dict[str, Any], target: Path) -> None:
 def resolve_file(spec: dict[str, Any]) -> Path:
     """A verified local copy of one registry file, installing it into the home if needed."""
     target = home.corpora_dir() / spec["path"]
+    if target.exists() and not target.is_file():
+        raise LadderError(f"{target} is in the way of corpus file {spec['path']}: it is not a file (a folder?); "
+                          "move it away or set LMLADDER_HOME to another folder")
     if _verified(target, spec):
         return target
     if target.exists():

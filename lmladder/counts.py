@@ -131,6 +131,7 @@ def lookup(table: np.ndarray, queries: np.ndarray, chunk: int = 1 << 20) -> np.n
 
 BYTES_PER_POSITION = 64  # counting working memory per position, with margin (~10 for letters, ~40 for words)
 MIN_PIECE = 256
+MIN_MEMORY = 8 << 20  # the least --memory taken: a smaller budget only counts in more pieces, far slower
 
 
 def default_memory() -> int:

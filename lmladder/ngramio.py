@@ -114,7 +114,7 @@ def stats(folder) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
 
-    head = artifacts.read_header(folder, FORMAT, what="n-gram counts folder")
+    head = artifacts.read_header(folder, FORMAT, what="n-gram counts")
     for n in range(1, int(head.get("order", 0)) + 1):  # refuse a damaged folder, not just a header
         path = Path(folder) / f"order{n}.parquet"
         try:
@@ -122,7 +122,8 @@ def stats(folder) -> dict[str, Any]:
         except FileNotFoundError:
             raise LadderError(f"{path} is missing; rebuild the counts folder") from None
         except Exception as exc:
-            raise LadderError(f"{path} is not a readable Parquet file ({exc}); rebuild it") from None
+            reason = " ".join(str(exc).split())  # (pyarrow's messages end in a newline)
+            raise LadderError(f"{path} is not a readable Parquet file ({reason}); rebuild it") from None
         if meta.get(b"lmladder.table") != b"ngram_counts":
             raise LadderError(f"{path} is not an lmladder ngram_counts table; rebuild it")
     return {k: head[k] for k in ("unit", "order", "corpus", "split", "tokenisation", "orders")}

@@ -59,7 +59,7 @@ KINDS: dict[str, RungKind] = {k.name: k for k in (
     RungKind("ngram", "letter or word n-grams: Kneser-Ney, add-k or maximum likelihood",
              ladder="lmladder.ngram:from_ladder", load="lmladder.ngramio:load",
              settings={"unit": False, "order": True, "smoothing": False, "min_count": False, "max_order": False},
-             train_command="lmladder ngram train CORPUS --unit char --order 5 --out DIR"),
+             check="lmladder.ngram:check_ladder", train_command="lmladder ngram train CORPUS --unit char --order 5 --out DIR"),
     RungKind("mlp", "Bengio et al. (2003): letter embeddings over a fixed context, a tanh layer",
              ladder="lmladder.neural_ladder:from_ladder", load="lmladder.neural:load", settings=_NEURAL_SETTINGS,
              check="lmladder.neural_ladder:check",

@@ -14,13 +14,20 @@ except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-def decode_utf8(data: bytes, source: str) -> str:
-    """Decode bytes as UTF-8, refusing binary data (NUL bytes) and invalid sequences."""
+FIRST_BLOCK = 1 << 16  # read and checked for binary data before the rest of a file is read
+
+
+def refuse_binary(data: bytes, source: str) -> None:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise LadderError(
             f"{source} looks binary (NUL byte at offset {nul}); lmladder reads UTF-8 text files only"
         )
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """Decode bytes as UTF-8, refusing binary data (NUL bytes) and invalid sequences."""
+    refuse_binary(data, source)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -32,13 +39,21 @@ def decode_utf8(data: bytes, source: str) -> str:
 
 
 def read_bytes(path: str | Path) -> bytes:
+    """A text file's bytes. Only a regular file or a pipe is read (a device such as /dev/zero
+    never ends), and a NUL byte in its first block refuses it before the rest is read."""
     path = Path(path)
     if not path.exists():
         raise LadderError(f"{path} does not exist; check the path or use a registered corpus name")
     if path.is_dir():
         raise LadderError(f"{path} is a folder, not a file")
+    if not (path.is_file() or path.is_fifo()):  # a pipe ends; a device such as /dev/zero need not
+        raise LadderError(f"{path} is not a regular file (a device or socket); save the text to a file and "
+                          "give that")
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            head = handle.read(FIRST_BLOCK)
+            refuse_binary(head, str(path))
+            return head + handle.read()
     except OSError as exc:
         raise LadderError(f"cannot read {path}: {exc.strerror}") from None
 

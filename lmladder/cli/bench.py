@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional
 
 import typer
@@ -16,7 +17,8 @@ def bench(
     split: Optional[str] = typer.Option(None, "--split", help="TRAIN,VAL,TEST fractions (default: the corpus's)."),
     out: Optional[str] = typer.Option(None, "--out", help="Write results.json, results.md, results.parquet and a manifest here."),
     check: Optional[str] = typer.Option(None, "--check", help="A baseline results.json: exit 1 if any rung is worse."),
-    tolerance: float = typer.Option(0.01, "--tolerance", help="Relative bits/char worsening allowed by --check."),
+    tolerance: Optional[float] = typer.Option(None, "--tolerance", help="Relative bits/char worsening allowed by "
+                                              "--check (default 0.01, i.e. 1%)."),
     force: bool = typer.Option(False, "--force", help="Retrain every rung instead of reusing cached results, and "
                                "replace bench results already in --out (never a folder of another kind)."),
     only: Optional[List[str]] = typer.Option(
@@ -33,8 +35,12 @@ def bench(
     from lmladder.console import log
     from lmladder.errors import GateFailure, LadderError
 
-    if tolerance < 0:
-        raise LadderError(f"--tolerance must be >= 0 (got {tolerance})")
+    if tolerance is not None and check is None:
+        raise LadderError("--tolerance only applies to --check (the regression gate); give --check BASELINE.json "
+                          "or leave --tolerance out")
+    if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
+        raise LadderError(f"--tolerance must be a finite fraction >= 0, e.g. 0.01 for 1% (got {tolerance:g})")
+    tolerance = 0.01 if tolerance is None else tolerance
     if out:
         check_output_dir(out, "lmladder-bench", None, force)
     baseline = lib.load_baseline(check) if check else None

@@ -40,6 +40,7 @@ def export(
     from lmladder.atomic import check_output_file
 
     check_output_file(out, force)
+    arpa.check_replaceable(out)  # with --force: an earlier ARPA file, never any other file
     model = registry.load_model(model_dir)
     arpa.write(model, out)
     result = {"model": model_dir, "format": "arpa", "out": out, "ngrams": [len(t.keys) for t in model.tables]}

@@ -29,8 +29,14 @@ def parse_memory(text: Optional[str]) -> Optional[int]:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)B?\s*", text, re.I)
     if not m or float(m.group(1)) <= 0:
         raise LadderError(f"--memory {text!r} is not a size; give e.g. 2G, 500M or 100000")
+    from lmladder.counts import MIN_MEMORY
+
     scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2).upper()]
-    return int(float(m.group(1)) * scale)
+    size = int(float(m.group(1)) * scale)
+    if size < MIN_MEMORY:
+        raise LadderError(f"--memory {text.strip()} is below the least working memory for counting, "
+                          f"{MIN_MEMORY >> 20}M (bytes without a unit); give e.g. 500M or 2G")
+    return size
 
 
 @app.command("count")
@@ -81,10 +87,11 @@ def stats(folder: str = typer.Argument(..., help="A counts folder written by `lm
 def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
           out: str = typer.Option(..., "--out", help="Folder to write the model to."),
           smoothing: str = typer.Option("kn", "--smoothing", help="kn (modified Kneser-Ney), addk or mle."),
-          k: float = typer.Option(0.01, "--k", help="add-k's pseudo-count."),
-          min_count: int = typer.Option(0, "--min-count",
-                                        help="Word units: words seen fewer times are spelled letter by letter "
-                                             "(0: tune on val)."),
+          k: Optional[float] = typer.Option(None, "--k", help="add-k's pseudo-count (default 0.01; only with "
+                                                               "--smoothing addk)."),
+          min_count: Optional[int] = typer.Option(None, "--min-count",
+                                                  help="Word units: words seen fewer times are spelled letter by "
+                                                       "letter (default 0: tune on val; only with --unit word)."),
           kenlm_compat: bool = typer.Option(False, "--kenlm-compat",
                                             help="KenLM's lmplz, entry for entry: the train text read as lmplz "
                                                  "reads a file (lines at \\n only, tokens between ASCII spaces, "
@@ -98,13 +105,9 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
     from lmladder.atomic import check_output_dir
 
     runtime.lean_malloc()
-    if kenlm_compat and unit != "word":
-        raise LadderError("--kenlm-compat works on whitespace tokens: use it with --unit word "
-                          "(for letters, rewrite the text as space-separated characters first)")
-    config = ngram.NgramConfig(unit=unit, order=order, smoothing=smoothing, k=k,
-                               min_count=max(min_count, 0) if unit == "word" else 1, kenlm_compat=kenlm_compat)
-    if min_count < 0:
-        raise LadderError(f"--min-count must be >= 0 (got {min_count})")
+    _check_train_options(unit, smoothing, k, min_count, kenlm_compat)
+    config = ngram.NgramConfig(unit=unit, order=order, smoothing=smoothing, k=0.01 if k is None else k,
+                               min_count=(min_count or 0) if unit == "word" else 1, kenlm_compat=kenlm_compat)
     config.check()
     budget = parse_memory(memory)
     check_output_dir(out, "lmladder-model", "ngram", force)
@@ -120,3 +123,32 @@ def train(corpus: str = CORPUS, unit: str = UNIT, order: int = ORDER,
               "discounts": model.meta.get("discounts"), "seconds": seconds}
     report(result, json, f"trained {unit} {order}-gram ({smoothing}) on {data.name} ({splits.spec}) -> {out}")
 
+
+
+def _check_train_options(unit: str, smoothing: str, k: Optional[float], min_count: Optional[int],
+                         kenlm_compat: bool) -> None:
+    """Options that contradict each other, or that would be silently ignored, refused at once."""
+    from lmladder.ngram import check_k
+
+    problems = []
+    if kenlm_compat and unit != "word":
+        problems.append("--kenlm-compat works on whitespace tokens: use it with --unit word (for letters, rewrite "
+                        "the text as space-separated characters first)")
+    if kenlm_compat and smoothing != "kn":
+        problems.append(f"--kenlm-compat reproduces KenLM's lmplz, which is Kneser-Ney only: drop --smoothing "
+                        f"{smoothing} or --kenlm-compat")
+    if k is not None and smoothing != "addk":
+        problems.append(f"--k is add-k's pseudo-count and does not apply to --smoothing {smoothing}: drop --k or "
+                        "use --smoothing addk")
+    elif k is not None:
+        try:
+            check_k(k)
+        except LadderError as exc:
+            problems.append(str(exc))
+    if min_count is not None and (unit != "word" or kenlm_compat):
+        problems.append("--min-count applies only to --unit word without --kenlm-compat (rare words spelled letter "
+                        "by letter): drop it")
+    elif min_count is not None and min_count < 0:
+        problems.append(f"--min-count must be >= 0, 0 meaning tuned on val (got {min_count})")
+    if problems:
+        raise LadderError("; ".join(problems))

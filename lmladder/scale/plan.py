@@ -43,6 +43,13 @@ from typing import Any, Sequence
 from lmladder.errors import LadderError
 
 
+# Bounds on what a study plans: far past any run made so far (GPT-4 is put at ~2e25 FLOPs, the
+# largest open runs at ~1e14 tokens), yet small enough that an absurd value is a typo, said up front
+MAX_FLOPS = 1e30
+MAX_TOKENS = 1e18
+MAX_DEPTH = 1000  # layers of a sweep's model
+
+
 @dataclass(frozen=True)
 class Family:
     """GPTs of one shape rule: depth k has k layers, width aspect x k and heads of head_size
@@ -218,7 +225,7 @@ def plan_sweep(depths: Sequence[int], budgets: Sequence[float], family: Family, 
             if spec.steps < recipe.min_steps:
                 dropped.append((name, f"{spec.steps} steps, fewer than {recipe.min_steps}"))
             elif spec.tokens > recipe.max_epochs * train_tokens:
-                dropped.append((name, f"{spec.tokens / train_tokens:.1f} passes over the train split, more than "
+                dropped.append((name, f"{spec.tokens / train_tokens:.3g} passes over the train split, more than "
                                       f"{recipe.max_epochs:g}"))
             else:
                 runs.append(spec)
@@ -260,6 +267,11 @@ def target_shape(preset: str | None, config_file: str | None) -> tuple[tuple[int
         mlp_keys = [k for k in values.get("model", {}) if k in GPT_ONLY_KEYS]
         if mlp_keys:
             raise LadderError(f"lmladder scale predicts GPTs; {config_file} describes an MLP ([model] {mlp_keys[0]})")
+        shape = {k: values.get("model", {}).get(k) for k in ("n_layer", "n_head", "n_embd")}
+        bad = [f"{k} = {v!r}" for k, v in shape.items() if isinstance(v, int) and not isinstance(v, bool) and v < 1]
+        if bad:
+            raise LadderError(f"config file {config_file}: [model] {', '.join(bad)}: a GPT's n_layer, n_head and "
+                              "n_embd must each be at least 1")
         cfg = conf.resolve("gpt", None, values, {})
         source = f"config file {Path(config_file).name}"
     m = cfg.model

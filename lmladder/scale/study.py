@@ -13,8 +13,8 @@ import numpy as np
 
 from lmladder.errors import LadderError
 from lmladder.scale import fit
-from lmladder.scale.plan import (PROFILES, Family, Plan, Recipe, RunSpec, check_plan, plan_sweep, run_spec,
-                                 target_shape)
+from lmladder.scale.plan import (MAX_DEPTH, MAX_FLOPS, MAX_TOKENS, PROFILES, Family, Plan, Recipe, RunSpec, check_plan,
+                                 plan_sweep, run_spec, target_shape)
 from lmladder.scale.sweep import train_all, train_one
 
 METRICS = ("test", "val")
@@ -90,12 +90,26 @@ class Study:
             problems.append("a target model needs --target-tokens, the tokens to train it on")
         if self.target_tokens is not None and not shaped:
             problems.append("--target-tokens needs a target model: --target-preset or --target-config")
-        for name, value in (("--target-tokens", self.target_tokens), ("--target-flops", self.target_flops)):
-            if value is not None and not value > 0:
-                problems.append(f"{name} must be positive (got {value:g})")
+        for name, value, most in (("--target-tokens", self.target_tokens, MAX_TOKENS),
+                                  ("--target-flops", self.target_flops, MAX_FLOPS)):
+            if value is not None and not 0 < value <= most:
+                problems.append(f"{name} must be a positive number of at most {most:g} (got {value:g})")
+        deep = [k for k in self.depths or () if not 1 <= k <= MAX_DEPTH]
+        if deep:
+            problems.append(f"--sizes are depths (layers), each from 1 to {MAX_DEPTH} "
+                            f"(got {', '.join(f'{k:g}' for k in deep)})")
+        bad = [c for c in self.budgets or () if not 0 < c <= MAX_FLOPS]
+        if bad:
+            problems.append(f"--budgets are training FLOPs, each positive and at most {MAX_FLOPS:g} "
+                            f"(got {', '.join(f'{c:g}' for c in bad)})")
         if self.verify and not (shaped or self.target_flops is not None):
             problems.append("--verify trains the target: give one (--target-preset/--target-config with "
                             "--target-tokens, or --target-flops)")
+        if shaped and not problems:  # the target's shape, read now: a bad config file fails before any work
+            try:
+                target_shape(self.target_preset, self.target_config)
+            except LadderError as exc:
+                problems.append(str(exc))
         if problems:
             raise LadderError("; ".join(problems))
 
@@ -137,6 +151,10 @@ def prepare(study: Study) -> Setup:
         shape, source = target_shape(study.target_preset, study.target_config)
         target = run_spec("target", "target", None, shape, study.target_tokens, family, vocab, study.recipe)
         flops = target.flops
+        if not flops <= MAX_FLOPS:
+            raise LadderError(f"the target ({source}, {study.target_tokens:g} tokens) would take {flops:.3g} training "
+                              f"FLOPs, more than the {MAX_FLOPS:g} lmladder plans for; give a smaller model or fewer "
+                              "--target-tokens")
     else:
         flops = study.target_flops
     if flops is not None and flops <= largest:
