@@ -29,16 +29,24 @@ from lmladder.rung import DEFAULT_MAX_NEW_CHARS
 from lmladder.sampling import SampleSettings, choose, sample_rngs
 
 
+# sane bounds on one request: past these a sample runs for hours or fills the memory
+MAX_NEW = 10**8  # characters or tokens per sample
+MAX_SAMPLES = 10**4
+
+
 def check_request(max_new_chars: int | None, max_new_tokens: int | None, num_samples: int, seed: int,
                   stop: Sequence[str] = ()) -> list[str]:
     """Every problem with a sampling request, as messages (empty: fine)."""
     problems = []
     if max_new_chars is not None and max_new_tokens is not None:
         problems.append("give --max-new-chars or --max-new-tokens, not both")
-    for name, value in (("--max-new-chars", max_new_chars), ("--max-new-tokens", max_new_tokens),
-                        ("--num-samples", num_samples)):
+    for name, value, most in (("--max-new-chars", max_new_chars, MAX_NEW),
+                              ("--max-new-tokens", max_new_tokens, MAX_NEW),
+                              ("--num-samples", num_samples, MAX_SAMPLES)):
         if value is not None and value < 1:
             problems.append(f"{name} must be >= 1 (got {value})")
+        elif value is not None and value > most:
+            problems.append(f"{name} must be at most {most:,} (got {value:,})")
     if seed < 0:
         problems.append(f"--seed must be >= 0 (got {seed})")
     if any(s == "" for s in stop):

@@ -74,10 +74,48 @@ def _bar(units: list[str], probs: np.ndarray, path: Path, title: str, top: int =
     plt.close(fig)
 
 
-def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: int = 120,
-        seed_word: str = "cat", gpt: str | None = None, on_step: Callable[[Step], None] | None = None) -> list[Step]:
-    from lmladder import corpora, ngram, ngramio, registry
+MAX_LENGTH = 100_000  # characters per sample: a tour draws a dozen samples (the GPT's three times as long)
 
+
+def check(length: int, seed: int) -> list[str]:
+    """Every problem with a tour's settings, as messages (empty: fine)."""
+    problems = []
+    if not 1 <= length <= MAX_LENGTH:
+        problems.append(f"--length must be between 1 and {MAX_LENGTH:,} characters (got {length:,})")
+    if seed < 0:
+        problems.append(f"--seed must be >= 0 (got {seed})")
+    return problems
+
+
+def load_gpt(folder: str | Path):
+    """The GPT run for the tour's last step; a folder that is not a GPT run, or that cannot be
+    loaded, is an error (raised before the tour starts)."""
+    from lmladder import registry
+    from lmladder.errors import LadderError
+
+    try:
+        header = registry.model_header(folder)
+    except LadderError as exc:
+        raise LadderError(f"--gpt: {exc}") from None
+    if header.get("kind") != "gpt":
+        raise LadderError(f"--gpt {folder} holds a {header.get('kind') or 'model of unknown kind'} run, not a GPT; "
+                          "give a folder written by 'lmladder train CORPUS --model gpt'")
+    try:
+        return registry.load_model(folder)
+    except LadderError as exc:
+        raise LadderError(f"--gpt: {exc}") from None
+
+
+def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: int = 120,
+        seed_word: str = "cat", gpt: Any = None, on_step: Callable[[Step], None] | None = None) -> list[Step]:
+    """The tour's steps; `gpt` is a GPT run's folder or the GPT load_gpt gave (the last step)."""
+    from lmladder import corpora, ngram, ngramio
+    from lmladder.errors import LadderError
+
+    problems = check(length, seed)
+    if problems:
+        raise LadderError("; ".join(problems))
+    gpt_model = load_gpt(gpt) if isinstance(gpt, (str, Path)) else gpt
     corpus = corpora.load(corpus_name)
     splits = corpus.split()
     train = splits.require("train")
@@ -183,8 +221,8 @@ def run(corpus_name: str, out: str | Path | None = None, seed: int = 0, length: 
     emit(step)
 
     # 6. a GPT at temperature 0 and 0.8
-    if gpt:
-        model = registry.load_model(gpt)
+    if gpt_model is not None:
+        model = gpt_model
         step = Step("6. A GPT",
                     "Temperature 0 always takes the most likely next token: flat and repetitive. "
                     "Temperature 0.8 is what works best for prose.")

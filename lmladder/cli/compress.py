@@ -25,6 +25,23 @@ def _check_output(out: Path, given: str, force: bool, source: Path) -> None:
     check_output_file(given, force)
 
 
+def _read_input(path: Path, given: str, text: bool = True) -> bytes:
+    """The input file's bytes (a text file's through lmladder.textio, which refuses binary data;
+    a .llz file's as they are); a missing file is named as a file, not a corpus."""
+    from lmladder.textio import read_bytes
+
+    if not path.exists():
+        raise LadderError(f"{given} does not exist; check the path")
+    if text:
+        return read_bytes(path)
+    if not path.is_file():
+        raise LadderError(f"{given} is {'a folder' if path.is_dir() else 'not a regular file'}; give a .llz file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise LadderError(f"cannot read {given}: {exc.strerror}") from None
+
+
 def _write(out: Path, data: bytes) -> None:
     from lmladder.atomic import atomic_file
 
@@ -41,7 +58,8 @@ def compress(
                                         "(each block start costs a few bits: ~0.2% at these lengths)."),
     device: str = typer.Option("auto", "--device", help="Neural rungs: auto (the run's own), cpu, cuda or cuda:N; "
                                "the file then decompresses only on the same kind of device."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Neural rungs on a CPU: torch threads (default 1); "
+    threads: Optional[int] = typer.Option(None, "--threads", help="Neural rungs on a CPU: torch threads (default 1, at most "
+                                          "4 x the usable cores); "
                                           "recorded, and used again to decompress."),
     force: bool = FORCE,
     json: bool = JSON_OPTION,
@@ -49,17 +67,16 @@ def compress(
     """Compress a text file with a rung's own next-unit probabilities (range coding)."""
     from lmladder import compress as lib
     from lmladder import registry
-    from lmladder.textio import decode_utf8, read_bytes
+    from lmladder.textio import decode_utf8
 
-    source = Path(file)
-    target = Path(out) if out else source.with_name(source.name + lib.SUFFIX)
-    _check_output(target, out or str(target), force, source)
     if block is not None and block < 1:
         raise LadderError(f"--block must be at least 1 (got {block})")
-    if threads is not None and threads < 1:
-        raise LadderError(f"--threads must be at least 1 (got {threads})")
-    raw = read_bytes(source)
-    text = decode_utf8(raw, str(source)) if raw else ""
+    lib.check_threads(threads)
+    source = Path(file)
+    raw = _read_input(source, file)
+    text = decode_utf8(raw, str(source))
+    target = Path(out) if out else source.with_name(source.name + lib.SUFFIX)
+    _check_output(target, out or str(target), force, source)
     rung = registry.load_model(run)
     chosen = None
     if device != "auto":
@@ -89,10 +106,9 @@ def decompress(
     from lmladder import compress as lib
     from lmladder import registry
     from lmladder.atomic import MARKER
-    from lmladder.textio import read_bytes
 
     source = Path(file)
-    data = read_bytes(source)
+    data = _read_input(source, file, text=False)
     header, _ = lib.read(data, str(source))
     if out:
         target = Path(out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import re
 import sys
 from pathlib import Path
 from typing import Any, List, Optional
@@ -69,16 +70,27 @@ def train(
 
 
 def _read_input(text: Optional[str], file: Optional[str], what: str) -> str:
+    """The text given as an argument, or read from --file (a UTF-8 file, or '-' for standard
+    input, held to the same checks: not empty, not binary, valid UTF-8)."""
     if (text is None) == (file is None):
         raise LadderError(f"give the {what} either as an argument or with --file, not both or neither")
-    if file is None:
-        return text  # type: ignore[return-value]
-    if file == "-":
-        return sys.stdin.read()
     from lmladder import textio
 
-    data = textio.read_bytes(file)
-    return textio.decode_utf8(data, file)
+    if file is None:
+        if not text:
+            raise LadderError(f"the {what} is empty; give some {what} to work on")
+        return text  # type: ignore[return-value]
+    if file == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+        source = "standard input"
+    else:
+        if not Path(file).exists():
+            raise LadderError(f"--file {file} does not exist; check the path")
+        data, source = textio.read_bytes(file), file
+    if not data:
+        raise LadderError(f"{source} is empty; give some {what} to work on")
+    return textio.decode_utf8(data, source)
 
 
 def token_pieces(tok: Any) -> list[bytes]:
@@ -117,27 +129,67 @@ def encode(
     typer.echo(" ".join(repr(_show(pieces[i])) for i in ids))
 
 
+_ID_HINT = "token ids are whole numbers >= 0, e.g. 'lmladder tokenizer decode DIR 72 101'"
+
+
+def _id_of(item: Any, where: str, vocab_size: int, given: str) -> int:
+    """One token id: a non-negative whole number inside the vocabulary. `item` is `given` as an
+    "argument" or in a whitespace-separated "file" (text: digits), or as a "json" value (an
+    integer, not a bool, a float or a string)."""
+    if isinstance(item, str) and given != "json":
+        digits = re.fullmatch(r"([+-]?)0*([0-9]+)", item.strip())
+        if digits is None:
+            shown = item if len(item) <= 40 else item[:40] + "..."
+            extra = " (nor an option of this command)" if given == "argument" and item.startswith("-") else ""
+            raise LadderError(f"{where} ({shown}) is not a token id{extra}: {_ID_HINT}")
+        sign, number = digits.groups()
+        item = int(number) if len(number) <= 30 else vocab_size + 10**30  # past any vocabulary, not parsed
+        item = -item if sign == "-" else item
+    if type(item) is not int:  # bool is an int subclass; floats, strings, lists, objects, null are not ids
+        shown = jsonlib.dumps(item)
+        shown = shown if len(shown) <= 40 else shown[:40] + "..."
+        raise LadderError(f"{where} ({shown}) is not a token id: {_ID_HINT}")
+    if item < 0:
+        raise LadderError(f"{where} is {item}, a negative number: {_ID_HINT}")
+    if item >= vocab_size:
+        raise LadderError(f"{where} is id {item if item < 10**30 else 'with over 30 digits'}, outside this "
+                          f"tokenizer's range 0..{vocab_size - 1}")
+    return item
+
+
 def _parse_ids(args: List[str], file: Optional[str], vocab_size: int) -> list[int]:
+    """The ids from the arguments, or from --file: a JSON list of ids, `lmladder tokenizer encode
+    --json`'s object (its "ids"), or whitespace-separated ids."""
     if args and file is not None:
         raise LadderError("give the ids either as arguments or with --file, not both")
+    if not args and file is None:
+        raise LadderError("give the token ids to decode as arguments or with --file, e.g. "
+                          "'lmladder tokenizer decode DIR 72 101'")
+    items: list[Any] = list(args)
+    given = "argument" if file is None else "file"
     if file is not None:
-        raw = _read_input(None, file, "ids").strip()
-        try:
-            value = jsonlib.loads(raw) if raw[:1] in "[{" and raw else raw.split()
-        except jsonlib.JSONDecodeError:
-            raise LadderError(f"{file} is not JSON nor whitespace-separated ids") from None
-        args = value.get("ids", []) if isinstance(value, dict) else value
-    try:
-        ids = [int(a) for a in args]
-    except (TypeError, ValueError):
-        raise LadderError("ids must be whole numbers, e.g. 'lmladder tokenizer decode DIR 72 101'") from None
-    bad = [i for i in ids if not 0 <= i < vocab_size]
-    if bad:
-        raise LadderError(f"id {bad[0]} is outside this tokenizer's range 0..{vocab_size - 1}")
-    return ids
+        source = "standard input" if file == "-" else file
+        raw = _read_input(None, file, "token ids").strip()
+        if raw[:1] in ("[", "{"):
+            try:
+                value = jsonlib.loads(raw)
+            except (ValueError, RecursionError):  # bad JSON, or an integer of over 4,300 digits
+                raise LadderError(f"{source} is not valid JSON; give a JSON list of ids or whitespace-separated ids")
+            if isinstance(value, dict):
+                if not isinstance(value.get("ids"), list):
+                    raise LadderError(f"{source} is a JSON object without an \"ids\" list; give a JSON list of ids "
+                                      "(or the output of 'lmladder tokenizer encode --json')")
+                value = value["ids"]
+            items, given = value, "json"
+        else:
+            items = raw.split()
+        if not items:
+            raise LadderError(f"{source} holds no token ids; give at least one")
+    return [_id_of(item, f"id argument {n + 1}" if file is None else f"item {n + 1} of {source}", vocab_size, given)
+            for n, item in enumerate(items)]
 
 
-@app.command("decode")
+@app.command("decode", context_settings={"ignore_unknown_options": True})  # -1: an id to refuse by name
 def decode(
     folder: str = DIR_ARG,
     ids: Optional[List[str]] = typer.Argument(None, help="Token ids (or use --file: whitespace-separated or JSON)."),

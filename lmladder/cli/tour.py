@@ -28,14 +28,15 @@ def tour(
     from lmladder.cli.common import stdout_console
     from lmladder.errors import LadderError
 
-    if length < 1:
-        raise LadderError(f"--length must be >= 1 (got {length})")
+    problems = lib.check(length, seed)
+    if force and not out:
+        problems.append("--force replaces a tour already in --out, and there is no --out; add --out DIR or "
+                        "leave out --force")
+    if problems:
+        raise LadderError("; ".join(problems))
     if out:
         check_output_dir(out, "lmladder-tour", None, force)
-    if gpt:
-        from lmladder import artifacts
-
-        artifacts.read_header(gpt, "lmladder-model")
+    gpt_model = lib.load_gpt(gpt) if gpt else None  # before anything is printed
     console = stdout_console()
 
     def show(step: lib.Step) -> None:
@@ -65,4 +66,4 @@ def tour(
         corpora.load(corpus)  # a bad corpus is an error before the folder is made
         Path(out).mkdir(parents=True, exist_ok=True)
         write_json(Path(out) / MARKER, artifacts.header("lmladder-tour", corpus=corpus, seed=seed))
-    lib.run(corpus, out, seed, length, seed_word, gpt, on_step=show)
+    lib.run(corpus, out, seed, length, seed_word, gpt_model, on_step=show)

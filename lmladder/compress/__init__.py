@@ -53,6 +53,28 @@ MAGIC = b"\x89LLZ\r\n\x1a\n"
 FORMAT = "lmladder-compressed"
 VERSION = 1
 SUFFIX = ".llz"
+MAX_RECORDED_THREADS = 4096  # a decompression uses the thread count a file records: past this, a corrupt file
+
+
+def thread_limit() -> tuple[int, int]:
+    """(the most --threads a compression may ask for, the usable cores it is 4 times)."""
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    return 4 * cores, cores
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count below 1, or far past the machine's cores (torch crashes there)."""
+    if threads is None:
+        return
+    most, cores = thread_limit()
+    if not 1 <= threads <= most:
+        raise LadderError(f"--threads must be between 1 and {most} (4 x the {cores} usable cores of this machine); "
+                          f"got {threads}")
 
 
 def coder(rung, device: str | None = None, threads: int | None = None):
@@ -103,6 +125,7 @@ def compress(rung, text: str, *, run: str | None = None, block: int | None = Non
     """The .llz file of `text` under `rung` (`run`: where the rung lives, recorded to find it)."""
     from lmladder.compress import streams
 
+    check_threads(threads)
     c = coder(rung, device, threads)
     enc = streams.encoder()
     coding = c.encode(text, enc, block)
@@ -158,7 +181,11 @@ def check_run(header: dict[str, Any], rung, source: str, run: str) -> Any:
                                   "does not reproduce; decompress it on a machine with that GPU")
             device = "cuda"
         else:
-            device, threads = "cpu", int(made.get("threads") or torch.get_num_threads())
+            threads = made.get("threads") or torch.get_num_threads()
+            if type(threads) is not int or not 1 <= threads <= MAX_RECORDED_THREADS:
+                raise LadderError(f"{source} records {threads!r} CPU threads, not a thread count lmladder writes; "
+                                  "the file is corrupt")
+            device = "cpu"
     c = coder(rung, device, threads)
     digest = c.digest()[:32]
     if digest != header["run"]["digest"]:
