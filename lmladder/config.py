@@ -16,6 +16,7 @@ command-line options (`resolve`). Nothing here imports torch (`lmladder train --
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,13 +58,13 @@ class GPTConfig:
                                          "traffic of the adds and layer norms, a faster step).")
 
     def __post_init__(self) -> None:
-        if self.n_embd % self.n_head:
+        if self.n_head > 0 and self.n_embd % self.n_head:  # n_head < 1 is check()'s to report
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
         for name, value, choices in (("position", self.position, POSITIONS),
                                      ("residual_dtype", self.residual_dtype, RESIDUAL_DTYPES)):
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
-        if self.position == "rotary" and (self.n_embd // self.n_head) % 2:
+        if self.position == "rotary" and self.n_head > 0 and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rotary positions need an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
 
 
@@ -251,6 +252,8 @@ def _type(f: dataclasses.Field) -> type:
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
     from lmladder.textio import read_toml
 
+    if Path(path).is_dir():
+        raise LadderError(f"config file {path} is a folder, not a TOML file; give the path of a .toml file")
     data = read_toml(path, "config file")
     problems = [f"unknown section [{k}] (valid: {', '.join(SECTIONS)})" for k in data
                 if k not in SECTIONS or not isinstance(data[k], dict)]
@@ -320,51 +323,71 @@ def resumed(saved: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
     return config
 
 
+MAX_STEPS, MAX_TOKENS = 10**12, 10**15  # far past any real run: a larger limit is a typo
+MAX_SEED = 2**63 - 1  # a signed 64-bit integer, as torch's and numpy's generators take it
+
+
 def check(config: TrainConfig) -> None:
-    m, o, r = config.model, config.optim, config.run
-    problems = []
-    for name, value in (("block_size", m.block_size), ("n_embd", m.n_embd), ("batch_size", o.batch_size),
-                        ("eval_batch_size", r.eval_batch_size), ("log_interval", r.log_interval)):
+    """Every problem of the config at once, one message a field (the first found: a number that
+    is not finite is only that), as one LadderError."""
+    m, o, d, r = config.model, config.optim, config.data, config.run
+    problems: dict[str, str] = {}
+    bad = problems.setdefault
+    for part in (m, o, d, r):  # every float finite, every size of the model at least 1
+        for f in fields(part):
+            value, kind = getattr(part, f.name), _type(f)
+            least = 0 if f.name == "vocab_size" else 1  # vocab_size 0: the tokenizer's
+            if kind is float and not math.isfinite(value):
+                bad(f.name, f"{f.name} must be a finite number (got {value})")
+            elif part is m and kind is int and f.name not in HIDDEN_MODEL_FIELDS and value < least:
+                bad(f.name, f"{f.name} must be at least {least} (got {value})")
+    for name, value in (("batch_size", o.batch_size), ("eval_batch_size", r.eval_batch_size),
+                        ("log_interval", r.log_interval)):
         if value < 1:
-            problems.append(f"{name} must be at least 1 (got {value})")
-    for name, value in (("micro_batch_size", o.micro_batch_size), ("seq_len", config.data.seq_len),
+            bad(name, f"{name} must be at least 1 (got {value})")
+    for name, value in (("micro_batch_size", o.micro_batch_size), ("seq_len", d.seq_len),
                         ("warmup_steps", o.warmup_steps), ("max_steps", r.max_steps), ("max_tokens", r.max_tokens),
                         ("eval_interval", r.eval_interval), ("checkpoint_interval", r.checkpoint_interval),
                         ("weight_decay", o.weight_decay), ("muon_lr", o.muon_lr), ("grad_clip", o.grad_clip),
                         ("time_budget", r.time_budget), ("patience", r.patience),
                         ("checkpoint_seconds", r.checkpoint_seconds), ("threads", r.threads)):
         if value < 0:
-            problems.append(f"{name} must be >= 0 (got {value})")
-    if not (o.lr > 0) or not (0 <= o.min_lr <= o.lr):
-        problems.append(f"lr must be > 0 and min_lr in [0, lr] (got lr {o.lr}, min_lr {o.min_lr})")
-    for name, value in (("ema", o.ema), ("dropout", m.dropout), ("token_dropout", config.data.token_dropout),
-                        ("input_noise", config.data.input_noise)):
+            bad(name, f"{name} must be >= 0 (got {value})")
+    for name, value, most in (("max_steps", r.max_steps, MAX_STEPS), ("max_tokens", r.max_tokens, MAX_TOKENS)):
+        if value > most:
+            bad(name, f"{name} must be at most {most:,} (got {value:,})")
+    if not 0 <= r.seed <= MAX_SEED:
+        bad("seed", f"seed must be in [0, 2**63 - 1] (got {r.seed})")
+    if "lr" not in problems and "min_lr" not in problems and (not (o.lr > 0) or not (0 <= o.min_lr <= o.lr)):
+        bad("lr", f"lr must be > 0 and min_lr in [0, lr] (got lr {o.lr}, min_lr {o.min_lr})")
+    for name, value in (("ema", o.ema), ("dropout", m.dropout), ("token_dropout", d.token_dropout),
+                        ("input_noise", d.input_noise), ("beta1", o.beta1), ("beta2", o.beta2)):
         if not (0 <= value < 1):
-            problems.append(f"{name} must be in [0, 1) (got {value})")
-    if config.data.split:  # "" is the corpus's own, known once the corpus is loaded
+            bad(name, f"{name} must be in [0, 1) (got {value})")
+    if d.split:  # "" is the corpus's own, known once the corpus is loaded
         try:
-            SplitSpec.parse(config.data.split)
+            SplitSpec.parse(d.split)
         except LadderError as exc:
-            problems.append(str(exc))
+            bad("split", str(exc))
     for name, value, choices in (("schedule", o.schedule, SCHEDULES), ("optimizer", o.optimizer, OPTIMIZERS),
                                  ("compile_mode", r.compile_mode, COMPILE_MODES),
                                  ("attention", r.attention, ATTENTION_KERNELS), ("dtype", r.dtype, DTYPES)):
         if value not in choices:
-            problems.append(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+            bad(name, f"{name} must be one of {', '.join(choices)} (got {value!r})")
     if o.optimizer == "muon" and config.model_kind != "gpt":
-        problems.append("optimizer muon is for a GPT's block matrices; an MLP trains with adamw")
+        bad("optimizer", "optimizer muon is for a GPT's block matrices; an MLP trains with adamw")
     for switch, choices, instead in (("head_loss", HEAD_LOSSES, "uses the plain loss"),
                                      ("gelu_fusion", GELU_FUSIONS, "has a tanh layer")):
         value = getattr(r, switch)
         if value not in choices:
-            problems.append(f"{switch} must be one of {', '.join(choices)} (got {value!r})")
+            bad(switch, f"{switch} must be one of {', '.join(choices)} (got {value!r})")
         elif config.model_kind != "gpt" and value == "fused":
-            problems.append(f"{switch} fused is for a GPT; an {config.model_kind.upper()} {instead}")
-    if config.model_kind == "gpt" and config.data.seq_len > m.block_size:
-        problems.append(f"seq_len {config.data.seq_len} is longer than the GPT's block_size {m.block_size}")
+            bad(switch, f"{switch} fused is for a GPT; an {config.model_kind.upper()} {instead}")
+    if config.model_kind == "gpt" and d.seq_len > m.block_size:
+        bad("seq_len", f"seq_len {d.seq_len} is longer than the GPT's block_size {m.block_size}")
     if config.model_kind == "mlp" and config.seq_len < m.block_size:
-        problems.append(f"seq_len {config.seq_len} must be at least the MLP's context (block_size {m.block_size})")
+        bad("seq_len", f"seq_len {config.seq_len} must be at least the MLP's context (block_size {m.block_size})")
     if not (r.max_steps or r.max_tokens or r.time_budget):
-        problems.append("give a way to stop: --max-steps, --max-tokens or --time-budget")
+        bad("stop", "give a way to stop: --max-steps, --max-tokens or --time-budget")
     if problems:
-        raise LadderError("; ".join(problems))
+        raise LadderError("; ".join(problems.values()))

@@ -141,6 +141,11 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, init_from, gi
         from lmladder.tokensplit import CHAR_REFUSED
 
         raise LadderError(CHAR_REFUSED)  # before torch is imported and the corpus read
+    from lmladder.train.plan import machine_problems
+
+    problems = machine_problems(cfg, cfg.run.device)  # threads and memory, before torch and the corpus
+    if problems:
+        raise LadderError("; ".join(problems))
     from lmladder.atomic import check_output_dir, locked
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, process 0 writes the folder
@@ -161,6 +166,7 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, init_from, gi
             raise
         if aside is not None and main_process:
             shutil.rmtree(aside, ignore_errors=True)
+            job.out_before = "empty"  # the folder was there: a run that fails is emptied from it, never removes it
         _train_neural(job, dist, out, json)
 
 

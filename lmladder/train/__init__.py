@@ -2,7 +2,8 @@
 GPUs through torchrun (DistributedDataParallel, NCCL on GPUs, gloo on CPUs).
 
     plan.py     everything checked before the first step: prepare() -> Job, the processes
-                (Dist) and their CPU threads, the memory a run needs against the GPU's
+                (Dist) and their CPU threads, the memory a run needs against the GPU's and
+                the machine's (machine_problems)
     optim.py    AdamW, the learning-rate schedule, the moving average of the weights
     step.py     one step's mechanics: its batch, precision, loss and micro-batches, its CUDA graph
     records.py  what a run keeps: RunState, metrics.jsonl and the progress, its checkpoints

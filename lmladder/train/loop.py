@@ -20,7 +20,8 @@ At the end: val (unless just done), latest/, and the kept model scored on test.
   on test through lmladder.metrics.
 - SIGINT/SIGTERM save latest/ and stop after the step; a second one aborts at once. A loss or
   weights that are not finite stop the run with an error, leaving the last checkpoint (never
-  one of weights that are not finite).
+  one of weights that are not finite); a new run that fails before its first checkpoint leaves
+  no --out folder behind (discard_unsaved).
 - CPU threads: RunConfig.threads (plan.cpu_threads), for the whole of train() (0: torch's own).
 """
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import time
 from typing import Any
@@ -65,15 +67,44 @@ def train(job: Job, dist: Dist | None = None) -> dict[str, Any]:
     stopped, and the test scores of a finished run). A second SIGINT/SIGTERM while it stops
     (or a Ctrl-C outside the loop) is an Interrupted error (exit 130 or 143) that says where
     the last checkpoint is."""
+    dist = dist or Dist()
     with cpu_threads(job.config.run.threads):
         try:
-            return _train(job, dist or Dist())
+            return _train(job, dist)
         except KeyboardInterrupt as exc:
             name = signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
             saved = saved_step(job.out)
             where = (f"the last checkpoint, of step {saved:,}, is in {job.out / 'latest'}: continue it with "
                      f"--resume {job.out}" if saved is not None else "no checkpoint was saved")
             raise Interrupted(f"interrupted by {name}, at once and without saving; {where}", name) from None
+        except Exception:
+            if dist.main:
+                discard_unsaved(job)
+            raise
+
+
+FRESH_FILES = frozenset({"config.json", "lmladder.json", "metrics.jsonl", "tokenizer"})  # Checkpointer.begin's
+
+
+def discard_unsaved(job: Job) -> None:
+    """A new run that failed (an error, not a signal) before it saved any weights leaves --out as
+    it found it (Job.out_before): the folder it made is removed, an empty one emptied. A folder
+    that held anything before, or holds anything but what the run's start wrote (latest/, best/,
+    a file being written), is left as it is."""
+    out = job.out
+    if job.out_before == "full" or not out.is_dir():
+        return
+    entries = list(out.iterdir())
+    if any(entry.name not in FRESH_FILES for entry in entries):
+        return
+    if job.out_before == "absent":
+        shutil.rmtree(out, ignore_errors=True)
+        return
+    for entry in entries:
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _train(job: Job, dist: Dist) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Everything checked before the first step: the processes (Dist), the data, the tokenizer, the
-config made whole (its vocabulary from the tokenizer, its micro-batch fitted), and the memory the
-run needs against the GPU's. Every bad input fails here, in one error, before any training.
+config made whole (its vocabulary from the tokenizer, its micro-batch fitted), the memory the
+run needs against the GPU's, and what the machine can run (machine_problems: threads, the
+batch's and a CPU model's memory). Every bad input fails here, in one error, before any training.
 
 Data: each split is a cached memory map of token ids (lmladder.tokens), loaded once here.
 """
@@ -51,12 +52,18 @@ def memory_needed(config: TrainConfig, micro_batch: int) -> int:
     m = config.model
     vocab = m.vocab_size
     if config.model_kind == "gpt":
-        params = vocab * m.n_embd + m.block_size * m.n_embd + 12 * m.n_layer * m.n_embd ** 2
         per_token = m.n_layer * 34 * m.n_embd + (4 if fused_head(config, "cuda") else 10) * vocab  # GPU memory
     else:
-        params = vocab * m.n_embd + (m.block_size * m.n_embd + 1) * (m.n_hidden + vocab) + m.n_hidden * vocab
         per_token = 4 * (m.block_size * m.n_embd + m.n_hidden) + 10 * vocab
-    return int(18 * params + micro_batch * config.seq_len * per_token)
+    return int(18 * parameters_estimate(config) + micro_batch * config.seq_len * per_token)
+
+
+def parameters_estimate(config: TrainConfig) -> int:
+    """About how many parameters the config's model has (its vocab_size as it stands)."""
+    m, vocab = config.model, config.model.vocab_size
+    if config.model_kind == "gpt":
+        return vocab * m.n_embd + m.block_size * m.n_embd + 12 * m.n_layer * m.n_embd ** 2
+    return vocab * m.n_embd + (m.block_size * m.n_embd + 1) * (m.n_hidden + vocab) + m.n_hidden * vocab
 
 
 def device_memory(device: str) -> int | None:
@@ -66,6 +73,58 @@ def device_memory(device: str) -> int | None:
     if device.startswith("cuda"):
         return torch.cuda.get_device_properties(torch.device(device)).total_memory
     return None
+
+
+# --- the machine: checked before any long work (no torch) -----------------------------------
+
+THREADS_PER_CORE = 4  # more CPU threads than this a core only slow a run down (and far more crash torch)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """The memory free for new allocations (MemAvailable), in bytes; None where /proc/meminfo
+    does not say (not Linux): then nothing is checked against it."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def machine_problems(config: TrainConfig, device: str | None = None) -> list[str]:
+    """What this machine cannot run: more --threads than THREADS_PER_CORE a usable core; a batch
+    whose token ids (step.batch_windows: int64, and an index as large) take over half the
+    available memory; on a CPU (`device`), weights, gradients and AdamW state (16 bytes a
+    parameter) over all of it."""
+    r, o = config.run, config.optim
+    problems, cores = [], usable_cores()
+    if r.threads > THREADS_PER_CORE * cores:
+        problems.append(f"threads must be at most {THREADS_PER_CORE * cores}, {THREADS_PER_CORE} x the {cores} usable "
+                        f"cores of this machine (got {r.threads}); 0 is torch's own count")
+    available = available_memory()
+    if available is None:
+        return problems
+    batch = 2 * 8 * o.batch_size * (config.seq_len + 1)
+    if batch > available / 2:
+        problems.append(f"batch_size {o.batch_size:,}: its windows of {config.seq_len + 1:,} token ids need about "
+                        f"{gib(batch)} of memory, more than half of the {gib(available)} this machine has available; "
+                        f"lower --batch-size or {'--seq-len' if config.data.seq_len else '--block-size'}")
+    weights = 16 * parameters_estimate(config)
+    if device == "cpu" and weights > available:
+        problems.append(f"this model's weights, gradients and optimizer state need about {gib(weights)} of memory, "
+                        f"more than the {gib(available)} this machine has available; train a smaller model")
+    return problems
 
 
 # --- the processes ---------------------------------------------------------------------------
@@ -138,6 +197,9 @@ class Job:
     device: str
     init_weights: dict[str, Any] | None = None  # --init-from: the weights the model starts from
     parents: tuple[np.ndarray, np.ndarray] | None = None  # --token-dropout: each token's merge (tokensplit)
+    # `out` before the run: "absent" or "empty" (a run that fails before it saves any weights
+    # leaves it so again, loop.discard_unsaved), or "full" (resumed, or it held anything: kept)
+    out_before: str = "full"
 
 
 def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, out: str | Path,
@@ -168,6 +230,7 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     val_ids = encoded_split(tokenizer, corpus, split, "val") if any(splits["val"]) else None
     device = device or pick_device(config.run.device)
     config = _with_micro_batch(config, dist, device, fit_micro, problems)
+    problems.extend(machine_problems(config, device))
     if config.run.fp8:
         from lmladder.kernels.fp8 import fp8_problems
 
@@ -180,8 +243,9 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
         problems.append(str(exc))
     if problems:
         raise LadderError("; ".join(problems))
+    out_before = "full" if resume or (out.exists() and any(out.iterdir())) else "empty" if out.exists() else "absent"
     return Job(config, corpus, split, tokenizer, train_ids, val_ids, sum(len(d) for d in splits["val"]),
-               list(splits["test"]), out, state, device, init_weights, parents)
+               list(splits["test"]), out, state, device, init_weights, parents, out_before)
 
 
 def _resumed(corpus_name: str, tokenizer_spec: str | None, out: Path) -> tuple[Any, str, Any, dict]:

@@ -199,8 +199,15 @@ class TrainingLog:
             line += f" val {run.last_val['val_loss']:.4f}"
         line += f" {tps / 1e3:,.1f}k tok/s" + (f" MFU {mfu:.0%}" if mfu else "")
         if done > self.start:
-            line += f" eta {timedelta(seconds=round(now * (1.0 - done) / (done - self.start)))}"
+            line += f" eta {eta_text(now * (1.0 - done) / (done - self.start))}"
         stderr.print(line, markup=False, highlight=False)
+
+
+def eta_text(seconds: float) -> str:
+    """0:00:31, 3 days, 4:05:06; past what a timedelta holds (or not finite) "over 1,000 years"."""
+    if not seconds < 1000 * 365.25 * 86400:  # also NaN
+        return "over 1,000 years"
+    return str(timedelta(seconds=round(seconds)))
 
 
 class Checkpointer:
