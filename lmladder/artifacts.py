@@ -78,7 +78,8 @@ def header(fmt: str, **fields: Any) -> dict[str, Any]:
 def read_header(folder: str | Path, fmt: str, what: str = "model") -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():
-        raise LadderError(f"{folder} is not a folder; give the {what} folder written by lmladder")
+        raise LadderError(f"{folder} is not a folder; give the {what.removesuffix(' folder')} folder written by "
+                          "lmladder")
     marker = folder / MARKER
     if not marker.is_file():
         raise LadderError(f"{folder} is not an lmladder {what} (no {MARKER} in it)")

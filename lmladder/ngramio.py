@@ -114,7 +114,7 @@ def stats(folder) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
 
-    head = artifacts.read_header(folder, FORMAT, what="n-gram counts")
+    head = artifacts.read_header(folder, FORMAT, what="n-gram counts folder")
     for n in range(1, int(head.get("order", 0)) + 1):  # refuse a damaged folder, not just a header
         path = Path(folder) / f"order{n}.parquet"
         try:
