@@ -100,6 +100,10 @@ def model_header(folder: str | Path) -> dict[str, Any]:
 
     if _transformers("detect")(folder):
         return _transformers("header")(folder)
+    if (Path(folder) / "config.json").is_file() and not (Path(folder) / artifacts.MARKER).exists():
+        raise LadderError(f"{folder} has a config.json but no {artifacts.MARKER}, and that config.json is not a "
+                          "transformers config (JSON with a model_type): it is corrupt or of another kind; "
+                          "export or download the model again")
     return artifacts.read_header(folder, "lmladder-model")
 
 

@@ -75,3 +75,12 @@ def test_a_library_message_of_several_lines_is_one_error_line(cli, runs, monkeyp
     monkeypatch.setattr(registry, "load_model", broken)
     result = cli("score", runs / "uni")
     assert_error(result, "the file is bad: line two of the library's message")
+
+
+@pytest.mark.parametrize("config", ["{not json", '{"n_layer": 2}'])
+def test_a_transformers_folder_whose_config_is_broken(cli, tmp_path, config):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text(config)
+    for command in (["score", folder], ["sample", folder]):
+        assert_error(cli(*command), "config.json", "not a transformers config")
