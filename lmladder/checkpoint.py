@@ -14,6 +14,13 @@
 
 The training data position is the step: batch k is drawn from a generator seeded by (seed, k),
 so continuing at step k needs nothing else.
+
+Every safetensors file lmladder writes carries a CRC-32 of its tensors' bytes (in name order) in
+its metadata, "lmladder.crc32", checked when it is read: safetensors checks its header, not the
+data, so bytes changed in place would otherwise load as different weights. Files without it (a
+transformers folder, an export for one: safetensors writes its metadata in no fixed order, and an
+export's must be byte for byte the same each time, so it keeps transformers' one key; an older
+run) are read as they are.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from lmladder.errors import LadderError
 
 FORMAT = "lmladder-checkpoint"
 OPTIMIZER_FORMAT = "lmladder-optimizer"
+CRC_KEY = "lmladder.crc32"
 TIED = ("lm_head.weight",)  # shares its tensor with transformer.wte.weight: saved once
 
 
@@ -39,10 +47,25 @@ def _weights(model) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in tied}
 
 
+def tensors_crc32(tensors: dict[str, Any]) -> str:
+    """CRC-32 of the tensors' bytes in name order, as 8 hex digits (zlib releases the GIL, so a
+    checkpoint written in a thread does not hold up training)."""
+    import zlib
+
+    import torch
+
+    crc = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)
+        crc = zlib.crc32(t.view(torch.uint8).numpy() if t.numel() else b"", crc)
+    return f"{crc:08x}"
+
+
 def save_tensors(tensors: dict[str, Any], path: Path) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    save_file(tensors, str(path), metadata={CRC_KEY: tensors_crc32(tensors)})
 
 
 def save_weights(model, path: Path) -> None:
@@ -51,15 +74,21 @@ def save_weights(model, path: Path) -> None:
 
 def load_tensors(path: Path) -> dict[str, Any]:
     """The tensors of a safetensors file, or a LadderError saying it is missing or corrupt."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     if not Path(path).is_file():
         raise LadderError(f"{path} is missing; the model folder is incomplete, retrain or resume it")
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as handle:
+            expected = (handle.metadata() or {}).get(CRC_KEY)
     except (SafetensorError, OSError) as exc:
         raise LadderError(f"{path} is corrupt ({exc}); retrain or resume from another checkpoint") from None
+    if expected is not None and tensors_crc32(tensors) != expected:
+        raise LadderError(f"{path} is corrupt: its tensors' checksum does not match the one written with them "
+                          "(bytes changed since); retrain or resume from another checkpoint")
+    return tensors
 
 
 def load_weights(model, path: Path) -> None:

@@ -84,3 +84,37 @@ def test_a_transformers_folder_whose_config_is_broken(cli, tmp_path, config):
     (folder / "config.json").write_text(config)
     for command in (["score", folder], ["sample", folder]):
         assert_error(cli(*command), "config.json", "not a transformers config")
+
+
+def _flip_a_weight_byte(path):
+    """Change one byte of the tensor data (not the header) in place: the file keeps its size."""
+    data = bytearray(path.read_bytes())
+    header = int.from_bytes(data[:8], "little") + 8
+    data[header + (len(data) - header) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_weights_changed_in_place_are_caught_by_their_checksum(cli, runs, tmp_path):
+    folder = _copy(runs, "gpt", tmp_path)
+    named = json.loads((folder / "lmladder.json").read_text())["weights"]
+    _flip_a_weight_byte(folder / named)
+    assert_error(cli("score", folder), named, "checksum does not match")
+    latest = _copy(runs, "gpt", tmp_path / "again") / "latest" / "optimizer.safetensors"
+    _flip_a_weight_byte(latest)
+    assert_error(cli("train", "--resume", latest.parent.parent, "--max-steps", "3"), "optimizer.safetensors",
+                 "checksum")
+
+
+def test_a_safetensors_file_without_a_checksum_still_loads(tmp_path):
+    """Files written without lmladder's checksum (transformers', older runs') are read as they are."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lmladder.checkpoint import load_tensors, save_tensors
+
+    tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2, dtype=torch.bfloat16)}
+    save_file(tensors, str(tmp_path / "plain.safetensors"))
+    save_tensors(tensors, tmp_path / "ours.safetensors")
+    for name in ("plain", "ours"):
+        back = load_tensors(tmp_path / f"{name}.safetensors")
+        assert all(torch.equal(back[k], tensors[k]) for k in tensors)
