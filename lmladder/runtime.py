@@ -37,6 +37,33 @@ TRIM_THRESHOLD = 64 << 20  # free memory kept at the heap's top for the small te
 _done = False
 
 
+THREADS_PER_CORE = 4  # more CPU threads than this a core only slow work down (and far more crash torch)
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def thread_limit() -> tuple[int, int]:
+    """(the most CPU threads a command may ask for, the usable cores that is THREADS_PER_CORE times)."""
+    cores = usable_cores()
+    return THREADS_PER_CORE * cores, cores
+
+
+def available_memory() -> int | None:
+    """The memory free for new allocations (MemAvailable), in bytes; None where /proc/meminfo
+    does not say (not Linux): then nothing is checked against it."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 def configure() -> None:
     """numpy's and Arrow's settings above, once per process (later calls do nothing); glibc's
     are lean_malloc's."""

@@ -38,24 +38,26 @@ def decode_utf8(data: bytes, source: str) -> str:
         ) from None
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """A text file's bytes. Only a regular file or a pipe is read (a device such as /dev/zero
-    never ends), and a NUL byte in its first block refuses it before the rest is read."""
+def read_bytes(path: str | Path, name: str | None = None, text: bool = True) -> bytes:
+    """A file's bytes, called `name` (default: its path) in errors. Only a regular file or a pipe
+    is read (a device such as /dev/zero never ends); a text file (`text`) with a NUL byte in its
+    first block is refused before the rest is read."""
     path = Path(path)
+    name = name or str(path)
     if not path.exists():
-        raise LadderError(f"{path} does not exist; check the path or use a registered corpus name")
+        raise LadderError(f"{name} does not exist; check the path")
     if path.is_dir():
-        raise LadderError(f"{path} is a folder, not a file")
+        raise LadderError(f"{name} is a folder, not a file")
     if not (path.is_file() or path.is_fifo()):  # a pipe ends; a device such as /dev/zero need not
-        raise LadderError(f"{path} is not a regular file (a device or socket); save the text to a file and "
-                          "give that")
+        raise LadderError(f"{name} is not a regular file (a device or socket); save it to a file and give that")
     try:
         with open(path, "rb") as handle:
             head = handle.read(FIRST_BLOCK)
-            refuse_binary(head, str(path))
+            if text:
+                refuse_binary(head, name)
             return head + handle.read()
     except OSError as exc:
-        raise LadderError(f"cannot read {path}: {exc.strerror}") from None
+        raise LadderError(f"cannot read {name}: {exc.strerror}") from None
 
 
 def read_text(path: str | Path) -> str:

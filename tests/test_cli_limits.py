@@ -167,7 +167,7 @@ def test_tour_force_needs_out(cli, built):
 
 
 def test_compress_threads_bound(cli, built, tmp_path):
-    from lmladder.compress import thread_limit
+    from lmladder.runtime import thread_limit
 
     most, cores = thread_limit()
     text = _file(tmp_path, "t.txt", b"To be, or not to be\n")

@@ -204,7 +204,7 @@ def test_the_real_batch_of_the_audit_is_refused(cli, tmp_path):
 
 
 def test_available_memory_reads_meminfo():
-    from lmladder.train.plan import available_memory
+    from lmladder.runtime import available_memory
 
     if not Path("/proc/meminfo").is_file():
         assert available_memory() is None

@@ -25,23 +25,6 @@ def _check_output(out: Path, given: str, force: bool, source: Path) -> None:
     check_output_file(given, force)
 
 
-def _read_input(path: Path, given: str, text: bool = True) -> bytes:
-    """The input file's bytes (a text file's through lmladder.textio, which refuses binary data;
-    a .llz file's as they are); a missing file is named as a file, not a corpus."""
-    from lmladder.textio import read_bytes
-
-    if not path.exists():
-        raise LadderError(f"{given} does not exist; check the path")
-    if text:
-        return read_bytes(path)
-    if not path.is_file():
-        raise LadderError(f"{given} is {'a folder' if path.is_dir() else 'not a regular file'}; give a .llz file")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise LadderError(f"cannot read {given}: {exc.strerror}") from None
-
-
 def _write(out: Path, data: bytes) -> None:
     from lmladder.atomic import atomic_file
 
@@ -67,13 +50,13 @@ def compress(
     """Compress a text file with a rung's own next-unit probabilities (range coding)."""
     from lmladder import compress as lib
     from lmladder import registry
-    from lmladder.textio import decode_utf8
+    from lmladder.textio import decode_utf8, read_bytes
 
     if block is not None and block < 1:
         raise LadderError(f"--block must be at least 1 (got {block})")
     lib.check_threads(threads)
     source = Path(file)
-    raw = _read_input(source, file)
+    raw = read_bytes(source, file)
     text = decode_utf8(raw, str(source))
     target = Path(out) if out else source.with_name(source.name + lib.SUFFIX)
     _check_output(target, out or str(target), force, source)
@@ -106,9 +89,10 @@ def decompress(
     from lmladder import compress as lib
     from lmladder import registry
     from lmladder.atomic import MARKER
+    from lmladder.textio import read_bytes
 
     source = Path(file)
-    data = _read_input(source, file, text=False)
+    data = read_bytes(source, file, text=False)
     header, _ = lib.read(data, str(source))
     if out:
         target = Path(out)

@@ -49,13 +49,9 @@ def sample(
     if problems:
         raise LadderError("; ".join(problems))
     if prompt_file is not None:
-        from pathlib import Path
-
         from lmladder import textio
 
-        if not Path(prompt_file).exists():
-            raise LadderError(f"--prompt-file {prompt_file} does not exist; check the path")
-        data = textio.read_bytes(prompt_file)
+        data = textio.read_bytes(prompt_file, f"--prompt-file {prompt_file}")
         if not data:
             raise LadderError(f"--prompt-file {prompt_file} is empty; give a file with the prompt in it, or leave "
                               "out --prompt-file to start at the beginning of a document")

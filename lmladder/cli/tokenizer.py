@@ -85,9 +85,7 @@ def _read_input(text: Optional[str], file: Optional[str], what: str) -> str:
         data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
         source = "standard input"
     else:
-        if not Path(file).exists():
-            raise LadderError(f"--file {file} does not exist; check the path")
-        data, source = textio.read_bytes(file), file
+        data, source = textio.read_bytes(file, f"--file {file}"), file
     if not data:
         raise LadderError(f"{source} is empty; give some {what} to work on")
     return textio.decode_utf8(data, source)

@@ -56,24 +56,16 @@ SUFFIX = ".llz"
 MAX_RECORDED_THREADS = 4096  # a decompression uses the thread count a file records: past this, a corrupt file
 
 
-def thread_limit() -> tuple[int, int]:
-    """(the most --threads a compression may ask for, the usable cores it is 4 times)."""
-    import os
-
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        cores = os.cpu_count() or 1
-    return 4 * cores, cores
-
-
 def check_threads(threads: int | None) -> None:
     """Refuse a thread count below 1, or far past the machine's cores (torch crashes there)."""
     if threads is None:
         return
+    from lmladder.runtime import THREADS_PER_CORE, thread_limit
+
     most, cores = thread_limit()
     if not 1 <= threads <= most:
-        raise LadderError(f"--threads must be between 1 and {most} (4 x the {cores} usable cores of this machine); "
+        raise LadderError(f"--threads must be between 1 and {most} ({THREADS_PER_CORE} x the {cores} usable cores of "
+                          "this machine); "
                           f"got {threads}")
 
 

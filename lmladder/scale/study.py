@@ -4,7 +4,6 @@ predict the target and (with verify) train it and compare."""
 from __future__ import annotations
 
 import datetime as _dt
-import os
 import platform
 from dataclasses import dataclass, replace
 from typing import Any, Callable
@@ -363,8 +362,9 @@ def manifest(setup: Setup, device: str, study: Study) -> dict[str, Any]:
                          if line.startswith("model name"))
         except (OSError, StopIteration):
             pass
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        where = f"CPU: {model}, {cores} cores usable"
+        from lmladder.runtime import usable_cores
+
+        where = f"CPU: {model}, {usable_cores()} cores usable"
     return {"corpus": setup.corpus.identity(), "split": setup.split, "metric": study.metric, "device": where,
             "threads": study.threads or None,  # torch's CPU threads for every run; None: torch's own choice
             "lmladder_version": __version__, "git_commit": git_commit(), "torch": metadata.version("torch"),

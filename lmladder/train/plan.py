@@ -23,6 +23,7 @@ from lmladder.console import log
 from lmladder.errors import LadderError
 from lmladder.kernels import fused_head
 from lmladder.neural import padded_vocab, pick_device
+from lmladder.runtime import THREADS_PER_CORE, available_memory, usable_cores
 
 # Dense bf16 peak of each GPU (TFLOP/s, no sparsity), matched against the device name in order.
 PEAK_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0), ("H800", 989.0),
@@ -76,27 +77,6 @@ def device_memory(device: str) -> int | None:
 
 
 # --- the machine: checked before any long work (no torch) -----------------------------------
-
-THREADS_PER_CORE = 4  # more CPU threads than this a core only slow a run down (and far more crash torch)
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """The memory free for new allocations (MemAvailable), in bytes; None where /proc/meminfo
-    does not say (not Linux): then nothing is checked against it."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            return next(int(line.split()[1]) * 1024 for line in handle if line.startswith("MemAvailable:"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None
-
 
 def gib(n: float) -> str:
     return f"{n / 2**30:,.1f} GiB"
