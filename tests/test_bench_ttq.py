@@ -69,6 +69,43 @@ def test_explore_only_runs_the_recipes_and_nothing_beside_them(tmp_path, monkeyp
     assert set(report["explored"]) == {"adamw-wd3", "adamw-l8-wd3"} and not (tmp_path / "ttq.json").exists()
 
 
+def test_side_by_side_alternates_and_takes_the_median_of_three_short_runs(tmp_path, monkeypatch):
+    """After exploring: nanoGPT cold, short, long, nanoGPT warm, short, short; time_to_1.47_s is
+    the short runs' median, the ratios are nanoGPT's over it, and the report names the commit."""
+    import bench_gpu
+
+    order, short_times = [], iter([9.5, 8.0, 12.0])
+    explored = {"a": {"time_to_1.47_s": 9.0, "best_val_60s": 1.40}, "b": {"time_to_1.47_s": 20.0, "best_val_60s": 1.38}}
+    monkeypatch.setattr(bench_gpu, "time_to_quality", lambda work, budget, names: {n: explored[n] for n in names})
+    monkeypatch.setattr(bench_gpu, "encode_tinyshakespeare", lambda: None)
+    monkeypatch.setattr(bench_ttq, "warm_bytecode", lambda: {})
+
+    def fake_nanogpt(root, cache, cap, log):
+        state = "warm" if any(cache.glob("*")) else "cold"
+        (cache / "compiled").write_text("x")
+        order.append(f"nanoGPT {state}")
+        return {"name": f"nanoGPT {state} compile cache", "time_to_1.47_s": 50.0 if state == "warm" else 70.0,
+                "best_val_60s": 1.47}
+
+    def fake_lmladder(work, recipe, tag):
+        order.append(recipe)
+        t = next(short_times) if recipe == "a" else 25.0
+        return {"name": f"lmladder {recipe}", "time_to_1.47_s": t, "best_val_60s": explored[recipe]["best_val_60s"]}
+
+    monkeypatch.setattr(bench_ttq, "nanogpt", fake_nanogpt)
+    monkeypatch.setattr(bench_ttq, "lmladder", fake_lmladder)
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["bench_ttq.py", "--explore", "a,b", "--nanogpt", str(tmp_path)])
+    assert bench_ttq.main() == 0
+    assert order == ["nanoGPT cold", "a", "b", "nanoGPT warm", "a", "a"]
+    report = json.loads((tmp_path / "ttq.json").read_text())
+    assert (report["short_recipe"], report["long_recipe"]) == ("a", "b")
+    assert report["time_to_1.47_s"] == 9.5 and report["lmladder_time_to_1.47"]["runs"] == [9.5, 8.0, 12.0]
+    assert report["speedup_vs_nanogpt_warm"] == 50.0 / 9.5 and report["best_val_60s"] == 1.38
+    assert report["git_commit"] is None or len(report["git_commit"].split("-")[0]) == 40
+    assert len(report["lmladder_code"]) == 16
+
+
 def test_every_recipe_bpe512_names_is_made_by_bpe_tokenizer():
     """The bpe512-* recipes read the tokenizer bench_gpu.bpe_tokenizer makes; the other recipes
     never ask for it."""
