@@ -322,6 +322,10 @@ def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
     bpe = neural_ladder.rung_config("gpt", {"tokenizer": "bpe"}, "gpu")
     assert char.data.token_dropout == 0 and bpe.data.token_dropout > 0
     assert bpe.model.n_embd == char.model.n_embd and bpe.run.patience == char.run.patience
+    # both take the 60 s recipe's Muon and input noise (a BPE rung's own table could still turn them off)
+    assert char.optim.optimizer == bpe.optim.optimizer == "muon"
+    assert char.data.input_noise == bpe.data.input_noise == 0.05
+    assert (bpe.model.block_size, bpe.optim.weight_decay) == (256, 4.0)
 
 
 def test_a_bpe_rung_s_token_dropout_reaches_its_training(cli, small_corpus, tmp_path, monkeypatch):
