@@ -12,7 +12,8 @@ every 250 iterations, config/train_shakespeare_char.py unchanged).
 1. Python's bytecode cache is filled first (one import of torch and lmladder, one of torch's
    compiler), so neither tool pays for compiling .py files, as on any machine after a first run.
 2. --explore: each recipe of bench_gpu.TTQ_RECIPES once; --short auto takes the fastest to
-   1.47, --long auto the lowest val within 60 s.
+   1.47, --long auto the lowest val within 60 s. With nothing explored, auto is the measured
+   recipe (SHORT, LONG: benchmarks/results/ttq-h200-2026-12-02-muon).
 3. Side by side, alternating: nanoGPT with an empty compile cache (cold), lmladder's short and
    long recipes, nanoGPT again with the cache it left (warm), the short recipe twice more (a
    median of three).
@@ -110,6 +111,10 @@ def spread(values: list[float | None]) -> dict:
             "max": max(xs, default=None), "runs": values}
 
 
+SHORT = "muon-do0.1-t14"  # 8.97 s to 1.47 (median of three), one H200, 2026-12-02
+LONG = "muon-l6-do0.2-wd3-ctx512-noise0.05"  # best val within 60 s 1.3514, the same run
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nanogpt", type=Path, help="a prepared nanoGPT checkout (leave out: lmladder only)")
@@ -120,6 +125,10 @@ def main() -> int:
     ap.add_argument("--warm-cap", type=float, default=66.0, help="seconds nanoGPT may run with a warm cache")
     ap.add_argument("--explore-only", action="store_true", help="run the --explore recipes, write explore.json, stop")
     opts = ap.parse_args()
+    names = [n for n in opts.explore.split(",") if n] + [n for n in (opts.short, opts.long) if n != "auto"]
+    unknown = [n for n in names if n not in bench_gpu.TTQ_RECIPES]
+    if unknown:  # before nanoGPT's minute with a cold cache, not after it
+        ap.error(f"unknown recipe(s) {', '.join(unknown)}: the names are bench_gpu.TTQ_RECIPES' keys")
     out = Path(os.environ.get("OUT") or "bench-gpu-out")
     out.mkdir(parents=True, exist_ok=True)
     bench_gpu.OUT = out
@@ -141,9 +150,9 @@ def main() -> int:
             print(f"{name:<44}{r['time_to_1.47_s'] or '-':>12}{r['best_val_60s'] or '-':>22}")
         return 0
     scored = {k: v for k, v in explored.items() if v["best_val_60s"] is not None}
-    long = min(scored, key=lambda k: scored[k]["best_val_60s"]) if opts.long == "auto" else opts.long
     done = {k: v for k, v in explored.items() if v["time_to_1.47_s"] is not None}
-    short = opts.short if opts.short != "auto" else min(done, key=lambda k: done[k]["time_to_1.47_s"]) if done else long
+    long = opts.long if opts.long != "auto" else min(scored, key=lambda k: scored[k]["best_val_60s"]) if scored else LONG
+    short = opts.short if opts.short != "auto" else min(done, key=lambda k: done[k]["time_to_1.47_s"]) if done else SHORT
     runs: list[dict] = []
     cache = work / "inductor-cache"
     cache.mkdir()

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -76,6 +78,7 @@ def test_side_by_side_alternates_and_takes_the_median_of_three_short_runs(tmp_pa
 
     order, short_times = [], iter([9.5, 8.0, 12.0])
     explored = {"a": {"time_to_1.47_s": 9.0, "best_val_60s": 1.40}, "b": {"time_to_1.47_s": 20.0, "best_val_60s": 1.38}}
+    monkeypatch.setattr(bench_gpu, "TTQ_RECIPES", {"a": [], "b": []})
     monkeypatch.setattr(bench_gpu, "time_to_quality", lambda work, budget, names: {n: explored[n] for n in names})
     monkeypatch.setattr(bench_gpu, "encode_tinyshakespeare", lambda: None)
     monkeypatch.setattr(bench_ttq, "warm_bytecode", lambda: {})
@@ -104,6 +107,29 @@ def test_side_by_side_alternates_and_takes_the_median_of_three_short_runs(tmp_pa
     assert report["speedup_vs_nanogpt_warm"] == 50.0 / 9.5 and report["best_val_60s"] == 1.38
     assert report["git_commit"] is None or len(report["git_commit"].split("-")[0]) == 40
     assert len(report["lmladder_code"]) == 16
+
+
+def test_with_nothing_explored_auto_is_the_measured_recipes_and_unknown_ones_stop_first(tmp_path, monkeypatch, capsys):
+    """No --explore: the short and long runs are bench_ttq.SHORT and LONG (recipes bench_gpu has);
+    a recipe name bench_gpu does not have is a usage error before anything runs."""
+    import bench_gpu
+
+    assert {bench_ttq.SHORT, bench_ttq.LONG} <= set(bench_gpu.TTQ_RECIPES)
+    ran = []
+    monkeypatch.setattr(bench_gpu, "time_to_quality", lambda work, budget, names: ran.append(names) or {})
+    monkeypatch.setattr(bench_gpu, "encode_tinyshakespeare", lambda: ran.append("encode"))
+    monkeypatch.setattr(bench_ttq, "warm_bytecode", lambda: {})
+    monkeypatch.setattr(bench_ttq, "lmladder", lambda work, recipe, tag: ran.append(recipe) or {
+        "name": f"lmladder {recipe}", "time_to_1.47_s": 9.0, "best_val_60s": 1.35})
+    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["bench_ttq.py"])
+    assert bench_ttq.main() == 0
+    assert ran == ["encode", bench_ttq.SHORT, bench_ttq.LONG, bench_ttq.SHORT, bench_ttq.SHORT]
+    ran.clear()
+    monkeypatch.setattr(sys, "argv", ["bench_ttq.py", "--long", "no-such-recipe"])
+    with pytest.raises(SystemExit) as exc:
+        bench_ttq.main()
+    assert exc.value.code == 2 and ran == [] and "unknown recipe(s) no-such-recipe" in capsys.readouterr().err
 
 
 def test_every_recipe_bpe512_names_is_made_by_bpe_tokenizer():
