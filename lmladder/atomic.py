@@ -124,14 +124,23 @@ def _check_writable(folder: Path, given: Path) -> None:
 def locked(path: str | os.PathLike, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive lock on the output `path` while writing it (a `.NAME.lock` file beside
     it, holding the owner's process id, removed when done), so two commands never write one
-    folder at once: the second fails at once, or with `wait` waits for the first to finish."""
+    folder at once: the second fails at once, or with `wait` waits for the first to finish.
+    The folders above `path` that it makes for the lock are removed after it when they hold
+    nothing, so a command that fails leaves no empty folders behind."""
     import fcntl
 
     path = Path(path).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    made = path.parent  # the highest folder above path that is not there yet, or None
+    while not made.parent.exists():
+        made = made.parent
+    made = None if made.exists() else made
     lock = path.with_name(f".{path.name}.lock")
     while True:
-        handle = open(lock, "a+")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            handle = open(lock, "a+")
+        except FileNotFoundError:  # another command's clean-up took an empty folder just made: again
+            continue
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -158,6 +167,13 @@ def locked(path: str | os.PathLike, wait: bool = False) -> Iterator[None]:
     finally:
         lock.unlink(missing_ok=True)  # while still holding it, so nobody else is inside
         handle.close()
+        folder = path.parent
+        while made is not None and folder != made.parent:
+            try:
+                folder.rmdir()  # only an empty folder
+            except OSError:
+                break
+            folder = folder.parent
 
 
 def _usual_modes(folder: Path) -> None:

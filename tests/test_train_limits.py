@@ -256,6 +256,20 @@ def test_a_run_that_diverges_at_once_leaves_no_folder(cli, tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".nan*"))
 
 
+def test_the_folders_a_failed_run_made_above_its_out_go_too(cli, tmp_path):
+    """--out a/b/nan where only tmp_path was there: a/ and a/b/ go with nan/, after a run that
+    diverged and after one refused before training; a folder above that holds anything stays."""
+    out = tmp_path / "a" / "b" / "nan"
+    assert cli("train", "tinyshakespeare", *TINY, *DIVERGES, "--out", out).exit_code == 1
+    assert tmp_path.is_dir() and not (tmp_path / "a").exists()
+    assert_error(cli("train", "no-such-corpus", *TINY, "--out", out), "no-such-corpus")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "keep.txt").write_text("mine")
+    assert cli("train", "tinyshakespeare", *TINY, *DIVERGES, "--out", out).exit_code == 1
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["keep.txt"]
+
+
 def test_a_folder_that_was_there_is_kept_and_emptied(cli, tmp_path):
     out = tmp_path / "nan"
     out.mkdir()
