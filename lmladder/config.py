@@ -123,6 +123,8 @@ class DataConfig:
                                     "lmladder/tokensplit.py); 0: none. Val and test are never split.")
     input_noise: float = opt(0.0, "Replace each training input unit by a uniformly random one with this probability, "
                                   "the targets kept (Xie et al. 2017's noising); 0: none.")
+    canonical: bool = opt(False, "BPE only: score, sample and compress with each next token renormalised over those "
+                                 "that can follow the last one in an encoding (lmladder/canonical.py).")
 
 
 @dataclass

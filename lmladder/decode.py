@@ -91,9 +91,9 @@ class StaticDecoder:
     at the tokens needed. Without a GPU (the tests) they run eagerly, with the same arithmetic."""
 
     def __init__(self, model, cache: KVCache, settings: SampleSettings, uniforms: torch.Tensor, *,
-                 vocab_size: int, ban_id: int | None = None, keep: int | None = None):
+                 vocab_size: int, ban_id: int | None = None, keep: int | None = None, canonical=None):
         self.model, self.cache, self.settings = model, cache, settings
-        self.vocab_size, self.ban_id = vocab_size, ban_id
+        self.vocab_size, self.ban_id, self.canonical = vocab_size, ban_id, canonical
         device = cache.k.device
         batch = cache.k.shape[1]
         block = model.config.block_size
@@ -118,7 +118,11 @@ class StaticDecoder:
     def _draw(self) -> None:
         """Step t's tokens from the current logits into made[t] and tok; t += 1."""
         u = self.uniforms.index_select(0, self.t.view(1)).view(-1)
-        ids = choose_torch(self.logits[:, : self.vocab_size], self.settings, u, self.ban_id)
+        z = self.logits[:, : self.vocab_size]
+        if self.canonical is not None:  # renormalised after the last token (the one at pos - 1)
+            last = self.ctx.index_select(1, (self.pos - 1).view(1)).view(-1)
+            z = self.canonical(torch.log_softmax(z.float(), dim=-1), last)
+        ids = choose_torch(z, self.settings, u, self.ban_id)
         self.made.index_copy_(0, self.t.view(1), ids.view(1, -1))
         self.tok.copy_(ids.view(-1, 1))
         self.t.add_(1)
@@ -228,7 +232,8 @@ def _autocast(device: torch.device, dtype: torch.dtype | None, cache: bool = Tru
 def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSettings,
              rngs: Sequence[np.random.Generator], *, vocab_size: int, stop_id: int | None = None,
              ban_id: int | None = None, dtype: torch.dtype | None = None, use_cache: bool = True,
-             static: bool | None = None, on_tokens: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[list[int]]:
+             static: bool | None = None, on_tokens: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+             canonical=None) -> list[list[int]]:
     """New token ids for len(rngs) samples continuing `prompt` (ids; the last block_size are used).
 
     `stop_id` ends a sample (it is not returned); `ban_id` is never drawn; `on_tokens(ids,
@@ -237,7 +242,8 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
     `static` decodes through StaticDecoder (default: on a GPU, where each step is a replayed CUDA
     graph); then the next token is drawn on the device (choose_torch, from the uniforms
     each sample's generator would give `choose`), and the host looks at the tokens every
-    SYNC_EVERY steps instead of after each one."""
+    SYNC_EVERY steps instead of after each one. `canonical` (lmladder.canonical.Canonical)
+    renormalises each step's distribution after the token before it."""
     device = next(model.parameters()).device
     block = model.config.block_size
     batch = len(rngs)
@@ -268,7 +274,7 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
 
     if use_cache and (static or (static is None and device.type == "cuda" and max_new > 1)):
         _generate_static(decoding_copy(model, dtype), history, max_new, settings, rngs, take,
-                         vocab_size=vocab_size, ban_id=ban_id, dtype=dtype)
+                         vocab_size=vocab_size, ban_id=ban_id, dtype=dtype, canonical=canonical)
         return out
     with _autocast(device, dtype):
         if use_cache:
@@ -278,6 +284,8 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
             logits = model(history)[:, -1]
         for _ in range(max_new):
             z = logits.float()[:, :vocab_size]
+            if canonical is not None:
+                z = canonical(torch.log_softmax(z, dim=-1), history[:, -1])
             if ban_id is not None:
                 z[:, ban_id] = -float("inf")
             ids = choose(z.cpu().numpy(), settings, rngs)
@@ -288,7 +296,7 @@ def generate(model, prompt: Sequence[int], max_new: int, settings: SampleSetting
 
 
 def _generate_static(model, history: torch.Tensor, max_new: int, settings: SampleSettings, rngs, take, *,
-                     vocab_size: int, ban_id: int | None, dtype: torch.dtype | None) -> None:
+                     vocab_size: int, ban_id: int | None, dtype: torch.dtype | None, canonical=None) -> None:
     """generate()'s device loop: StaticDecoder steps (CUDA graphs on a GPU); `take` books the
     tokens every SYNC_EVERY steps and says when to stop."""
     device = history.device
@@ -298,7 +306,7 @@ def _generate_static(model, history: torch.Tensor, max_new: int, settings: Sampl
     with _autocast(device, dtype):
         cache = KVCache(model, batch, device, dtype if device.type == "cuda" and dtype else torch.float32)
         dec = StaticDecoder(model, cache, settings, torch.as_tensor(draws, device=device),
-                            vocab_size=vocab_size, ban_id=ban_id)
+                            vocab_size=vocab_size, ban_id=ban_id, canonical=canonical)
         dec.start(history)
         if device.type == "cuda":
             dec.capture(dtype)

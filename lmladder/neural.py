@@ -55,10 +55,12 @@ def window_plan(n: int, window: int, overlap: int) -> list[tuple[int, int]]:
 
 
 def window_logprobs(model, seqs: Sequence[np.ndarray], window: int, overlap: int, batch_size: int,
-                    device, dtype=None, allowed: int | None = None, excluded: int | None = None) -> list[np.ndarray]:
+                    device, dtype=None, allowed: int | None = None, excluded: int | None = None,
+                    canonical=None) -> list[np.ndarray]:
     """ln P of ids[1:] of each sequence (float64), each id predicted from the ids before it,
     in batches of windows. Logits past `allowed` (padding of the vocabulary) and at `excluded`
-    (end-of-text) are removed before the softmax."""
+    (end-of-text) are removed before the softmax; `canonical` (lmladder.canonical.Canonical)
+    then renormalises each position's distribution after the id before it."""
     import torch
     from torch.nn import functional as F
 
@@ -88,6 +90,8 @@ def window_logprobs(model, seqs: Sequence[np.ndarray], window: int, overlap: int
         if excluded is not None:
             logits[..., excluded] = -math.inf
         lp = F.log_softmax(logits, dim=-1)
+        if canonical is not None:
+            lp = canonical(lp, xt)
         picked = lp.gather(-1, torch.from_numpy(y[:, :width]).to(device)[..., None])[..., 0]
         picked = picked.double().cpu().numpy()
         for j, (s, start, first) in enumerate(part):
@@ -105,6 +109,9 @@ class NeuralRung:
         self.device = device
         self.kind = config.model_kind
         self.parameters = sum(p.numel() for p in model.parameters())
+        from lmladder import canonical
+
+        self.canonical = canonical.for_run(config, tokenizer, device)  # None unless the run asked for it
 
     @property
     def window(self) -> int:
@@ -119,7 +126,7 @@ class NeuralRung:
         dtype = _autocast_dtype(self.config.run.dtype)
         overlap = context_overlap(self.kind, self.config.model.block_size)
         lps = window_logprobs(self.model, seqs, self.window, overlap, self.config.run.eval_batch_size,
-                              self.device, dtype, tok.vocab_size, tok.eot_id)
+                              self.device, dtype, tok.vocab_size, tok.eot_id, self.canonical)
         parts = [UnitScores(lp + tok.spelling_logprob(ids), len(doc), len(doc.encode("utf-8")))
                  for doc, ids, lp in zip(documents, encoded, lps)]
         return UnitScores.concat(parts)
@@ -167,7 +174,8 @@ class NeuralRung:
             x = torch.tensor([tails[i] for i in rows], dtype=torch.long, device=self.device)
             with torch.no_grad():
                 logits = self.model(x)[:, -1, : self.tokenizer.vocab_size]
-            out[rows] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+            lp = torch.log_softmax(logits.double(), dim=-1)
+            out[rows] = (self.canonical(lp, x[:, -1]) if self.canonical is not None else lp).cpu().numpy()
         return out
 
     def decode_units(self, prompt_ids: list[int], max_new: int, settings, rngs, on_units) -> None:
@@ -177,7 +185,7 @@ class NeuralRung:
 
         decode.generate(self.model, prompt_ids, max_new, settings, rngs, vocab_size=self.tokenizer.vocab_size,
                         stop_id=self.tokenizer.eot_id, dtype=_autocast_dtype(self.config.run.dtype),
-                        use_cache=self.kind == "gpt", on_tokens=on_units)
+                        use_cache=self.kind == "gpt", on_tokens=on_units, canonical=self.canonical)
 
 
 def _autocast_dtype(name: str):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmladder import artifacts, metrics
+from lmladder import artifacts, canonical, metrics
 from lmladder.config import resolve
 from lmladder.errors import Interrupted, LadderError
 from lmladder.neural import load as load_rung
@@ -87,9 +87,15 @@ def check(kind: str, settings: dict, profile: str):
         if not isinstance(vocab, int) or isinstance(vocab, bool):
             raise LadderError(f"bpe_vocab must be an integer (got {vocab!r})")
         bpe.BPESettings(vocab_size=vocab).check()
+        if config.data.canonical and vocab > canonical.MAX_VOCAB:
+            raise LadderError(f"data.canonical supports BPEs of at most {canonical.MAX_VOCAB:,} tokens (got "
+                              f"bpe_vocab {vocab:,})")
     elif config.data.token_dropout > 0:
         raise LadderError("data.token_dropout splits BPE tokens into their merges; the char tokenizer has none "
                           "(set tokenizer = \"bpe\", or leave token_dropout out)")
+    elif config.data.canonical:
+        raise LadderError("data.canonical renormalises over BPE encodings; a char rung has one already "
+                          "(set tokenizer = \"bpe\", or leave canonical out)")
     return config
 
 

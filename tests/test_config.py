@@ -66,7 +66,7 @@ def test_every_field_is_an_option_of_train_help_once(help_text):
 
 def test_bool_fields_are_switches(help_text):
     switches = [o for o in OPTIONS if o.type is bool]
-    assert {o.name for o in switches} == {"bias", "direct", "compile", "cuda_graph", "fp8"}
+    assert {o.name for o in switches} == {"bias", "direct", "compile", "cuda_graph", "fp8", "canonical"}
     for option in switches:
         name = flag(option.name)
         assert re.search(rf"^\s+{name} / --no-{name[2:]}\s", help_text, flags=re.MULTILINE), name

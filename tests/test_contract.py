@@ -25,6 +25,10 @@ RECIPES = {
                          "--out", "{out}"]),
     "gpt-bpe": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--tokenizer",
                         "{tokenizer}", *NEURAL_TOY, "--out", "{out}"]),
+    # renormalised over canonical encodings (lmladder.canonical): scored, sampled, compressed alike
+    "gpt-bpe-canonical": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--tokenizer",
+                                  "{tokenizer}", "--canonical", "--token-dropout", "0.1", *NEURAL_TOY,
+                                  "--out", "{out}"]),
 }
 
 

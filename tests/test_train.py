@@ -419,7 +419,7 @@ def test_patience_stops_after_passes_without_a_better_val(cli, tmp_path, monkeyp
     script = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])
     seen = []
 
-    def scripted(model, ids, config, device):
+    def scripted(model, ids, config, device, renormalise=None):
         seen.append(1)
         return next(script) * (len(ids) - 1), len(ids) - 1
 

@@ -33,10 +33,20 @@ from lmladder.errors import LadderError
 BLOCK_UNITS = 8192  # tokens: a block start costs tens of bits, ~0.2% of a block this long
 
 
+def _probs(logits, canonical, last):
+    """Float32 probabilities from (B, V) logits, renormalised after the `last` tokens (B,) where
+    the run is canonical (lmladder.canonical)."""
+    import torch
+
+    if canonical is None:
+        return torch.softmax(logits, dim=-1)
+    return torch.exp(canonical(torch.log_softmax(logits, dim=-1), last))
+
+
 class _GPTSteps:
     """A GPT's key-value cache fed one token per block per step, with fixed shapes."""
 
-    def __init__(self, model, batch: int, vocab: int, eot: int, device):
+    def __init__(self, model, batch: int, vocab: int, eot: int, device, canonical=None):
         import torch
 
         from lmladder.decode import KVCache
@@ -53,16 +63,14 @@ class _GPTSteps:
         self.slots = torch.arange(block, device=device)
         self.mask = torch.zeros(vocab, device=device)
         self.mask[eot] = -float("inf")  # end-of-text is not a unit of the text
-        self.vocab = vocab
+        self.vocab, self.canonical = vocab, canonical
         self.probs = torch.zeros(batch, vocab, device=device)
         self.graphs: dict[str, object] = {}
         self.at = 1  # the host's copy of pos
         self._start()
 
     def _set(self, logits) -> None:
-        import torch
-
-        self.probs.copy_(torch.softmax(logits[:, : self.vocab].float() + self.mask, dim=-1))
+        self.probs.copy_(_probs(logits[:, : self.vocab].float() + self.mask, self.canonical, self.tok.view(-1)))
 
     def _start(self) -> None:
         from lmladder.decode import forward_cached
@@ -139,10 +147,10 @@ class _GPTSteps:
 class _MLPSteps:
     """The MLP reads the last block_size tokens of every block (end-of-text padding before)."""
 
-    def __init__(self, model, batch: int, vocab: int, eot: int, device):
+    def __init__(self, model, batch: int, vocab: int, eot: int, device, canonical=None):
         import torch
 
-        self.model, self.vocab = model, vocab
+        self.model, self.vocab, self.canonical = model, vocab, canonical
         n = model.config.block_size
         self.ctx = torch.full((batch, n), model.config.pad_id, dtype=torch.long, device=device)
         self.ctx[:, -1] = eot
@@ -151,10 +159,8 @@ class _MLPSteps:
         self._set()
 
     def _set(self) -> None:
-        import torch
-
         logits = self.model(self.ctx)[:, -1, : self.vocab].float()
-        self.probs = torch.softmax(logits + self.mask, dim=-1)
+        self.probs = _probs(logits + self.mask, self.canonical, self.ctx[:, -1])
 
     def feed(self, tokens) -> None:
         import torch
@@ -183,8 +189,10 @@ class NeuralCoder:
         import torch
 
         h = hashlib.sha256()
-        h.update(json.dumps({"kind": self.rung.kind, "model": asdict(self.rung.config.model),
-                             "tokenizer": self.tok.hash}, sort_keys=True).encode())
+        made = {"kind": self.rung.kind, "model": asdict(self.rung.config.model), "tokenizer": self.tok.hash}
+        if self.rung.canonical is not None:  # another distribution; files of other runs keep their digest
+            made["canonical"] = 1
+        h.update(json.dumps(made, sort_keys=True).encode())
         for name, value in sorted(self.rung.model.state_dict().items()):
             t = value.detach().to("cpu").contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\0".encode())
@@ -219,7 +227,8 @@ class NeuralCoder:
         try:
             with torch.no_grad():
                 kind = _GPTSteps if self.rung.kind == "gpt" else _MLPSteps
-                steps = kind(model.eval(), batch, self.tok.vocab_size, self.tok.eot_id, self.device)
+                canonical = self.rung.canonical.to(self.device) if self.rung.canonical is not None else None
+                steps = kind(model.eval(), batch, self.tok.vocab_size, self.tok.eot_id, self.device, canonical)
                 if self.device.startswith("cuda"):
                     steps.capture()
                 yield steps

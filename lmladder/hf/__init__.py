@@ -183,6 +183,11 @@ def export(source: str | Path, out: str | Path, force: bool = False) -> dict[str
     generation = {"bos_token_id": tokenizer.eot_id, "eos_token_id": tokenizer.eot_id, "pad_token_id": tokenizer.eot_id}
     if config.vocab_size > v:
         generation["suppress_tokens"] = list(range(v, config.vocab_size))
+    if rung.canonical is not None:
+        from lmladder.console import log
+
+        log("[yellow]this run scores with its distributions renormalised over canonical BPE encodings "
+            "(--canonical); transformers will give the network's own, a little less probable on text[/]")
     tensors = weights.to_transformers(rung.model)
     files = {
         "config.json": _dump(weights.config_json(config, tokenizer.eot_id)),
@@ -197,7 +202,8 @@ def export(source: str | Path, out: str | Path, force: bool = False) -> dict[str
         write_json(tmp / MARKER, artifacts.header(FORMAT, kind="gpt", source=src.info))
     return {"model": str(source), "format": "hf", "out": str(out),
             "files": sorted([*files, "model.safetensors", MARKER]),
-            "tokenizer": tokenizer.kind, "vocab_size": v, "padded_vocab_size": config.vocab_size}
+            "tokenizer": tokenizer.kind, "vocab_size": v, "padded_vocab_size": config.vocab_size,
+            "canonical": rung.canonical is not None}
 
 
 def _dump(obj: Any) -> bytes:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from lmladder import artifacts, checkpoint, metrics, runtime
+from lmladder import artifacts, canonical, checkpoint, metrics, runtime
 from lmladder.config import RunConfig, TrainConfig
 from lmladder.console import log, progress_style
 from lmladder.errors import Interrupted, LadderError
@@ -130,6 +130,7 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
         from lmladder.kernels.fp8 import fp8_linear
 
         model.use_fp8(fp8_linear)
+    renormalise = canonical.for_run(config, job.tokenizer, device)  # val as the run will be scored
     graphed = use_cuda_graph(r, device, dist.world)
     capturable = graphed and device.startswith("cuda")  # AdamW's learning rate a device tensor the graph reads
     optimizer, optimizer_step = training_optimizer(model, config, device, capturable)
@@ -170,7 +171,7 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
                 training_log.write(run, lr, train_loss)
             evaluated = bool(r.eval_interval and run.step % r.eval_interval == 0)
             if evaluated:
-                validate(model, job, run, average, checkpoints, metrics_log)
+                validate(model, job, run, average, checkpoints, metrics_log, renormalise)
                 if r.patience and out_of_patience(run, r, dist, device):
                     stopped = "patience"
                     break
@@ -183,7 +184,7 @@ def _train(job: Job, dist: Dist) -> dict[str, Any]:
     # --- the end: val, latest/, and a finished run's test scores
     done = stopped in ("finished", "patience")
     if done and not (r.eval_interval and run.step % r.eval_interval == 0 and run.last_val):
-        validate(model, job, run, average, checkpoints, metrics_log)
+        validate(model, job, run, average, checkpoints, metrics_log, renormalise)
     checkpoints.save_latest(run, "trained" if done else "interrupted", lr)
     metrics_log.close()
     result = summary(job, run, parameters, stopped)
@@ -248,27 +249,28 @@ def out_of_patience(run: RunState, r: RunConfig, dist: Dist, device: str) -> boo
     return stop
 
 
-def validation_nats(model, ids: np.ndarray, config: TrainConfig, device: str) -> tuple[float, int]:
-    """(total nats, tokens) of predicting ids[1:] over all of `ids`, in fixed windows."""
+def validation_nats(model, ids: np.ndarray, config: TrainConfig, device: str, renormalise=None) -> tuple[float, int]:
+    """(total nats, tokens) of predicting ids[1:] over all of `ids`, in fixed windows (renormalised
+    by lmladder.canonical where the run is canonical)."""
     from lmladder.neural import _autocast_dtype
 
     model.eval()
     window = config.seq_len if config.model_kind == "mlp" else config.model.block_size
     overlap = context_overlap("mlp", config.model.block_size) if config.model_kind == "mlp" else 0
     lp = window_logprobs(model, [np.asarray(ids)], window, overlap, config.run.eval_batch_size, device,
-                         _autocast_dtype(config.run.dtype))[0]
+                         _autocast_dtype(config.run.dtype), canonical=renormalise)[0]
     model.train()
     return float(-lp.sum()), int(lp.size)
 
 
 def validate(model, job: Job, run: RunState, average: WeightAverage | None, checkpoints: Checkpointer,
-             metrics_log: MetricsLog) -> None:
+             metrics_log: MetricsLog, renormalise=None) -> None:
     """A full pass over val with the weights the run keeps (the average's, when it keeps one):
     a metrics row, run.last_val, and best/ when it is the best yet. Nothing without val."""
     if job.val_ids is None or len(job.val_ids) < 2:
         return
     with average.applied() if average is not None else contextlib.nullcontext():
-        nats, tokens = validation_nats(model, job.val_ids, job.config, job.device)
+        nats, tokens = validation_nats(model, job.val_ids, job.config, job.device, renormalise)
         row = {"step": run.step, "time": run.clock(), "unix": time.time(), "val_loss": nats / tokens,
                "val_bits_per_char": metrics.bits_per_char(nats, max(1, job.val_chars)), "val_tokens": tokens}
         checkpoints.save_if_best(run, row["val_loss"])

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lmladder import artifacts, checkpoint
+from lmladder import artifacts, canonical, checkpoint
 from lmladder.atomic import check_output_dir
 from lmladder.config import TrainConfig
 from lmladder.console import log
@@ -219,6 +219,8 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     parents = None
     try:
         parents = parents_for(config, tokenizer)
+        if config.data.canonical:
+            canonical.check(tokenizer)
     except LadderError as exc:
         problems.append(str(exc))
     if problems:
