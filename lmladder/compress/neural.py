@@ -191,7 +191,7 @@ class NeuralCoder:
         h = hashlib.sha256()
         made = {"kind": self.rung.kind, "model": asdict(self.rung.config.model), "tokenizer": self.tok.hash}
         if self.rung.canonical is not None:  # another distribution; files of other runs keep their digest
-            made["canonical"] = 1
+            made["canonical"] = self.rung.canonical.digest
         h.update(json.dumps(made, sort_keys=True).encode())
         for name, value in sorted(self.rung.model.state_dict().items()):
             t = value.detach().to("cpu").contiguous()
