@@ -118,6 +118,11 @@ def cached_table(tokenizer) -> np.ndarray:
             return _whole_rows(table, [i for i in range(V) if i not in _specials(tokenizer)])
     except (OSError, ValueError, EOFError):  # missing, empty or damaged: made again
         pass
+    if V > 1024:  # ~4 s at 1,024 tokens, growing with the square
+        from lmladder.console import log
+
+        log(f"building the canonical pair table of {V:,} tokens (about {5 * (V / 1024) ** 2:.0f} s, once: it is "
+            "cached)")
     table = pair_table(tokenizer)
     try:
         with atomic_file(path) as f:
