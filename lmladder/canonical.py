@@ -21,7 +21,7 @@ so every score stays a proper probability, and a pair the table wrongly refuses 
 log2(1/EPS) ~ 10 bits, never an infinity. With 512- to 2,048-token BPEs of Tiny Shakespeare or
 gutenberg-en, no adjacent pair of either corpus's encoding is refused.
 
-The table costs ~1 s for 512 tokens and ~4 s for 1,024 (each pair encoded once, on every core),
+The table costs ~1 s for 512 tokens and ~5 s for 1,024 (each pair encoded once, on every core),
 and grows with the square of the vocabulary: MAX_VOCAB bounds it. It is kept in the cache
 (lmladder.home.cache_dir), keyed by the tokenizer's sha256.
 """
@@ -53,8 +53,10 @@ def check(tokenizer) -> None:
                           "encoded once: about two minutes at 4,096, then cached)")
 
 
-def _specials(tokenizer) -> set[int]:
-    return {tokenizer.eot_id, *tokenizer.raw.get_added_tokens_decoder()}
+def _ordinary(tokenizer) -> list[int]:
+    """The ids of text pieces: all but end-of-text and any other added (special) token."""
+    special = {tokenizer.eot_id, *tokenizer.raw.get_added_tokens_decoder()}
+    return [i for i in range(tokenizer.vocab_size) if i not in special]
 
 
 def pair_table(tokenizer) -> np.ndarray:
@@ -66,7 +68,7 @@ def pair_table(tokenizer) -> np.ndarray:
     check(tokenizer)
     V = tokenizer.vocab_size
     pieces = token_bytes(tokenizer)
-    normal = [i for i in range(V) if i not in _specials(tokenizer)]
+    normal = _ordinary(tokenizer)
     encode = getattr(tokenizer.raw, "encode_batch_fast", tokenizer.raw.encode_batch)
     table = np.ones((V, V), dtype=bool)
 
@@ -115,7 +117,7 @@ def cached_table(tokenizer) -> np.ndarray:
         bits = np.load(path, allow_pickle=False)
         if bits.dtype == np.uint8 and bits.shape == (V, (V + 7) // 8):
             table = np.unpackbits(bits, axis=1, count=V).astype(bool)
-            return _whole_rows(table, [i for i in range(V) if i not in _specials(tokenizer)])
+            return _whole_rows(table, _ordinary(tokenizer))
     except (OSError, ValueError, EOFError):  # missing, empty or damaged: made again
         pass
     if V > 1024:  # ~4 s at 1,024 tokens, growing with the square
@@ -127,8 +129,11 @@ def cached_table(tokenizer) -> np.ndarray:
     try:
         with atomic_file(path) as f:
             np.save(f, np.packbits(table, axis=1), allow_pickle=False)
-    except (OSError, LadderError):
-        pass  # a cache that cannot be written only costs the time again
+    except (OSError, LadderError) as exc:  # the run goes on: the table is only made again next time
+        from lmladder.console import log
+
+        log(f"[yellow]could not cache the canonical pair table in {path.parent} ({exc}); it will be built again "
+            "next time[/]")
     return table
 
 

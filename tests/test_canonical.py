@@ -89,9 +89,13 @@ def test_a_canonical_score_is_never_worse_on_encoded_text(cli, tmp_path, tok):
     # float32 arithmetic: where the model leaks nothing, p' = p to within a rounding
     assert renormalised.shape == plain.shape and (renormalised >= plain - 1e-5).all()
     assert renormalised.sum() > plain.sum()
+    # an export to transformers carries the network alone, and says so
+    exported = cli("export", tmp_path / "run", "--format", "hf", "--out", tmp_path / "hf", "--json")
+    assert exported.exit_code == 0, exported
+    assert json.loads(exported.stdout)["canonical"] is True and "canonical BPE encodings" in exported.stderr
 
 
-def test_the_table_is_cached_and_a_damaged_entry_made_again(tok, table, monkeypatch, tmp_path):
+def test_the_table_is_cached_and_a_damaged_entry_made_again(tok, table, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("LMLADDER_HOME", str(tmp_path))
     assert np.array_equal(canonical.cached_table(tok), table)
     [entry] = (tmp_path / "cache" / "canonical").iterdir()
@@ -101,6 +105,14 @@ def test_the_table_is_cached_and_a_damaged_entry_made_again(tok, table, monkeypa
     for damaged in (b"not an array", b""):
         entry.write_bytes(damaged)
         assert np.array_equal(canonical.cached_table(tok), table)
+    # a cache that cannot be written: the table all the same, and a line on stderr
+    entry.unlink()
+    from lmladder import atomic
+
+    monkeypatch.setattr(atomic, "atomic_file", lambda path: (_ for _ in ()).throw(OSError(13, "Permission denied")))
+    assert np.array_equal(canonical.cached_table(tok), table)
+    assert "could not cache the canonical pair table" in capsys.readouterr().err
+    assert not entry.exists()
 
 
 def test_the_sampler_s_fast_path_draws_what_the_loop_draws(tok, table):
@@ -133,13 +145,15 @@ def test_the_sampler_s_fast_path_draws_what_the_loop_draws(tok, table):
 def test_bad_inputs(cli, tmp_path, monkeypatch, tok):
     with pytest.raises(LadderError, match="BPE tokenizer"):
         canonical.check(tokens.char_tokenizer())
+    base = ("train", "tinyshakespeare", "--preset", "gpt-tiny", "--max-steps", "3", "--canonical")
     monkeypatch.setattr(canonical, "MAX_VOCAB", 300)
     with pytest.raises(LadderError, match="at most 300"):
         canonical.check(tok)
+    tok.save(tmp_path / "bpe")
+    assert_error(cli(*base, "--tokenizer", tmp_path / "bpe", "--out", tmp_path / "big"), "400 tokens, at most 300")
     monkeypatch.undo()
-    base = ("train", "tinyshakespeare", "--preset", "gpt-tiny", "--max-steps", "3", "--canonical")
     assert_error(cli(*base, "--out", tmp_path / "c"), "--canonical", "BPE tokenizer")
-    assert not (tmp_path / "c").exists()
+    assert not (tmp_path / "c").exists() and not (tmp_path / "big").exists()
     from lmladder import neural_ladder
 
     with pytest.raises(LadderError, match="data.canonical"):
