@@ -176,30 +176,35 @@ class StaticDecoder:
             body()
 
     @torch.no_grad()
-    def capture(self, dtype: torch.dtype | None) -> None:
-        """Record step() and slide() as CUDA graphs (after a warm-up of each on a side stream,
-        whose writes are then undone)."""
+    def warm_up(self) -> None:
+        """Run step() and slide() once each, as a capture's warm-up, and undo what they wrote. Each
+        runs from position 1, one both can run from: a prompt may have left the cache full, where
+        step() would write past its end."""
         state = (self.cache.k, self.cache.v, self.made, self.tok, self.ctx, self.recent, self.pos, self.t, self.logits)
         saved = [x.clone() for x in state]
+        for body in (self._step, self._slide):
+            self.pos.fill_(1)
+            body()
+        for x, old in zip(state, saved):
+            x.copy_(old)
+
+    @torch.no_grad()
+    def capture(self, dtype: torch.dtype | None) -> None:
+        """Record step() and slide() as CUDA graphs, after a warm-up on a side stream (recording
+        runs nothing, so the state is as it was)."""
         device = self.tok.device
-        bodies = {"step": self._step, "slide": self._slide}
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream), _autocast(device, dtype, cache=False):
-            for body in bodies.values():
-                body()
-                self.t.zero_()
-                self.pos.copy_(saved[6])
+            self.warm_up()
         torch.cuda.current_stream().wait_stream(stream)
         pool = None
-        for name, body in bodies.items():
+        for name, body in (("step", self._step), ("slide", self._slide)):
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=pool), _autocast(device, dtype, cache=False):
                 body()
             pool = graph.pool()
             self.graphs[name] = graph
-        for x, old in zip(state, saved):
-            x.copy_(old)
 
 
 def decoding_copy(model, dtype: torch.dtype | None):

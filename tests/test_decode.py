@@ -144,3 +144,33 @@ def test_cached_steps_match_full_forward_with_a_bf16_residual_stream():
         full = model(idx)
     for j, t in enumerate(range(3, 10)):
         torch.testing.assert_close(logits[j].float(), full[:, t].float(), atol=0.03, rtol=0.03)
+
+
+@pytest.mark.parametrize("prompt_len", [3, 16])
+def test_capture_warm_up_runs_from_any_prompt_and_undoes_itself(model, prompt_len):
+    """A GPU capture first runs step() and slide() once; a prompt that fills the block left the
+    cache full, where a step from there wrote past its end (a device assert on the H200, with
+    `lmladder sample` given a long prompt). The warm-up runs from a valid position and undoes
+    its writes, so the samples after it are the host loop's."""
+    prompt = torch.arange(prompt_len).remainder(11).view(1, -1).repeat(2, 1)
+    u = torch.as_tensor(np.stack([g.random(40) for g in sample_rngs(3, 2)], axis=1))
+    runs = []
+    for warm in (False, True):
+        cache = KVCache(model, 2, "cpu", torch.float32)
+        dec = StaticDecoder(model, cache, SampleSettings(0.9), u.clone(), vocab_size=11)
+        dec.start(prompt)
+        before = [x.clone() for x in (cache.k, dec.logits, dec.pos, dec.ctx)]
+        if warm:
+            dec.warm_up()
+            for a, b in zip(before, (cache.k, dec.logits, dec.pos, dec.ctx)):
+                assert torch.equal(a, b)
+        pos = prompt_len
+        for _ in range(40):
+            if pos == 16:
+                dec.slide()
+                pos = dec.keep
+            else:
+                dec.step()
+                pos += 1
+        runs.append(dec.made.clone())
+    assert torch.equal(runs[0], runs[1])
