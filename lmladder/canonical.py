@@ -167,8 +167,8 @@ class Canonical:
         if extra > 0:  # the output layer's padding ids: in no encoding
             allowed = torch.cat([allowed, allowed.new_zeros(*allowed.shape[:-1], extra)], dim=-1)
         lz = torch.logsumexp(lp.masked_fill(~allowed, -math.inf), dim=-1, keepdim=True)
-        mixed = torch.logaddexp(lp - lz + self.log_keep, lp + self.log_eps)
-        return torch.where(allowed, mixed, lp + self.log_eps)
+        mixed = torch.where(allowed, torch.logaddexp(lp - lz + self.log_keep, lp + self.log_eps), lp + self.log_eps)
+        return torch.where(torch.isneginf(lz), lp, mixed)  # no allowed token has mass: the model's own
 
 
 def for_run(config, tokenizer, device: Any) -> Canonical | None:

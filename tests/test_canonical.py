@@ -67,6 +67,12 @@ def test_the_renormalised_distribution_sums_to_one_and_lifts_allowed_tokens(tabl
     assert (out[allowed & finite] >= lp[allowed & finite]).all()  # p' >= p wherever an encoding may go
     assert torch.allclose(out[~allowed & finite], lp[~allowed & finite] + math.log(canonical.EPS))
     assert (out[~finite] == -math.inf).all()
+    # where the model gives no allowed token any mass (the coder masks end-of-text, which may be a
+    # token's only allowed follower), its own distribution stands: no NaN, still summing to 1
+    only = torch.zeros(V, V, dtype=torch.bool)
+    only[:, 3] = True
+    out = canonical.Canonical(only.numpy(), "cpu")(lp, prev)
+    assert torch.equal(out, lp) and not out.isnan().any()
 
 
 def test_a_canonical_score_is_never_worse_on_encoded_text(cli, tmp_path, tok):
