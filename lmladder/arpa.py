@@ -22,10 +22,13 @@ context) only, not the spelling model behind it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import math
 import re
 from pathlib import Path
+from typing import Iterator, TextIO
 
 import numpy as np
 
@@ -75,6 +78,19 @@ def check_replaceable(path: str | Path) -> None:
                           "away yourself")
 
 
+@contextlib.contextmanager
+def _text_out(path: str | Path) -> Iterator[TextIO]:
+    """The ARPA text written atomically to `path`, gzipped where its name ends in .gz (as KenLM
+    and read() take it; mtime 0, so the same model gives the same bytes)."""
+    if not str(path).endswith(".gz"):
+        with atomic_file(path, "w") as out:
+            yield out
+        return
+    with atomic_file(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as packed, \
+            io.TextIOWrapper(packed, encoding="utf-8") as out:
+        yield out
+
+
 def write(model: NgramModel, path: str | Path) -> None:
     if model.config.smoothing != "kn":
         raise LadderError(f"ARPA needs a Kneser-Ney model (this one is {model.config.smoothing}); "
@@ -82,7 +98,7 @@ def write(model: NgramModel, path: str | Path) -> None:
     names = unit_names(model)
     ln10 = math.log(10)
     no_end = not model.config.kenlm_compat
-    with atomic_file(path, "w") as out:
+    with _text_out(path) as out:
         out.write("\\data\\\n")
         for n, t in enumerate(model.tables, 1):
             out.write(f"ngram {n}={len(t.keys) + (no_end and n == 1)}\n")

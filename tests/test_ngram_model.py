@@ -134,6 +134,18 @@ def test_cli_count_stats_train_score_export(cli, corpus_file, tmp_path):
     n1 = int(text.split("ngram 1=")[1].split()[0])
     assert n1 == len(text.split("\\1-grams:\n")[1].split("\n\n")[0].splitlines())
     assert (tmp_path / "m.arpa").stat().st_mode & 0o044 == 0o044 & ~_umask()  # readable as new files are
+    # a .gz name gets gzip (as KenLM and arpa.read take it), the same text, the same bytes each time
+    import gzip
+
+    from lmladder import arpa
+
+    for k in (1, 2):
+        assert cli("export", tmp_path / "m", "--format", "arpa", "--out", tmp_path / f"{k}.arpa.gz").exit_code == 0
+    packed = (tmp_path / "1.arpa.gz").read_bytes()
+    assert packed[:2] == b"\x1f\x8b" and packed == (tmp_path / "2.arpa.gz").read_bytes()
+    assert gzip.decompress(packed).decode() == text
+    assert arpa.read(tmp_path / "1.arpa.gz") == arpa.read(tmp_path / "m.arpa")
+    assert not list(tmp_path.glob(".*.tmp"))
     r = cli("ngram", "train", corpus_file, "--unit", "word", "--order", "2", "--kenlm-compat", "--split", "1,0,0",
             "--out", tmp_path / "k")
     assert r.exit_code == 0, r

@@ -9,7 +9,7 @@ from lmladder.cli.common import JSON_OPTION, report
 from lmladder.errors import LadderError
 
 FORMATS = {"hf": "a transformers GPT-2 folder (GPT runs; AutoModelForCausalLM and AutoTokenizer load it)",
-           "arpa": "an ARPA file (Kneser-Ney n-gram runs; KenLM loads it)"}
+           "arpa": "an ARPA file (Kneser-Ney n-gram runs; KenLM loads it), gzipped where --out ends in .gz"}
 
 
 def export(
