@@ -63,6 +63,7 @@ class _Texts:
         self.decoders = decoders
         self.texts = [""] * len(decoders)
         self.done = np.zeros(len(decoders), dtype=bool)
+        self.cut = np.zeros(len(decoders), dtype=bool)  # ended by max_chars or a stop string
         self.shown = [0] * len(decoders)
         self.max_chars = max_chars
         self.stop = list(stop)
@@ -75,18 +76,21 @@ class _Texts:
         self.done |= ~alive
         units = ids.tolist()
         for i in np.flatnonzero(~self.done).tolist():
-            before = len(self.texts[i])
-            text = self.texts[i] + self.decoders[i](units[i])
-            if self.max_chars is not None and len(text) >= self.max_chars:
-                text, self.done[i] = text[: self.max_chars], True
-            if self.stop:
-                cut = self._first_stop(text, max(0, before - self.hold))
-                if cut is not None:
-                    text, self.done[i] = text[:cut], True
-            self.texts[i] = text
-            if self.on_text is not None:
-                self._show(i)
+            self._append(i, self.decoders[i](units[i]))
         return bool(self.done.all())
+
+    def _append(self, i: int, piece: str) -> None:
+        before = len(self.texts[i])
+        text = self.texts[i] + piece
+        if self.max_chars is not None and len(text) >= self.max_chars:
+            text, self.done[i], self.cut[i] = text[: self.max_chars], True, len(text) > self.max_chars
+        if self.stop:
+            cut = self._first_stop(text, max(0, before - self.hold))
+            if cut is not None:
+                text, self.done[i], self.cut[i] = text[:cut], True, True
+        self.texts[i] = text
+        if self.on_text is not None:
+            self._show(i)
 
     def _first_stop(self, text: str, start: int) -> int | None:
         found = [p for p in (text.find(s, start) for s in self.stop) if p >= 0]
@@ -101,6 +105,12 @@ class _Texts:
             self.shown[i] = end
 
     def finish(self) -> list[str]:
+        """Every sample's text; a sample that ended inside a character (a byte-level token's
+        bytes still waiting) gets what its decoder holds, as U+FFFD, unless a limit cut it."""
+        for i in range(len(self.texts)):
+            flush = getattr(self.decoders[i], "flush", None)
+            if flush is not None and not self.cut[i] and (self.max_chars is None or len(self.texts[i]) < self.max_chars):
+                self._append(i, flush())
         self.done[:] = True
         for i in range(len(self.texts)):
             self._show(i)

@@ -15,8 +15,10 @@ sampling loop (lmladder.generate) drives it through:
     stream_decoder(rng, settings, prompt)   unit -> the text it adds: an escape's spelling drawn
                                             from `rng` (a word model's spelled with the sample's
                                             settings, so greedy sampling spells greedily); "" while
-                                            a byte-level token waits for the rest of its character;
-                                            the text before the first unit is `prompt`
+                                            a byte-level token waits for the rest of its character
+                                            (its `flush()`, where it has one, gives what still waits,
+                                            U+FFFD for bytes of no whole character, once the sample
+                                            ends); the text before the first unit is `prompt`
     stop_unit: int | None                   a unit that ends a sample (end of document), or None
 
 A rung whose model can decode faster than one `next_logprobs` call a unit (the GPT's key-value

@@ -193,6 +193,13 @@ class BPETokenizer:
             pending.clear()
             return text
 
+        def flush() -> str:
+            """What still waits (the sample ended inside a character): U+FFFD for its bytes."""
+            text = self.decode(pending) if pending else ""
+            pending.clear()
+            return text
+
+        piece.flush = flush  # type: ignore[attr-defined]
         return piece
 
     def spelling_logprob(self, ids: np.ndarray) -> np.ndarray:

@@ -128,3 +128,45 @@ def test_byte_level_tokens_stream_whole_characters():
     out = [piece(i) for i in ids]
     assert "".join(out) == "café 😀 ünï"
     assert all("\ufffd" not in p for p in out)
+
+
+class Bytes(Cycle):
+    """A rung over a BPE's tokens that draws a fixed list of them (greedy), then stops at `stop`."""
+
+    def __init__(self, tok, units: list[int]):
+        self.tok, self.units, self.stop_unit, self.parameters = tok, units, tok.eot_id, 0
+
+    def prompt_units(self, prompt: str) -> list[int]:
+        return [self.tok.eot_id]
+
+    def next_logprobs(self, contexts):
+        out = np.full((len(contexts), self.tok.vocab_size), -30.0)
+        for i, ctx in enumerate(contexts):
+            out[i, self.units[min(len(ctx) - 1, len(self.units) - 1)]] = 0.0
+        return out
+
+    def stream_decoder(self, rng, settings=None, prompt=""):
+        return self.tok.stream_decoder(rng)
+
+
+def test_a_sample_ending_inside_a_character_keeps_its_bytes():
+    """A sample that ends (its token limit, or end-of-text) after a token that stops inside a
+    character used to lose that token's bytes; they come out as U+FFFD, as decode gives them."""
+    from lmladder import bpe
+
+    tok = bpe.train(["café 😀 " * 40], bpe.BPESettings(vocab_size=270))
+    smile = tok.encode("😀").tolist()
+    first = next(u for u in range(tok.vocab_size) if tok.decode([u]) == "\ufffd" and u != tok.eot_id)
+    cases = [([first], {"max_new_tokens": 1}), ([first, tok.eot_id], {"max_new_chars": 9}),
+             ([tok.encode("a").tolist()[0], first], {"max_new_tokens": 2})]
+    for units, limits in cases:
+        pieces = []
+        out = generate(Bytes(tok, units), "", settings=SampleSettings(0), on_text=lambda i, p: pieces.append(p),
+                       **limits)[0]
+        drawn = [u for u in units if u != tok.eot_id][: limits.get("max_new_tokens", 9)]
+        assert out == tok.decode(drawn) == "".join(pieces) and out.endswith("\ufffd")
+    # a whole character split over tokens still comes out whole; a cut by max_new_chars stays a cut
+    assert len(smile) > 1 and generate(Bytes(tok, smile), "", max_new_tokens=len(smile),
+                                       settings=SampleSettings(0)) == ["😀"]
+    assert generate(Bytes(tok, [tok.encode("a").tolist()[0], first]), "", max_new_chars=1,
+                    settings=SampleSettings(0)) == ["a"]
