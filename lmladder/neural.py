@@ -214,11 +214,11 @@ def load(folder: Path, header: dict[str, Any]) -> NeuralRung:
     from lmladder import checkpoint
     from lmladder.tokens import load_tokenizer
 
-    try:
-        config = TrainConfig.from_dict(header["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise LadderError(f"{folder} has a model header without a usable config ({exc}); retrain it") from None
+    config = _saved_config(folder, header)
     named = header.get("weights")
+    if named is not None and not isinstance(named, str):
+        raise LadderError(f"{folder / 'lmladder.json'} names its weights {named!r}, not a file: the file is damaged; "
+                          "restore it or retrain")
     candidates = [named] if named else ["best/model.safetensors", "latest/model.safetensors"]
     weights = next((folder / c for c in candidates if (folder / c).is_file()), None)
     if weights is None and named:
@@ -228,6 +228,15 @@ def load(folder: Path, header: dict[str, Any]) -> NeuralRung:
         raise LadderError(f"{folder} holds no weights yet (the run stopped before its first checkpoint); "
                           f"continue it with `lmladder train --resume {folder}` or train again")
     tokenizer = load_tokenizer(folder / "tokenizer")
+    recorded = header.get("tokenizer")
+    if isinstance(recorded, dict) and recorded.get("sha256") not in (None, tokenizer.identity().get("sha256")):
+        raise LadderError(f"{folder / 'tokenizer'} is not the tokenizer this model was trained with (its sha256 "
+                          f"differs from the one lmladder.json records): the folder was changed; restore its "
+                          "tokenizer/ or retrain")
+    if config.model.vocab_size < tokenizer.vocab_size:
+        raise LadderError(f"{folder}'s config has vocab_size {config.model.vocab_size}, fewer than its tokenizer's "
+                          f"{tokenizer.vocab_size} tokens: the folder was changed; retrain it")
+    _check_weights_fit(config, weights)  # before anything is allocated: an edited size cannot exhaust memory
     model = build_model(config)
     checkpoint.load_weights(model, weights)
     if not all(torch.isfinite(p).all() for p in model.parameters()):
@@ -236,3 +245,69 @@ def load(folder: Path, header: dict[str, Any]) -> NeuralRung:
     device = pick_device("auto")
     return NeuralRung(model.to(device), tokenizer, config, device)
 
+
+def _saved_config(folder: Path, header: dict[str, Any]) -> TrainConfig:
+    """A saved run's config, with the checks a new one gets (lmladder.config.check) and its
+    fields' types: an edited or damaged lmladder.json is refused, never half-loaded."""
+    import dataclasses
+
+    from lmladder.config import HIDDEN_MODEL_FIELDS, check
+
+    damaged = f"{folder / 'lmladder.json'} holds a config that is not valid"
+    try:
+        config = TrainConfig.from_dict(header["config"])
+        wrong = [f"{f.name} {getattr(part, f.name)!r}" for part in (config.model, config.optim, config.data, config.run)
+                 for f in dataclasses.fields(part) if not _is_type(getattr(part, f.name), f.type)]
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise LadderError(f"{damaged} ({type(exc).__name__}: {exc}); the file is damaged: restore it or retrain") from None
+    if wrong:
+        raise LadderError(f"{damaged} (of the wrong type: {', '.join(wrong[:3])}); the file is damaged: restore it "
+                          "or retrain")
+    try:
+        check(config)
+    except LadderError as exc:
+        raise LadderError(f"{damaged} ({exc}); the file is damaged: restore it or retrain") from None
+    pad = getattr(config.model, "pad_id", 0)
+    if "pad_id" in HIDDEN_MODEL_FIELDS and not 0 <= pad < config.model.vocab_size:
+        raise LadderError(f"{damaged} (pad_id {pad} is not a token of its {config.model.vocab_size}); the file is "
+                          "damaged: restore it or retrain")
+    return config
+
+
+def _is_type(value: Any, kind: Any) -> bool:
+    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(str(kind), kind)
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return not isinstance(kind, type) or isinstance(value, kind)
+
+
+def _check_weights_fit(config: TrainConfig, weights: Path) -> None:
+    """The shapes the weights file declares against those of the config's model, built on the
+    meta device (no memory): a config edited to an absurd size is refused before it is built.
+    A file whose header cannot be read is left to checkpoint.load_weights to report."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights), "pt") as handle:
+            shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}
+    except (SafetensorError, OSError):
+        return
+    refuse_misfit(lambda: build_model(config), shapes, f"{weights} does not fit the model of its config",
+                  "the header or the weights were changed; retrain it")
+
+
+def refuse_misfit(make, shapes: dict[str, tuple[int, ...]], what: str, fix: str) -> None:
+    """A LadderError where a tensor of `shapes` (name -> shape, as a weights file declares them)
+    differs from the one the model `make()` builds, built on the meta device: no memory is
+    taken, however large an edited config makes it."""
+    import torch
+
+    with torch.device("meta"):
+        mine = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+    wrong = next((k for k in shapes if k in mine and shapes[k] != mine[k]), None)
+    if wrong is not None:
+        raise LadderError(f"{what} ({wrong} is {shapes[wrong]}, the config makes it {mine[wrong]}): {fix}")

@@ -86,7 +86,7 @@ def load(folder: str | Path, device: str = "auto"):
     from lmladder.gpt import GPT
     from lmladder.hf import tokenizer as tok
     from lmladder.hf import weights
-    from lmladder.neural import NeuralRung, pick_device
+    from lmladder.neural import NeuralRung, pick_device, refuse_misfit
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -112,9 +112,12 @@ def load(folder: str | Path, device: str = "auto"):
     if tokenizer.vocab_size > config.vocab_size:
         raise LadderError(f"{folder}'s tokenizer has {tokenizer.vocab_size:,} ids but the model only "
                           f"{config.vocab_size:,} rows; they do not belong together")
+    state = state if bias else weights.drop_biases(state)
+    refuse_misfit(lambda: GPT(config), {k: tuple(v.shape) for k, v in state.items()},
+                  f"{folder}'s weights do not fit its config.json", "the two do not belong together")
     model = GPT(config)
     try:
-        missing, unexpected = model.load_state_dict(state if bias else weights.drop_biases(state), strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         detail = str(exc).splitlines()[-1].strip()[:160]
         raise LadderError(f"{folder}'s weights do not fit its config.json ({detail})") from None

@@ -93,6 +93,11 @@ def gpt_config(data: dict[str, Any], source: str, bias: bool, residual_dtype: st
         problems.append("attention scaled otherwise than by 1/sqrt(head size)")
     if c["add_cross_attention"]:
         problems.append("cross-attention")
+    sizes = {k: c[k] for k in ("n_positions", "vocab_size", "n_layer", "n_head", "n_embd")}
+    problems += [f"{k} {v!r} (it must be a whole number, at least 1)" for k, v in sizes.items()
+                 if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+    if not isinstance(c["resid_pdrop"], (int, float)) or not 0 <= c["resid_pdrop"] < 1:
+        problems.append(f"resid_pdrop {c['resid_pdrop']!r} (a dropout probability is in [0, 1))")
     if problems:
         raise LadderError(f"{source} is a GPT-2 that lmladder's GPT cannot compute exactly: {'; '.join(problems)}")
     # lmladder's one dropout for GPT-2's three (equal in the folders lmladder writes, and in OpenAI's);
