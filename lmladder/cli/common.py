@@ -12,6 +12,17 @@ import typer
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
+def utf8_problem(value: str | None, what: str) -> str | None:
+    """What is wrong with text given on the command line: bytes that are not UTF-8 (Python keeps
+    them as lone surrogates, which no model, tokenizer or terminal can take); None if nothing."""
+    try:
+        (value or "").encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{what} holds bytes that are not UTF-8 text (the terminal's or the shell's encoding is not UTF-8?); " \
+               "give it in UTF-8, or in a UTF-8 file"
+    return None
+
+
 def _clean(obj: Any) -> Any:
     if isinstance(obj, float) and not math.isfinite(obj):
         return None

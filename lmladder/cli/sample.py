@@ -40,6 +40,9 @@ def sample(
     problems = check_request(max_new_chars, max_new_tokens, num_samples, seed, stop)
     if prompt is not None and prompt_file is not None:
         problems.insert(0, "give --prompt or --prompt-file, not both")
+    from lmladder.cli.common import utf8_problem
+
+    problems += [p for p in [utf8_problem(prompt, "--prompt")] + [utf8_problem(s, f"--stop {s!r}") for s in stop] if p]
     if stream and json:
         problems.append("--stream prints text, --json prints JSON: choose one")
     try:

@@ -79,6 +79,11 @@ def _read_input(text: Optional[str], file: Optional[str], what: str) -> str:
     if file is None:
         if not text:
             raise LadderError(f"the {what} is empty; give some {what} to work on")
+        from lmladder.cli.common import utf8_problem
+
+        problem = utf8_problem(text, f"the {what}")
+        if problem:
+            raise LadderError(problem + " (--file)")
         return text  # type: ignore[return-value]
     if file == "-":
         stream = getattr(sys.stdin, "buffer", None)

@@ -28,7 +28,9 @@ def tour(
     from lmladder.cli.common import stdout_console
     from lmladder.errors import LadderError
 
-    problems = lib.check(length, seed)
+    from lmladder.cli.common import utf8_problem
+
+    problems = lib.check(length, seed) + [p for p in [utf8_problem(seed_word, "--seed-word")] if p]
     if force and not out:
         problems.append("--force replaces a tour already in --out, and there is no --out; add --out DIR or "
                         "leave out --force")
