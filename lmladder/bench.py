@@ -21,8 +21,7 @@ from lmladder import __version__, registry
 from lmladder.home import DATA
 from lmladder.errors import LadderError
 
-DEFAULT_LADDER = DATA / "default-ladder.toml"  # inside the package, so an installed lmladder has it
-DEFAULT_LADDER_NAME = "default"  # what manifests call it
+DEFAULT_LADDER, DEFAULT_LADDER_NAME = DATA / "default-ladder.toml", "default"  # in the package; what manifests call it
 
 
 def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
@@ -34,18 +33,18 @@ def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
         raise LadderError(f"ladder file {path} does not exist; the default ladder ({DEFAULT_LADDER}) is an example")
     data = read_toml(path, "ladder file")
     rungs = data.get("rung")
-    problems = []
     if not isinstance(rungs, list) or not rungs:
         raise LadderError(f"ladder file {path} has no [[rung]] tables")
-    seen = set()
+    problems, seen = [], set()
     for i, rung in enumerate(rungs, 1):
         name, kind = rung.get("name"), rung.get("kind")
-        if not name:
-            problems.append(f"rung {i} has no name")
+        if not name or not isinstance(name, str):
+            problems.append(f"rung {i} has no name (a string)" if not name else f"rung {i}'s name {name!r} is not a string")
+            name = None
         elif name in seen:
             problems.append(f"rung name {name!r} is used twice")
         seen.add(name)
-        if kind not in registry.KINDS:
+        if not isinstance(kind, str) or kind not in registry.KINDS:
             problems.append(f"rung {name or i}: unknown kind {kind!r} (valid kinds: {', '.join(registry.KINDS)})")
             continue
         allowed = registry.KINDS[kind].settings
@@ -353,12 +352,13 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
 
     try:
         baseline = json.loads(Path(path).read_text(encoding="utf-8"))
-        baseline["manifest"]["corpus"]["sha256"], baseline["manifest"]["split"]
-        [(r["rung"], float(r["bits_per_char"])) for r in baseline["results"]]
+        if not all(isinstance(r["rung"], str) and 0 < float(r["bits_per_char"]) < float("inf")  # not NaN either
+                   for r in baseline["results"]) or not baseline["manifest"]["corpus"]["sha256"]:
+            raise ValueError(baseline["manifest"]["split"])
     except FileNotFoundError:
         raise LadderError(f"baseline {path} does not exist") from None
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError):
-        raise LadderError(f"baseline {path} is not an lmladder bench results.json") from None
+        raise LadderError(f"baseline {path} is not an lmladder bench results.json (rungs named, bits/char > 0)") from None
     baseline["path"] = str(path)
     return baseline
 

@@ -120,6 +120,25 @@ def test_check_gate(cli, small_corpus, ladder, tmp_path):
     assert last.startswith("error: ") and "unigram" in last and "vanished" in last
 
 
+def test_a_baseline_or_ladder_that_cannot_be_compared_is_refused_first(cli, small_corpus, ladder, tmp_path):
+    """A baseline's bits/char of NaN or below 0 passed as "ok"; a rung named by a number failed
+    as an internal error once the bench had run."""
+    out = tmp_path / "base"
+    assert cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)).exit_code == 0
+    for field, value in (("bits_per_char", float("nan")), ("bits_per_char", -1.0), ("rung", 5)):
+        baseline = json.loads((out / "results.json").read_text())
+        baseline["results"][1][field] = value
+        (tmp_path / "b.json").write_text(json.dumps(baseline))
+        assert_error(cli("bench", str(small_corpus), "--ladder", str(ladder), "--check", str(tmp_path / "b.json"),
+                         "--out", str(tmp_path / "never")), "is not an lmladder bench results.json")
+        assert not (tmp_path / "never").exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rung]]\nname = 5\nkind = "unigram"\n\n[[rung]]\nname = ["a"]\nkind = ["x"]\n')
+    assert_error(cli("bench", str(small_corpus), "--ladder", str(bad), "--out", str(tmp_path / "never")),
+                 "rung 1's name 5 is not a string", "rung 2's name ['a']", "unknown kind ['x']")
+    assert not (tmp_path / "never").exists()
+
+
 def test_check_refuses_other_corpus(cli, small_corpus, ladder, tmp_path):
     out = tmp_path / "base"
     assert cli("bench", str(small_corpus), "--ladder", str(ladder), "--out", str(out)).exit_code == 0
