@@ -27,6 +27,7 @@ import gzip
 import io
 import math
 import re
+import zlib
 from pathlib import Path
 from typing import Iterator, TextIO
 
@@ -69,7 +70,7 @@ def check_replaceable(path: str | Path) -> None:
         if head.startswith(b"\x1f\x8b"):  # a gzipped ARPA file
             with gzip.open(path, "rb") as handle:
                 head = handle.read(256)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a damaged .gz
         raise LadderError(f"--out {path} exists and cannot be read ({exc}); --force replaces only an ARPA file: "
                           "choose another --out") from None
     if head and not head.lstrip().startswith(b"\\data\\"):

@@ -146,6 +146,9 @@ def test_cli_count_stats_train_score_export(cli, corpus_file, tmp_path):
     assert gzip.decompress(packed).decode() == text
     assert arpa.read(tmp_path / "1.arpa.gz") == arpa.read(tmp_path / "m.arpa")
     assert not list(tmp_path.glob(".*.tmp"))
+    (tmp_path / "1.arpa.gz").write_bytes(packed[:12] + b"\xff" * 40)  # a damaged gzip (zlib.error was not caught)
+    assert_error(cli("export", tmp_path / "m", "--format", "arpa", "--out", tmp_path / "1.arpa.gz", "--force"),
+                 "cannot be read")
     r = cli("ngram", "train", corpus_file, "--unit", "word", "--order", "2", "--kenlm-compat", "--split", "1,0,0",
             "--out", tmp_path / "k")
     assert r.exit_code == 0, r
