@@ -17,6 +17,7 @@ from lmladder.scale.plan import (MAX_DEPTH, MAX_FLOPS, MAX_TOKENS, PROFILES, Fam
 from lmladder.scale.sweep import train_all, train_one
 
 METRICS = ("test", "val")
+MAX_LR_MULT = 100.0  # --lr-mult: past ~10x the width rule a run diverges; 100x is surely a slip
 
 
 @dataclass
@@ -73,12 +74,17 @@ class Study:
             problems.append(f"--warmup must be a fraction of the steps in [0, 1) (got {self.warmup_fraction:g})")
         if self.jobs < 1:
             problems.append(f"--jobs must be at least 1 (got {self.jobs})")
-        if self.threads < 0:
-            problems.append(f"--threads must be >= 0 (got {self.threads})")
+        from lmladder.runtime import thread_limit
+
+        most, cores = thread_limit()
+        if not 0 <= self.threads <= most:
+            problems.append(f"--threads must be in [0, {most}], {most // cores} x the {cores} usable cores of this "
+                            f"machine (got {self.threads}); 0 is torch's own count")
         if self.bootstrap < 0:
             problems.append(f"--bootstrap must be >= 0 (got {self.bootstrap})")
-        if not self.lr_mult > 0:
-            problems.append(f"--lr-mult must be positive (got {self.lr_mult})")
+        if not 0 < self.lr_mult <= MAX_LR_MULT:
+            problems.append(f"--lr-mult must be in (0, {MAX_LR_MULT}] (got {self.lr_mult:g}); the recipe's rate times "
+                            "more than that only diverges")
         shaped = self.target_preset is not None or self.target_config is not None
         if self.target_preset is not None and self.target_config is not None:
             problems.append("give the target as --target-preset or --target-config, not both")
