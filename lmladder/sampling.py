@@ -29,6 +29,9 @@ class SampleSettings:
             problems.append(f"--top-k must be >= 1 (got {self.top_k})")
         if self.top_p is not None and not (0 < self.top_p <= 1):
             problems.append(f"--top-p must be in (0, 1] (got {self.top_p})")
+        if self.temperature == 0 and (self.top_k is not None or self.top_p is not None):
+            problems.append("--temperature 0 is greedy (the likeliest unit every time), where --top-k and --top-p "
+                            "change nothing; leave them out, or give a temperature above 0")
         if problems:
             raise LadderError("; ".join(problems))
 

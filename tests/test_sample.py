@@ -44,7 +44,7 @@ def test_temperature_sharpens_and_sampling_matches_distribution():
 
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"temperature": -1}, "--temperature"), ({"top_k": 0}, "--top-k"), ({"top_p": 0}, "--top-p"),
-    ({"top_p": 1.5}, "--top-p"),
+    ({"top_p": 1.5}, "--top-p"), ({"temperature": 0, "top_k": 5}, "greedy"), ({"temperature": 0, "top_p": 0.5}, "greedy"),
 ])
 def test_bad_settings(kwargs, fragment):
     with pytest.raises(LadderError, match=fragment):
@@ -101,6 +101,9 @@ def test_sample_bad_inputs(cli, unigram_dir, tmp_path):
     assert_error(cli("sample", unigram_dir, "--temperature", "-1"), "--temperature")
     assert_error(cli("sample", unigram_dir, "--top-p", "2"), "--top-p")
     assert_error(cli("sample", unigram_dir, "--top-k", "0"), "--top-k")
+    assert_error(cli("sample", unigram_dir, "--temperature", "0", "--top-k", "5"), "--temperature 0 is greedy")
+    # score: --split-spec with the whole text scored (--split all) was dropped without a word
+    assert_error(cli("score", unigram_dir, "--split", "all", "--split-spec", "0.5,0.25,0.25"), "--split all")
     assert_error(cli("sample", unigram_dir, "--max-new-tokens", "0"), "--max-new-tokens")
     assert_error(cli("sample", unigram_dir, "--max-new-chars", "5", "--max-new-tokens", "5"), "not both")
     assert_error(cli("sample", tmp_path), "not an lmladder model")

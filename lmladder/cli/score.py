@@ -34,6 +34,9 @@ def score(
     same = data.sha256 == header.get("corpus", {}).get("sha256")
     spec = split_spec or (header.get("split") if same else None)
     which = split or ("test" if (same or data.kind != "local") else "all")
+    if which == "all" and split_spec:
+        raise LadderError(f"--split-spec {split_spec} cuts the text into train, val and test, and --split all scores "
+                          "all of it: leave out --split-spec, or give --split train, val or test")
     if which == "all":
         docs = data.documents
     elif which in ("train", "val", "test"):
