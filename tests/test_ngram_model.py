@@ -172,6 +172,7 @@ def test_bad_input(cli, corpus_file, tmp_path):
     assert_error(cli("ngram", "train", corpus_file, "--smoothing", "wb", "--out", out), "--smoothing")
     assert_error(cli("ngram", "train", corpus_file, "--unit", "byte", "--out", out), "--unit")
     assert_error(cli("ngram", "train", corpus_file, "--memory", "lots", "--out", out), "--memory")
+    assert_error(cli("ngram", "count", corpus_file, "--memory", "1000000T", "--out", out), "more than this machine's")
     one = tmp_path / "one.txt"
     one.write_text("aaaaaaaaaa", encoding="utf-8")
     assert_error(cli("ngram", "train", one, "--split", "1,0,0", "--out", out), "one distinct")

@@ -36,6 +36,12 @@ def parse_memory(text: Optional[str]) -> Optional[int]:
     if size < MIN_MEMORY:
         raise LadderError(f"--memory {text.strip()} is below the least working memory for counting, "
                           f"{MIN_MEMORY >> 20}M (bytes without a unit); give e.g. 500M or 2G")
+    import os
+
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    if physical and size > physical:
+        raise LadderError(f"--memory {text.strip()} is more than this machine's memory ({physical / (1 << 30):.1f}G); "
+                          "give at most that, or leave --memory out (a quarter of it)")
     return size
 
 
