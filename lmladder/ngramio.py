@@ -21,6 +21,7 @@ Model folders (`lmladder ngram train` writes them; lmladder.registry loads them)
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -237,23 +238,56 @@ def load(folder: Path, header: dict[str, Any]) -> NgramModel:
     model = _load_part(folder, header.get("model"), "")
     if header.get("spelling"):
         model.spelling = _load_part(folder, header["spelling"], "spelling-")
+    elif model.config.unit == "word" and not model.config.kenlm_compat:  # a compat model has <unk> instead
+        raise LadderError(f"{folder / MARKER} is damaged: a word model without the letter model that spells its "
+                          "unknown words; rebuild it")
+    return model
+
+
+def _checked(folder: Path, info: dict[str, Any]) -> NgramConfig:
+    """An n-gram part's config, with the checks `lmladder ngram train` makes and its fields'
+    types, and the order of its tables: an edited lmladder.json is refused, never half-loaded."""
+    damaged = f"{folder / MARKER} is damaged"
+    try:
+        config = NgramConfig(**info["config"])
+        wrong = [f"{f.name} {getattr(config, f.name)!r}" for f in dataclasses.fields(config)
+                 if type(getattr(config, f.name)) is not type(f.default)
+                 and not (isinstance(f.default, float) and type(getattr(config, f.name)) is int)]
+        if wrong:
+            raise LadderError(f"of the wrong type: {', '.join(wrong)}")
+        config.check()
+    except (TypeError, LadderError) as exc:
+        raise LadderError(f"{damaged} ({exc}); rebuild the model") from None
+    if info.get("order") != config.order:
+        raise LadderError(f"{damaged} (its tables' order {info.get('order')!r} is not its config's {config.order}); "
+                          "rebuild the model")
+    return config
+
+
+def _check_ids(folder: Path, model: NgramModel) -> NgramModel:
+    """The model's special units are units of its vocabulary, and a count model has its total."""
+    for name in ("bos", "escape", "eos"):
+        value = getattr(model, name)
+        if value is not None and (type(value) is not int or not 0 <= value < len(model.units)):
+            raise LadderError(f"{folder / MARKER} is damaged ({name} {value!r} is not one of its {len(model.units)} "
+                              "units); rebuild the model")
+    if model.config.smoothing != "kn" and not isinstance((model.meta or {}).get("tokens"), (int, float)):
+        raise LadderError(f"{folder / MARKER} is damaged (a {model.config.smoothing} model without its token count); "
+                          "rebuild the model")
     return model
 
 
 def _load_part(folder: Path, info: Any, prefix: str) -> NgramModel:
     if not isinstance(info, dict) or "config" not in info:
         raise LadderError(f"{folder / MARKER} does not describe an n-gram model; rebuild it")
-    try:
-        config = NgramConfig(**info["config"])
-    except TypeError:
-        raise LadderError(f"{folder / MARKER} has an unknown n-gram configuration; rebuild it") from None
+    config = _checked(folder, info)
     if info.get("binary") is not None:  # the memory-mapped form; folders written before it have none
         if isinstance(info["binary"], dict):
             _check_tables(folder, info["binary"])
         units, tables, mapping = ngrambin.load(folder / ngrambin.file_name(prefix), info["binary"], int(info["order"]))
         model = NgramModel(config, units, info["bos"], info["escape"], info["eos"], tables, info.get("meta", {}))
         model.mapping = mapping
-        return model
+        return _check_ids(folder, model)
     from lmladder import schemas
 
     units = schemas.read_table(folder / f"{prefix}vocab.parquet", "ngram_vocab").column("unit").to_pylist()
@@ -264,4 +298,5 @@ def _load_part(folder: Path, info: Any, prefix: str) -> NgramModel:
         ctx = t.column("ctx").to_numpy().astype(np.uint64)
         word = t.column("word").to_numpy().astype(np.uint64)
         tables.append(Tables(ctx * V + word, t.column("logp").to_numpy(), t.column("backoff").to_numpy()))
-    return NgramModel(config, units, info["bos"], info["escape"], info["eos"], tables, info.get("meta", {}))
+    return _check_ids(folder, NgramModel(config, units, info["bos"], info["escape"], info["eos"], tables,
+                                         info.get("meta", {})))

@@ -28,6 +28,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
                     *TOY, "--out", "{out}"],
         "mlp": ["train", "{corpus}", "--model", "mlp", *TOY, "--out", "{out}"],
         "other-tok": ["tokenizer", "train", str(other), "--vocab-size", "300", "--out", "{out}"],
+        "ngram": ["ngram", "train", "{corpus}", "--order", "3", "--out", "{out}"],
     }
     return {**train_recipes(root, corpus, recipes), "corpus": corpus}
 
@@ -93,3 +94,23 @@ def test_an_edited_transformers_config_is_refused(cli, runs, tmp_path, edit, fra
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, **edit}))
     assert_error(cli("score", out, runs["corpus"]), fragment)
+
+
+def _part(value):
+    return lambda h: h["model"].update(value)
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (_part({"order": "x"}), "its tables' order 'x'"),
+    (_part({"bos": 10**9}), "bos 1000000000 is not one of its"),
+    (_part({"escape": "x"}), "escape 'x' is not one of its"),
+    (lambda h: h["model"]["config"].update(smoothing="addk"), "without its token count"),
+    (lambda h: h["model"]["config"].update(unit="word"), "a word model without the letter model"),
+    (lambda h: h["model"]["config"].update(order="3"), "of the wrong type: order '3'"),
+    (lambda h: h["model"]["config"].update(smoothing="zz"), "--smoothing must be one of"),
+])
+def test_an_edited_ngram_header_is_refused(cli, runs, tmp_path, edit, fragment):
+    """Each of these was an internal error (ValueError, IndexError, KeyError, AttributeError)."""
+    folder = _edited(runs, "ngram", tmp_path, edit)
+    for args in (["score", folder, runs["corpus"]], ["export", folder, "--format", "arpa", "--out", tmp_path / "x.arpa"]):
+        assert_error(cli(*args), fragment)
