@@ -26,7 +26,9 @@ run) are read as they are.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +129,15 @@ def set_rng_state(state: dict[str, Any]) -> None:
     import torch
 
     dec = lambda s: torch.from_numpy(np.frombuffer(base64.b64decode(s), dtype=np.uint8).copy())  # noqa: E731
-    torch.set_rng_state(dec(state["cpu"]))
+    torch.set_rng_state(dec(state["cpu"]))  # its size checked before (check_state)
     if "cuda" in state and torch.cuda.is_available():
         states = [dec(s) for s in state["cuda"]]
         if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
+            try:
+                torch.cuda.set_rng_state_all(states)
+            except RuntimeError as exc:  # a state of another size
+                raise LadderError(f"the CUDA random state (rng.cuda) of the checkpoint is damaged ({exc}); "
+                                  "restore the checkpoint from a copy, or train the run again") from None
 
 
 def save(folder: Path, model, optimizer, state: dict[str, Any], average: dict[str, Any] | None = None) -> None:
@@ -207,6 +213,52 @@ def read(folder: Path, need_optimizer: bool = True) -> dict[str, Any]:
     return state
 
 
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number (not a bool) that is finite and >= 0."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
+STATE_FIELDS = (  # (key, required, check, what it must be): what RunState.resumed reads
+    ("step", True, _count, "a whole number >= 0"), ("tokens", True, _count, "a whole number >= 0"),
+    ("data_position", False, _count, "a whole number >= 0"), ("stale", False, _count, "a whole number >= 0"),
+    ("elapsed", False, _finite, "a finite number >= 0"),
+    ("best_val", False, lambda v: v is None or _finite(v), "null or a finite number >= 0"))
+
+
+def check_state(folder: Path, state: dict[str, Any]) -> None:
+    """A checkpoint's state as a resumed run reads it (RunState.resumed, set_rng_state): its
+    counts whole numbers >= 0, its data position its step, its best val null or a finite loss,
+    its CPU random state base64 of torch's size; else a LadderError naming the file as damaged."""
+    import torch
+
+    wrong = [f"no {key}" if key not in state else f"{key} {state[key]!r:.40} is not {want}"
+             for key, required, ok, want in STATE_FIELDS
+             if (key in state and not ok(state[key])) or (required and key not in state)]
+    if not wrong and state.get("data_position", state["step"]) != state["step"]:
+        wrong.append(f"data_position {state['data_position']} is not its step {state['step']}")
+    rng = state.get("rng")
+    if not isinstance(rng, dict) or "cpu" not in rng:
+        wrong.append("no random state (rng.cpu)")
+    else:
+        cuda = rng.get("cuda", [])
+        try:
+            sizes = [len(base64.b64decode(s, validate=True)) if isinstance(s, str) else None
+                     for s in [rng["cpu"], *(cuda if isinstance(cuda, list) else [None])]]
+        except (binascii.Error, TypeError, ValueError):
+            sizes = [None]
+        if None in sizes:
+            wrong.append("its random state (rng) is not base64 text")
+        elif sizes[0] != torch.get_rng_state().numel():
+            wrong.append(f"its CPU random state has {sizes[0]} bytes, not torch's {torch.get_rng_state().numel()}")
+    if wrong:
+        raise LadderError(f"{folder / MARKER} is damaged ({'; '.join(wrong[:3])}); restore {folder} from a copy, "
+                          "or train the run again")
+
+
 def save_optimizer(optimizer, folder: Path) -> None:
     """optimizer.safetensors (every tensor of the state but the 0-dim float32 ones, the step
     counts) and optimizer.json (those, the other values, and the parameter groups)."""
@@ -245,9 +297,55 @@ def load_optimizer(optimizer, folder: Path) -> None:
             state.setdefault(int(index), {})[key] = tensor
         groups = [{k: tuple(v) if isinstance(v, list) and k != "params" else v for k, v in g.items()}
                   for g in layout["param_groups"]]
+        _check_groups(groups, optimizer.param_groups, state)
         optimizer.load_state_dict({"state": state, "param_groups": groups})
+        for group in optimizer.param_groups:  # AdamW's moments, Muon's momentum: each its parameter's shape
+            for p in group["params"]:
+                shape = next((tuple(v.shape) for v in optimizer.state.get(p, {}).values()
+                              if torch.is_tensor(v) and v.dim() and v.shape != p.shape), None)
+                if shape is not None:
+                    raise ValueError(f"a state of shape {shape} for a parameter of shape {tuple(p.shape)}")
     except LadderError:
         raise
     except (ValueError, KeyError, TypeError, AttributeError, RuntimeError, OSError) as exc:
-        raise LadderError(f"the optimizer state in {folder} cannot be read ({str(exc).splitlines()[0][:160]}); "
-                          "resume from another checkpoint") from None
+        raise LadderError(f"the optimizer state in {folder} cannot be read: {path.name} is damaged "
+                          f"({str(exc).splitlines()[0][:160]}); restore {folder} from a copy, or train the run "
+                          "again") from None
+
+
+def _check_groups(saved: list[dict[str, Any]], live: list[dict[str, Any]], state: dict[int, Any]) -> None:
+    """A ValueError unless the saved parameter groups fit this run's optimizer (`live`, as built):
+    as many, each value of the live one's type (a number finite and >= 0, betas and momentum
+    below 1, a name the same), parameter indices whole numbers, the state's among them and its
+    counts finite numbers."""
+    import torch
+
+    if not isinstance(saved, list) or len(saved) != len(live) or not all(isinstance(g, dict) for g in saved):
+        raise ValueError(f"its param_groups are not the {len(live)} groups of this run's optimizer")
+    indices: list[Any] = []
+    for i, (group, mine) in enumerate(zip(saved, live)):
+        params = group.get("params")
+        if not isinstance(params, list) or not all(_count(p) for p in params):
+            raise ValueError(f"group {i}'s params are not parameter indices")
+        indices += params
+        for key, want in mine.items():
+            value = group.get(key)
+            if key == "params" or (key not in group and (want is None or isinstance(want, bool))):
+                continue  # a flag torch fills in for a state saved by an older torch
+            if isinstance(want, bool) or want is None:
+                ok = value is None or isinstance(value, bool)
+            elif torch.is_tensor(want) or isinstance(want, (int, float)):
+                ok = _finite(value) and (key != "momentum" or value < 1)
+            elif isinstance(want, tuple):
+                ok = isinstance(value, tuple) and len(value) == len(want) and all(_finite(v) and v < 1 for v in value)
+            else:
+                ok = value == want
+            if not ok:
+                raise ValueError(f"group {i}'s {key} is {value!r:.40}")
+    if len(set(indices)) != len(indices) or not set(state) <= set(indices):
+        raise ValueError("its parameter indices repeat, or its state names a parameter of no group")
+    for index, entries in state.items():  # step counts: 0-dim tensors (from JSON floats) or numbers
+        values = [v.item() if torch.is_tensor(v) and v.dim() == 0 else v
+                  for v in (entries.values() if isinstance(entries, dict) else [None])]
+        if not all((torch.is_tensor(v) and v.dim()) or _finite(v) for v in values):
+            raise ValueError(f"the state of parameter {index} is not numbers")

@@ -214,7 +214,7 @@ def load(folder: Path, header: dict[str, Any]) -> NeuralRung:
     from lmladder import checkpoint
     from lmladder.tokens import load_tokenizer
 
-    config = _saved_config(folder, header)
+    config = saved_config(folder, header)
     named = header.get("weights")
     if named is not None and not isinstance(named, str):
         raise LadderError(f"{folder / 'lmladder.json'} names its weights {named!r}, not a file: the file is damaged; "
@@ -246,7 +246,7 @@ def load(folder: Path, header: dict[str, Any]) -> NeuralRung:
     return NeuralRung(model.to(device), tokenizer, config, device)
 
 
-def _saved_config(folder: Path, header: dict[str, Any]) -> TrainConfig:
+def saved_config(folder: Path, header: dict[str, Any]) -> TrainConfig:
     """A saved run's config, with the checks a new one gets (lmladder.config.check) and its
     fields' types: an edited or damaged lmladder.json is refused, never half-loaded."""
     import dataclasses

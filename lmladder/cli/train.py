@@ -124,7 +124,9 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, init_from, gi
             raise LadderError(f"--resume {resume}: {exc}") from None
         if header.get("kind") not in conf.MODEL_KINDS or not (folder / "latest").is_dir():
             raise LadderError(f"--resume {resume} is not a checkpoint of lmladder train (no latest/ in it)")
-        cfg = conf.resumed(header["config"], given)
+        from lmladder.train.plan import resumed_config
+
+        cfg = resumed_config(folder, header, given)  # a damaged lmladder.json is refused, never half-read
         out = resume
         corpus = corpus or (header.get("corpus") or {}).get("name")
     else:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from lmladder import artifacts, canonical, checkpoint
-from lmladder.atomic import check_output_dir
+from lmladder.atomic import MARKER, check_output_dir
 from lmladder.config import TrainConfig
 from lmladder.console import log
 from lmladder.errors import LadderError
@@ -237,7 +237,15 @@ def _resumed(corpus_name: str, tokenizer_spec: str | None, out: Path) -> tuple[A
     from lmladder.tokens import load_tokenizer
 
     state = checkpoint.read(out / "latest")
+    checkpoint.check_state(out / "latest", state)
     header = artifacts.read_header(out, "lmladder-model")
+    resumed_config(out, header, {})
+    found = header.get("corpus")
+    if not (isinstance(found, dict) and all(isinstance(found.get(k), str) for k in ("name", "sha256"))
+            and isinstance(header.get("split"), str)):
+        raise LadderError(f"{out / MARKER} is damaged (its corpus or split is missing or not text); restore it from "
+                          "a copy, or train the run again")
+    _check_run_parts(out)
     corpus = corpora.load(corpus_name)
     if corpus.sha256 != header["corpus"]["sha256"]:
         raise LadderError(f"{out} was trained on corpus {header['corpus']['name']} (sha256 "
@@ -251,6 +259,36 @@ def _resumed(corpus_name: str, tokenizer_spec: str | None, out: Path) -> tuple[A
                               f"({tokenizer.kind}, sha256 {tokenizer.identity()['sha256'][:12]}...); "
                               "leave --tokenizer out when resuming")
     return corpus, header["split"], tokenizer, state
+
+
+def resumed_config(out: Path, header: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
+    """The config to continue the run in `out` with: its header's (`header`, its lmladder.json),
+    checked as a new config is and as `lmladder score` checks a saved one (every field of its
+    type, the values lmladder.config.check allows: a damaged file is refused, naming it), with
+    the RESUMABLE options (field name -> value) changed (lmladder.config.resumed)."""
+    from lmladder import config as conf
+    from lmladder.neural import saved_config
+
+    saved_config(Path(out), header)
+    return conf.resumed(header["config"], options)
+
+
+def _check_run_parts(out: Path) -> None:
+    """What a resumed run writes besides latest/ and its header, checked before any training (a
+    damaged one would otherwise fail at its first write, with latest/ already moved on):
+    metrics.jsonl a file (or none), best/ a whole checkpoint folder (or none)."""
+    metrics = out / "metrics.jsonl"
+    if (metrics.exists() or metrics.is_symlink()) and not metrics.is_file():
+        raise LadderError(f"{metrics} is not a file; the run's folder is damaged: move it out of the way (the "
+                          "resumed run starts a new metrics.jsonl) and resume again")
+    best = out / "best"
+    if best.exists() or best.is_symlink():
+        try:
+            checkpoint.read(best, need_optimizer=False)
+        except LadderError as exc:
+            raise LadderError(f"the best weights' folder {best} is damaged: {exc}; restore it from a copy, or delete "
+                              "it and resume again (its weights are lost; the run saves best/ again when val "
+                              "betters the best so far, and names latest/'s weights until then)") from None
 
 
 def _fresh(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig,

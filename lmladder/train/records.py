@@ -116,17 +116,19 @@ class MetricsLog:
 
     @staticmethod
     def keep_through(path: Path, step: int) -> None:
-        """Drop the rows of steps after `step` (and a line cut short): a resumed run continues
-        from its checkpoint of that step and writes those rows again."""
+        """Drop the rows of steps after `step` (and a line cut short or damaged: not a JSON
+        object, its step not a number): a resumed run continues from its checkpoint of that
+        step and writes those rows again."""
         if not path.is_file():
             return
         kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(row, dict) and row.get("step", 0) <= step:
+            at = row.get("step", 0) if isinstance(row, dict) else None
+            if isinstance(at, (int, float)) and not isinstance(at, bool) and at <= step:
                 kept.append(line + "\n")
         write_text(path, "".join(kept))
 
