@@ -30,7 +30,8 @@ def load_ladder(path: str | Path | None) -> list[dict[str, Any]]:
 
     path = Path(path) if path else DEFAULT_LADDER
     if not path.is_file():
-        raise LadderError(f"ladder file {path} does not exist; the default ladder ({DEFAULT_LADDER}) is an example")
+        raise LadderError(f"ladder file {path} {'is a folder, not a TOML file' if path.is_dir() else 'does not exist'}; "
+                          f"the default ladder ({DEFAULT_LADDER}) is an example")
     data = read_toml(path, "ladder file")
     rungs = data.get("rung")
     if not isinstance(rungs, list) or not rungs:
@@ -243,8 +244,7 @@ def run(corpus_name: str, ladder_path: str | None = None, profile: str = "cpu", 
         "ladder": str(ladder_path) if ladder_path else DEFAULT_LADDER_NAME,
         "profile": profile, "only": list(only) or None, "compress": compress, "lmladder_version": __version__, "git_commit": git_commit(),
         "device": _device(), "torch": _torch_version(), "python": platform.python_version(),
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     return {"manifest": manifest, "results": results}
 
 

@@ -88,6 +88,13 @@ def _verified(path: Path, spec: dict[str, Any]) -> bool:
     return path.is_file() and textio.sha256_file(path) == spec["sha256"]
 
 
+def _as_new_file(path: str) -> None:
+    """mkstemp makes a file 0600; an installed corpus gets a new file's usual mode (as atomic_file)."""
+    from lmladder.atomic import _umask
+
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def _install_from(source: Path, target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +105,7 @@ def _install_from(source: Path, target: Path) -> None:
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
+        _as_new_file(tmp)
         os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -129,6 +137,7 @@ def _download(spec: dict[str, Any], target: Path) -> None:
                 f"{spec['path']} downloaded from {url} has sha256 {got}, expected {spec['sha256']}; "
                 f"{_fix_hint(spec)}"
             )
+        _as_new_file(tmp)
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc

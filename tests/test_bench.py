@@ -157,6 +157,7 @@ def test_bad_ladders(cli, small_corpus, tmp_path):
     bad.write_text("this is [not toml")
     assert_error(cli("bench", str(small_corpus), "--ladder", str(bad)), "not valid TOML")
     assert_error(cli("bench", str(small_corpus), "--ladder", str(tmp_path / "none.toml")), "does not exist")
+    assert_error(cli("bench", str(small_corpus), "--ladder", str(tmp_path)), "is a folder, not a TOML file")
     assert_error(cli("bench", str(small_corpus), "--profile", "tpu"), "--profile")
 
 

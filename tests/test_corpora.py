@@ -47,6 +47,9 @@ def test_get_installs_verified_copy_from_mirror(cli, fresh_home):
     assert result.stdout.strip() == str(installed)
     assert hashlib.sha256(installed.read_bytes()).hexdigest().startswith("86c4e6aa")
     assert not [p for p in installed.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    from lmladder.atomic import _umask
+
+    assert installed.stat().st_mode & 0o777 == 0o666 & ~_umask()  # a new file's mode, not mkstemp's 0600
 
 
 def test_get_without_mirror_or_network_fails_cleanly(cli, fresh_home, monkeypatch):
