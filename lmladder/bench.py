@@ -367,8 +367,8 @@ def _same_data(baseline: dict[str, Any], corpus: dict[str, Any], split: str) -> 
     m = baseline["manifest"]
     if m["corpus"]["sha256"] != corpus["sha256"] or m["split"] != split:
         raise LadderError(
-            f"baseline {baseline['path']} is for corpus {m['corpus']['name']} split {m['split']}, "
-            f"not {corpus['name']} split {split}; compare like with like")
+            f"baseline {baseline['path']} is for corpus {m['corpus']['name']} (sha256 {m['corpus']['sha256'][:12]}) split "
+            f"{m['split']}, not {corpus['name']} (sha256 {corpus['sha256'][:12]}) split {split}; compare like with like")
 
 
 def check(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[dict[str, Any]]:
