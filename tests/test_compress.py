@@ -191,3 +191,69 @@ def test_bench_reports_the_compressed_test_split(cli, corpus, tmp_path):
     assert {r["rung"]: r["compressed_bytes"] for r in table} == {k: r["compressed_bytes"] for k, r in rows.items()}
     plain = json.loads(cli("bench", corpus, "--ladder", ladder, "--json").stdout)  # cached, without the files
     assert all("compressed_bytes" not in r for r in plain["results"])
+
+
+# -- a corrupt header or payload whose CRC-32 still matches (edited, the CRC computed again) ----
+
+CORRUPT_FIELDS = {  # a case: the header fields it sets ("part.field": value)
+    "units-float": {"coding.units": 1e15},
+    "units-huge": {"coding.units": 10**15},
+    "units-and-text-agree": {"coding.units": 2**39, "text.chars": 2**39, "text.bytes": 2**39},
+    "block-zero": {"coding.block": 0},
+    "block-huge": {"coding.block": 1e15},
+    "path-a-number": {"run.path": 5},
+    "another-kind": {"run.kind": "uniform"},
+}
+IN_A_PROCESS_OF_ITS_OWN = ("units-float", "units-huge", "units-and-text-agree")  # unigram: constriction's own
+# allocation, which aborts the process where it fails
+
+
+def _edited(packed: Path, target: Path, fields: dict | None = None, payload: bytes | None = None) -> Path:
+    """`packed` with header `fields` set (or its payload replaced) and a CRC-32 that matches."""
+    from lmladder import compress
+
+    header, words = compress.read(packed.read_bytes())
+    for key, value in (fields or {}).items():
+        part, name = key.split(".")
+        header[part][name] = value
+    target.write_bytes(compress.pack(header, words if payload is None else payload))
+    return target
+
+
+@pytest.mark.parametrize("label", ["unigram", "ngram-char", "ngram-word", "gpt-char", "mlp", "gpt-bpe"])
+def test_a_corrupt_header_with_a_good_crc_is_refused(cli, runs, text_file, tmp_path, label):
+    """Every field is checked (type, range, against the text's size, the payload's and the run)
+    before anything is allocated, and the range coder's own failures on a payload that does not
+    fit its model are one error: exit 2, nothing written."""
+    packed, out = tmp_path / "t.llz", tmp_path / "out.txt"
+    assert cli("compress", runs[label], text_file, "--out", packed).exit_code == 0
+    for case, fields in CORRUPT_FIELDS.items():
+        if label == "unigram" and case in IN_A_PROCESS_OF_ITS_OWN:
+            continue
+        if label == "unigram" and case == "another-kind":
+            fields = {"run.kind": "ngram"}
+        bad = _edited(packed, tmp_path / f"{case}.llz", fields)
+        result = cli("decompress", bad, "--out", out)
+        assert_error(result, "corrupt", *[key for key in fields if key != "text.chars" and key != "text.bytes"])
+        assert not out.exists(), case
+    words = len(packed.read_bytes()) - _header_bytes(packed)
+    bad = _edited(packed, tmp_path / "payload.llz", payload=b"\xff" * words)
+    assert_error(cli("decompress", bad, "--out", out), "corrupt")
+    assert not out.exists()
+
+
+def test_a_unit_count_no_payload_could_hold_is_refused_before_the_coder_allocates(cli, runs, text_file, tmp_path):
+    """A unigram file claiming 10^15 characters (or 2^39, with a text size to match) is refused
+    from its header and payload size: constriction would abort the process asking for the memory
+    (so each runs in a process of its own)."""
+    packed, out = tmp_path / "t.llz", tmp_path / "out.txt"
+    assert cli("compress", runs["unigram"], text_file, "--out", packed).exit_code == 0
+    for case in IN_A_PROCESS_OF_ITS_OWN:
+        bad = _edited(packed, tmp_path / f"{case}.llz", CORRUPT_FIELDS[case])
+        result = subprocess.run([sys.executable, "-m", "lmladder", "decompress", str(bad), "--out", str(out)],
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (case, result)
+        assert "corrupt" in lines[0] and "coding.units" in lines[0], lines
+        assert case != "units-and-text-agree" or "payload" in lines[0], lines
+        assert not out.exists()

@@ -177,6 +177,7 @@ class NeuralCoder:
         self.rung = rung
         self.tok = rung.tokenizer
         self.unit = "token" if self.tok.kind == "bpe" else "char"
+        self.symbols = self.tok.vocab_size  # the width of the tokens' rows (end-of-text's included)
         self.device = device or str(next(rung.model.parameters()).device)
         # one thread unless asked: a step's work is small, and threads that wait on each other
         # (or on a busy machine) cost more than they share

@@ -33,6 +33,7 @@ class NgramCoder:
         self.rung = rung
         self.unit = rung.config.unit
         self.dist = Distributions(rung, budget)
+        self.symbols = self.dist.V  # the width of the units' rows
         if self.unit == "char":
             self.vocab = rung.char_vocab
         else:

@@ -63,8 +63,9 @@ def iid_model(probs: np.ndarray):
 
 
 def guarded(what: str):
-    """Turn the coder's own failures while decoding (a stream that ends early, a model that
-    differs) into one clear error."""
+    """Turn the coder's own failures while decoding (a stream that ends early, a payload that
+    does not fit the model it is decoded with, a model that differs, memory a corrupt count asks
+    for) and the decoders' own checks into one clear error that names the file."""
     return _Guard(what)
 
 
@@ -76,10 +77,17 @@ class _Guard:
         return self
 
     def __exit__(self, kind, exc, tb):
-        if exc is not None and isinstance(exc, (ValueError, RuntimeError, IndexError, OverflowError)) \
-                and not isinstance(exc, LadderError):
-            raise LadderError(f"{self.what} could not be decoded ({type(exc).__name__}: {exc}); "
-                              "the file is corrupt or was made with different arithmetic") from None
+        if exc is None:
+            return False
+        if type(exc) is LadderError:  # a decoder's own check (a unit out of range, ...): name the file
+            raise LadderError(f"{self.what} could not be decoded: {exc}; compress the text again") from None
+        # constriction asserts a payload fits the model it decodes with; a count no payload could
+        # hold asks for more memory than there is
+        if isinstance(exc, (AssertionError, ValueError, RuntimeError, IndexError, OverflowError, MemoryError)) \
+                or type(exc).__name__ == "PanicException":
+            said = " ".join(str(exc).split())[:200]
+            raise LadderError(f"{self.what} is corrupt or was made with different arithmetic: its payload could not "
+                              f"be decoded ({type(exc).__name__}: {said}); compress the text again") from None
         return False
 
 
