@@ -305,9 +305,20 @@ def refuse_misfit(make, shapes: dict[str, tuple[int, ...]], what: str, fix: str)
     differs from the one the model `make()` builds, built on the meta device: no memory is
     taken, however large an edited config makes it."""
     import torch
+    from torch.nn import init
 
-    with torch.device("meta"):
-        mine = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+    # the initialisers skipped: on the meta device they run torch's reference ops, which import
+    # torch._dynamo (seconds of start-up that loading a model does not otherwise pay)
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    saved = {n: getattr(init, n) for n in names}
+    try:
+        for n in names:
+            setattr(init, n, lambda tensor, *a, **k: tensor)
+        with torch.device("meta"):
+            mine = {k: tuple(v.shape) for k, v in make().state_dict().items()}
+    finally:
+        for n, f in saved.items():
+            setattr(init, n, f)
     wrong = next((k for k in shapes if k in mine and shapes[k] != mine[k]), None)
     if wrong is not None:
         raise LadderError(f"{what} ({wrong} is {shapes[wrong]}, the config makes it {mine[wrong]}): {fix}")
