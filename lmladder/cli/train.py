@@ -216,7 +216,10 @@ def _prepare_neural(corpus, tokenizer, cfg, out, resume, file_values, options, i
 def _train_neural(job, dist, out, json) -> None:
     from lmladder.train import train
 
-    result = train(job, dist)
+    try:
+        result = train(job, dist)
+    finally:
+        _leave_process_group(dist)
     if not dist.main:
         return
     if json:
@@ -230,3 +233,13 @@ def _train_neural(job, dist, out, json) -> None:
         typer.echo(line)
     if result["stopped"] != "finished":
         raise typer.Exit(130 if result["stopped"] == "SIGINT" else 143)
+
+
+def _leave_process_group(dist) -> None:
+    """A torchrun process leaves the group before it exits: a gloo group left to the interpreter's
+    teardown could abort a process ("terminate called without an active exception", SIGABRT)."""
+    if dist.world > 1:
+        import torch.distributed as td
+
+        if td.is_initialized():
+            td.destroy_process_group()
