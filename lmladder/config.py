@@ -231,10 +231,10 @@ def option_fields() -> dict[str, list[Option]]:
         for f in fields(cls):
             if f.name not in HIDDEN_MODEL_FIELDS:
                 shared.setdefault(f.name, {})[kind] = f
-    out = {"model": [Option(name, _type(next(iter(by_kind.values()))), _model_help(by_kind))
+    out = {"model": [Option(name, field_type(next(iter(by_kind.values()))), _model_help(by_kind))
                      for name, by_kind in shared.items()]}
     for section, cls in SECTION_TYPES.items():
-        out[section] = [Option(f.name, _type(f), f.metadata["help"]) for f in fields(cls)]
+        out[section] = [Option(f.name, field_type(f), f.metadata["help"]) for f in fields(cls)]
     return out
 
 
@@ -247,8 +247,15 @@ def _model_help(by_kind: dict[str, dataclasses.Field]) -> str:
                     for kind, h in helps.items())
 
 
-def _type(f: dataclasses.Field) -> type:
+def field_type(f: dataclasses.Field) -> type:
     return {"int": int, "float": float, "bool": bool, "str": str}.get(str(f.type), type(f.default))
+
+
+def of_type(value: Any, want: type) -> bool:
+    """`value` (read from TOML or JSON) is a `want`: an int is a float too, a bool only a bool."""
+    if isinstance(value, bool):
+        return want is bool
+    return isinstance(value, want) or (want is float and isinstance(value, int))
 
 
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -291,14 +298,12 @@ def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, d
                     else:
                         problems.append(f"unknown config key {where} (valid: {', '.join(valid)})")
                     continue
-                want = _type(valid[key])
-                if want is float and isinstance(value, int) and not isinstance(value, bool):
-                    value = float(value)
-                if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+                want = field_type(valid[key])
+                if not of_type(value, want):
                     article = "an" if want is int else "a"
                     problems.append(f"[{section}] {key} must be {article} {want.__name__} (got {value!r})")
                     continue
-                values[section][key] = value
+                values[section][key] = float(value) if want is float else value
     if problems:
         raise LadderError("; ".join(problems))
     try:
@@ -337,7 +342,7 @@ def check(config: TrainConfig) -> None:
     bad = problems.setdefault
     for part in (m, o, d, r):  # every float finite, every size of the model at least 1
         for f in fields(part):
-            value, kind = getattr(part, f.name), _type(f)
+            value, kind = getattr(part, f.name), field_type(f)
             least = 0 if f.name == "vocab_size" else 1  # vocab_size 0: the tokenizer's
             if kind is float and not math.isfinite(value):
                 bad(f.name, f"{f.name} must be a finite number (got {value})")

@@ -251,13 +251,13 @@ def saved_config(folder: Path, header: dict[str, Any]) -> TrainConfig:
     fields' types: an edited or damaged lmladder.json is refused, never half-loaded."""
     import dataclasses
 
-    from lmladder.config import HIDDEN_MODEL_FIELDS, check
+    from lmladder.config import HIDDEN_MODEL_FIELDS, check, field_type, of_type
 
     damaged = f"{folder / 'lmladder.json'} holds a config that is not valid"
     try:
         config = TrainConfig.from_dict(header["config"])
         wrong = [f"{f.name} {getattr(part, f.name)!r}" for part in (config.model, config.optim, config.data, config.run)
-                 for f in dataclasses.fields(part) if not _is_type(getattr(part, f.name), f.type)]
+                 for f in dataclasses.fields(part) if not of_type(getattr(part, f.name), field_type(f))]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LadderError(f"{damaged} ({type(exc).__name__}: {exc}); the file is damaged: restore it or retrain") from None
     if wrong:
@@ -272,17 +272,6 @@ def saved_config(folder: Path, header: dict[str, Any]) -> TrainConfig:
         raise LadderError(f"{damaged} (pad_id {pad} is not a token of its {config.model.vocab_size}); the file is "
                           "damaged: restore it or retrain")
     return config
-
-
-def _is_type(value: Any, kind: Any) -> bool:
-    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(str(kind), kind)
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return not isinstance(kind, type) or isinstance(value, kind)
 
 
 def _check_weights_fit(config: TrainConfig, weights: Path) -> None:

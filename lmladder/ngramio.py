@@ -31,6 +31,7 @@ import numpy as np
 from lmladder import artifacts, ngrambin, wordtok
 from lmladder import counts as counting
 from lmladder.atomic import MARKER, atomic_dir, write_json
+from lmladder.config import field_type, of_type
 from lmladder.errors import LadderError
 from lmladder.ngrammodel import NgramConfig, NgramModel, Tables
 from lmladder.ngramunits import BOS_NAME, UNK_NAME, letter_units, word_stream
@@ -251,8 +252,7 @@ def _checked(folder: Path, info: dict[str, Any]) -> NgramConfig:
     try:
         config = NgramConfig(**info["config"])
         wrong = [f"{f.name} {getattr(config, f.name)!r}" for f in dataclasses.fields(config)
-                 if type(getattr(config, f.name)) is not type(f.default)
-                 and not (isinstance(f.default, float) and type(getattr(config, f.name)) is int)]
+                 if not of_type(getattr(config, f.name), field_type(f))]
         if wrong:
             raise LadderError(f"of the wrong type: {', '.join(wrong)}")
         config.check()
