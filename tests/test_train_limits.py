@@ -102,9 +102,9 @@ def float_fields():
     from lmladder import config as conf
 
     for kind, cls in conf.MODEL_CONFIGS.items():
-        yield from ((kind, "model", f.name) for f in dataclasses.fields(cls) if conf._type(f) is float)
+        yield from ((kind, "model", f.name) for f in dataclasses.fields(cls) if conf.field_type(f) is float)
     for section, cls in conf.SECTION_TYPES.items():
-        yield from (("gpt", section, f.name) for f in dataclasses.fields(cls) if conf._type(f) is float)
+        yield from (("gpt", section, f.name) for f in dataclasses.fields(cls) if conf.field_type(f) is float)
 
 
 @pytest.mark.parametrize("kind,section,name", list(float_fields()))
