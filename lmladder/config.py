@@ -1,13 +1,9 @@
 """A neural run's configuration: what `lmladder train` reads, saves with every run and resumes.
 
-Four sections, each a dataclass; every field is a command-line option of `lmladder train`
-(`n_layer` -> `--n-layer`, its help the field's own, written beside it with `opt`) and a key
-of a TOML file:
-
-    [model]  GPTConfig or MLPConfig: the architecture
-    [optim]  OptimConfig: batch, learning-rate schedule, AdamW
-    [data]   DataConfig: split, training window
-    [run]    RunConfig: when to stop (limits, patience), evaluate, checkpoint; device, kernels
+Four sections, each a dataclass: [model] GPTConfig or MLPConfig (the architecture), [optim]
+OptimConfig (batch, learning-rate schedule, optimizer), [data] DataConfig (split, training window)
+and [run] RunConfig (when to stop, evaluate, checkpoint; device, kernels). Every field is a key of
+a TOML file and an option of `lmladder train` (`n_layer` -> `--n-layer`, its help written with `opt`).
 
 Later sources override earlier ones: the field defaults, the preset (lmladder.presets), the config file, the
 command-line options (`resolve`). Nothing here imports torch (`lmladder train --help` is fast).
@@ -46,6 +42,7 @@ class GPTConfig:
     # the class default: GPT-2's 50,257 padded up to a multiple of 64
     vocab_size: int = opt(50304, VOCAB_HELP)
     n_layer: int = opt(12, "Transformer blocks.")
+    n_loop: int = opt(1, "Passes through the blocks, weights shared (Dehghani et al. 2019): n_layer x n_loop deep.")
     n_head: int = opt(12, "Attention heads (n_embd must be a multiple of them).")
     n_embd: int = opt(768, "Embedding width, the residual stream's.")
     dropout: float = opt(0.0, DROPOUT_HELP)
@@ -66,6 +63,10 @@ class GPTConfig:
                 raise ValueError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
         if self.position == "rotary" and self.n_head > 0 and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rotary positions need an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
+
+    @property
+    def depth(self) -> int:  # blocks applied to a position, n_layer of them with weights of their own
+        return self.n_layer * self.n_loop
 
 
 POSITIONS = ("learned", "rotary")
@@ -139,13 +140,12 @@ class RunConfig:
     log_interval: int = opt(10, "Steps between progress updates and metrics lines.", resumable=True)
     checkpoint_interval: int = opt(1000, "Steps between saves of latest/ (0: none by steps; it is always saved "
                                          "at the end).", resumable=True)
-    # 300 s: a kill -9 loses at most 5 minutes; gpt2-124m's latest/ (1.5 GB) took 14-17 s to save (busy VM)
+    # 300 s: a kill -9 loses at most 5 minutes; gpt2-124m's latest/ (1.5 GB) took 14-17 s to save
     checkpoint_seconds: float = opt(300.0, "Also save latest/ this long after the last save, the first time at the "
                                            "first evaluation or after a minute (0: not by time).", resumable=True)
     seed: int = opt(1337, "Seed of the weights and the batches.")
     device: str = opt("auto", "auto (a CUDA GPU if torch sees one), cpu, cuda or cuda:N.", resumable=True)
-    # 0: torch's count is the fastest on a free machine (gpt-char, 16 cores: 3.9x 1 thread's speed);
-    # beside a busy process 1 thread can be 80x faster (benchmarks/bench_threads.py has the numbers)
+    # 0: the fastest on a free machine; beside a busy process 1 thread can be 80x faster (bench_threads.py)
     threads: int = opt(0, "CPU threads for torch's operators (0: torch's own count, the cores this process may use). "
                           "On a machine shared with busy processes, 1 can be many times faster. The count changes "
                           "the order of float sums, so a run's exact weights depend on it.", resumable=True)
@@ -174,10 +174,8 @@ class RunConfig:
 
 SECTIONS = ("model", "optim", "data", "run")
 SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
-# What --resume may change: when the run stops, evaluates, logs, saves, where and with which
-# equivalent kernels it runs, and the step size (schedule, clipping, weight decay: read afresh each
-# step, no saved state depends on them; a diverged run resumes with a lower --lr). The rest (model,
-# betas, optimizer, batch, data, seed, dtypes, weight average) is the run: another value is another run.
+# What --resume may change: when the run stops, evaluates, logs, saves, its device and kernels, the
+# step size (read afresh each step: a diverged run resumes with a lower --lr); the rest is the run.
 RESUMABLE = tuple(f.name for cls in SECTION_TYPES.values() for f in fields(cls) if f.metadata["resumable"])
 ATTENTION_KERNELS, COMPILE_MODES = ("auto", "flash", "cudnn", "efficient", "math"), ("default", "max-autotune-no-cudagraphs")
 SCHEDULES, OPTIMIZERS, DTYPES = ("cosine", "wsd"), ("adamw", "muon"), ("bfloat16", "float16", "float32")
@@ -330,7 +328,7 @@ def resumed(saved: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
     return config
 
 
-MAX_STEPS, MAX_TOKENS = 10**12, 10**15  # far past any real run: a larger limit is a typo
+MAX_STEPS, MAX_TOKENS, MAX_LOOPS = 10**12, 10**15, 64  # far past any real run: a larger one is a typo
 MAX_SEED = 2**63 - 1  # a signed 64-bit integer, as torch's and numpy's generators take it
 
 
@@ -390,6 +388,8 @@ def check(config: TrainConfig) -> None:
             bad(switch, f"{switch} must be one of {', '.join(choices)} (got {value!r})")
         elif config.model_kind != "gpt" and value == "fused":
             bad(switch, f"{switch} fused is for a GPT; an {config.model_kind.upper()} {instead}")
+    if config.model_kind == "gpt" and m.n_loop > MAX_LOOPS:
+        bad("n_loop", f"n_loop must be at most {MAX_LOOPS} (got {m.n_loop}); a deeper model wants more n_layer")
     if config.model_kind == "gpt" and d.seq_len > m.block_size:
         bad("seq_len", f"seq_len {d.seq_len} is longer than the GPT's block_size {m.block_size}")
     if config.model_kind == "mlp" and config.seq_len < m.block_size:

@@ -43,7 +43,7 @@ def slide_keep(block: int) -> int:
 class KVCache:
     def __init__(self, model, batch: int, device, dtype: torch.dtype):
         c = model.config
-        shape = (c.n_layer, batch, c.n_head, c.block_size, c.n_embd // c.n_head)  # (L, B, nh, T, hs)
+        shape = (c.depth, batch, c.n_head, c.block_size, c.n_embd // c.n_head)  # (L, B, nh, T, hs)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.length = 0
@@ -70,7 +70,7 @@ def forward_cached(model, idx: torch.Tensor, cache: KVCache, start: int) -> torc
     tr = model.transformer
     pos = torch.arange(start, start + idx.shape[1], device=idx.device)
     x = model.embed(idx, pos)  # (B, T, C)
-    for i, block in enumerate(tr.h):
+    for i, block in enumerate(model.blocks()):
         x = x + _attend(block.attn, block.ln_1(x), pos, cache, i, start)
         x = x + block.mlp(block.ln_2(x))
     cache.length = start + idx.shape[1]
@@ -136,7 +136,7 @@ class StaticDecoder:
         self.ctx.index_copy_(1, pos, self.tok)
         visible = (self.slots <= self.pos).view(1, 1, 1, -1)  # (1, 1, 1, block): the filled positions
         x = model.embed(self.tok, pos)  # (B, 1, C)
-        for i, block in enumerate(tr.h):
+        for i, block in enumerate(model.blocks()):
             attn = block.attn
             q, k, v = attn.heads(block.ln_1(x), pos)  # each (B, nh, 1, hs)
             cache.k[i].index_copy_(2, pos, k.to(cache.k.dtype))

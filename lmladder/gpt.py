@@ -3,9 +3,10 @@ Learners", Radford et al. 2019), the model only.
 
 Token + position embeddings (or, with position="rotary", rotary position embeddings: Su et al.
 2021, "RoFormer", which turn each head's queries and keys by angles proportional to their
-position, so attention sees only relative positions), `n_layer` blocks of (LayerNorm -> causal self-attention ->
-residual, LayerNorm -> MLP -> residual), a final LayerNorm and a language-model head that shares
-its weight with the token embedding. Attention is `F.scaled_dot_product_attention` with a
+position, so attention sees only relative positions), `n_layer` blocks of (LayerNorm -> causal
+self-attention -> residual, LayerNorm -> MLP -> residual), gone through n_loop times (1: GPT-2; more:
+depth with shared weights, as Dehghani et al. 2019's universal transformer), a final LayerNorm and a
+language-model head that shares its weight with the token embedding. Attention is `F.scaled_dot_product_attention` with a
 causal mask (flash attention on a GPU). Under autocast the stream between blocks stays float32
 unless residual_dtype is "autocast" (then it is bf16 on a GPU, as in the gpt2-124m preset: the
 same weights, half the memory traffic of the adds and layer norms). Parameter names follow
@@ -159,9 +160,14 @@ class GPT(nn.Module):
             raise ValueError(f"a context of {T} is longer than block_size {self.config.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
         x = self.transformer.drop(self.embed(idx, pos))  # (B, T, C)
-        for block in self.transformer.h:
+        for block in self.blocks():
             x = block(x, pos)
         return self.transformer.ln_f(x)
+
+    def blocks(self) -> list[Block]:
+        """The blocks in the order a position goes through them: transformer.h, n_loop times over
+        (config.depth of them; the same weights each pass)."""
+        return list(self.transformer.h) * self.config.n_loop
 
     def embed(self, idx: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """The input of the first block: token embeddings (B, T, C), plus the position table's
@@ -196,6 +202,8 @@ class GPT(nn.Module):
 
     def flops_per_token(self) -> float:
         """Training FLOPs per token: 6N for the weights (forward + backward) plus the attention
-        scores and weighted sums, 12 L C T (PaLM's appendix B; nanoGPT counts the same way)."""
+        scores and weighted sums, 12 L C T (PaLM's appendix B; nanoGPT counts the same way); with
+        n_loop > 1 the blocks' weights and L count once a pass."""
         c = self.config
-        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+        shared = sum(p.numel() for p in self.transformer.h.parameters()) * (c.n_loop - 1)
+        return 6 * (self.num_params() + shared) + 12 * c.depth * c.n_embd * c.block_size

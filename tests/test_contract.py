@@ -25,6 +25,9 @@ RECIPES = {
                          "--out", "{out}"]),
     "gpt-bpe": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--tokenizer",
                         "{tokenizer}", *NEURAL_TOY, "--out", "{out}"]),
+    # its two blocks gone through twice (n_loop): the decoders and exports go through them likewise
+    "gpt-looped": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--n-loop", "2",
+                           *NEURAL_TOY, "--out", "{out}"]),
     # renormalised over canonical encodings (lmladder.canonical): scored, sampled, compressed alike
     "gpt-bpe-canonical": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--tokenizer",
                                   "{tokenizer}", "--canonical", "--token-dropout", "0.1", *NEURAL_TOY,

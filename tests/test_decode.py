@@ -11,10 +11,12 @@ from lmladder.gpt import GPT, GPTConfig
 from lmladder.sampling import SampleSettings, sample_rngs
 
 
-@pytest.fixture(params=["learned", "rotary"])
+@pytest.fixture(params=[("learned", 1), ("rotary", 1), ("learned", 2)], ids=["learned", "rotary", "looped"])
 def model(request):
     torch.manual_seed(0)
-    return GPT(GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, position=request.param)).eval()
+    position, n_loop = request.param
+    return GPT(GPTConfig(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, position=position,
+                         n_loop=n_loop)).eval()
 
 
 def test_cached_steps_match_full_forward(model):

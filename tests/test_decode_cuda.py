@@ -16,10 +16,10 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA grap
 V, EOT, BLOCK = 500, 499, 32
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[1, 2], ids=["one-pass", "looped"])
+def model(request):
     torch.manual_seed(0)
-    config = GPTConfig(block_size=BLOCK, vocab_size=512, n_layer=2, n_head=2, n_embd=32)
+    config = GPTConfig(block_size=BLOCK, vocab_size=512, n_layer=2, n_head=2, n_embd=32, n_loop=request.param)
     return GPT(config).to("cuda").eval()
 
 

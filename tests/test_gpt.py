@@ -3,6 +3,7 @@ proper distribution."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ torch = pytest.importorskip("torch")
 from lmladder.gpt import GPT, GPTConfig  # noqa: E402
 from lmladder.mlp import MLP, MLPConfig  # noqa: E402
 from lmladder.config import TrainConfig  # noqa: E402
+from lmladder.errors import LadderError  # noqa: E402
 from lmladder.neural import NeuralRung, window_logprobs, window_plan  # noqa: E402
 
 TINY = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=16)
@@ -29,6 +31,32 @@ def test_shapes_and_flops():
         model(torch.zeros((1, 17), dtype=torch.long))
     with pytest.raises(ValueError):
         GPTConfig(n_embd=10, n_head=3)
+
+
+def test_looped_blocks_are_the_unrolled_gpt():
+    """n_loop 2 over 2 blocks is the 4-block GPT whose blocks 2 and 3 are copies of 0 and 1: the
+    same logits, half the block parameters, the unrolled FLOPs."""
+    torch.manual_seed(0)
+    looped = GPT(dataclasses.replace(TINY, n_loop=2)).eval()
+    plain = GPT(dataclasses.replace(TINY, n_layer=4)).eval()
+    state = looped.state_dict()
+    state.update({k.replace(f"h.{i}.", f"h.{i + 2}."): v for k, v in looped.state_dict().items()
+                  for i in (0, 1) if k.startswith(f"transformer.h.{i}.")})
+    plain.load_state_dict(state)
+    x = torch.randint(0, 40, (2, 16))
+    with torch.no_grad():
+        torch.testing.assert_close(looped(x), plain(x), atol=0, rtol=0)
+    assert looped.config.depth == 4 and looped.blocks() == [*looped.transformer.h] * 2
+    assert looped.flops_per_token() == plain.flops_per_token()
+    assert looped.num_params() == plain.num_params() - sum(p.numel() for p in plain.transformer.h[2:].parameters())
+
+
+def test_n_loop_is_bounded():
+    from lmladder.config import resolve
+
+    for bad in (0, 65):
+        with pytest.raises(LadderError, match="n_loop"):
+            resolve("gpt", "gpt-tiny", {"model": {"n_loop": bad}, "run": {"max_steps": 1}}, {})
 
 
 ROTARY = GPTConfig(block_size=16, vocab_size=40, n_layer=2, n_head=2, n_embd=16, position="rotary")

@@ -23,6 +23,9 @@ GPT = [*TOY, "--block-size", "128", "--max-steps", "150", "--lr", "1e-2", "--eva
 RECIPES = {
     "char": ["train", "{corpus}", *GPT, "--dropout", "0.1"],  # with biases (gpt-tiny's)
     "bpe": ["train", "{corpus}", *GPT, "--tokenizer", "{tokenizer}", "--no-bias"],  # without, as gpt-char trains
+    # its blocks gone through twice: exported unrolled, read back looped
+    "looped": ["train", "{corpus}", *TOY, "--block-size", "128", "--max-steps", "30", "--eval-interval", "30",
+               "--n-loop", "2"],
     "rotary": ["train", "{corpus}", *TOY, "--block-size", "16", "--max-steps", "2", "--eval-interval", "2",
                "--position", "rotary"],
     "mlp": ["train", "{corpus}", "--model", "mlp", "--block-size", "4", "--n-embd", "8", "--n-hidden", "16",
@@ -30,7 +33,7 @@ RECIPES = {
             "--threads", "1"],
     "ngram": ["ngram", "train", "{corpus}", "--unit", "char", "--order", "3"],
 }
-GPTS = ("char", "bpe")
+GPTS = ("char", "bpe", "looped")
 PROMPT = "First Citizen:\nBefore "
 STRINGS = ["", "To be, or not to be", "ROMEO:\nO, she doth teach the torches!\r\n\t  ",
            "héllo ☃ 𝄞 — «ok»", "<|endoftext|> is text here", "\ufffd", "Zzz~`|{}", "   \n\n\n"]
@@ -94,7 +97,7 @@ def test_the_config_is_the_runs(runs, label):
     config = artifacts.read_header(runs[label], "lmladder-model")["config"]["model"]
     hf = _hf_model(runs[f"{label}-hf"]).config
     assert (hf.n_layer, hf.n_head, hf.n_embd, hf.n_positions, hf.vocab_size) == \
-        (config["n_layer"], config["n_head"], config["n_embd"], config["block_size"], config["vocab_size"])
+        (config["n_layer"] * config["n_loop"], config["n_head"], config["n_embd"], config["block_size"], config["vocab_size"])
     assert hf.resid_pdrop == hf.embd_pdrop == hf.attn_pdrop == config["dropout"]
     assert hf.activation_function == "gelu_pytorch_tanh" and hf.layer_norm_epsilon == 1e-5
     assert hf.tie_word_embeddings and config["vocab_size"] % 64 == 0
@@ -240,6 +243,28 @@ def test_init_source_gives_the_runs_weights(runs, label):
         assert missing == ["lm_head.weight"] and not unexpected
         with torch.no_grad():
             assert torch.equal(model.eval()(x), run.model(x))
+
+
+def test_a_looped_export_comes_back_looped_unless_its_copies_differ(runs, tmp_path):
+    """transformers' GPT-2 holds a looped GPT's blocks once a pass; read back, equal copies fold
+    into the looped GPT again, and a folder whose copies were changed stays the GPT-2 it is."""
+    from safetensors.torch import load_file, save_file
+
+    from lmladder import hf
+
+    assert _hf_model(runs["looped-hf"]).config.n_layer == 4
+    model = hf.load(runs["looped-hf"], "cpu").config.model
+    assert (model.n_layer, model.n_loop) == (2, 2)
+    changed = tmp_path / "changed"
+    shutil.copytree(runs["looped-hf"], changed)
+    tensors = load_file(changed / "model.safetensors")
+    tensors["transformer.h.3.mlp.c_fc.weight"] += 0.01
+    save_file(tensors, changed / "model.safetensors", metadata={"format": "pt"})
+    rung = hf.load(changed, "cpu")
+    assert (rung.config.model.n_layer, rung.config.model.n_loop) == (4, 1)
+    x = torch.tensor([rung.prompt_units(PROMPT)])
+    with torch.no_grad():
+        assert (rung.model(x) - _hf_model(changed)(x).logits).abs().max().item() < 1e-5
 
 
 # --- GPT-2 folders lmladder did not write ---------------------------------------------------

@@ -89,7 +89,7 @@ class _GPTSteps:
         self.hist.index_copy_(1, pos, self.tok)
         visible = (self.slots <= self.pos).view(1, 1, 1, -1)  # the filled positions
         x = model.embed(self.tok, pos)  # (B, 1, C)
-        for i, block in enumerate(tr.h):
+        for i, block in enumerate(model.blocks()):
             attn = block.attn
             q, k, v = attn.heads(block.ln_1(x), pos)  # each (B, nh, 1, hs)
             cache.k[i].index_copy_(2, pos, k)
@@ -190,7 +190,10 @@ class NeuralCoder:
         import torch
 
         h = hashlib.sha256()
-        made = {"kind": self.rung.kind, "model": asdict(self.rung.config.model), "tokenizer": self.tok.hash}
+        model = asdict(self.rung.config.model)
+        if model.get("n_loop") == 1:  # a field newer than the format: files of one-pass GPTs keep their digest
+            del model["n_loop"]
+        made = {"kind": self.rung.kind, "model": model, "tokenizer": self.tok.hash}
         if self.rung.canonical is not None:  # another distribution; files of other runs keep their digest
             made["canonical"] = self.rung.canonical.digest
         h.update(json.dumps(made, sort_keys=True).encode())

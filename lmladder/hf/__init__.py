@@ -113,6 +113,8 @@ def load(folder: str | Path, device: str = "auto"):
         raise LadderError(f"{folder}'s tokenizer has {tokenizer.vocab_size:,} ids but the model only "
                           f"{config.vocab_size:,} rows; they do not belong together")
     state = state if bias else weights.drop_biases(state)
+    if saved is not None and saved.model_kind == "gpt":  # an export of a looped GPT comes back looped
+        state, config = weights.folded(state, config, saved.model.n_loop)
     refuse_misfit(lambda: GPT(config), {k: tuple(v.shape) for k, v in state.items()},
                   f"{folder}'s weights do not fit its config.json", "the two do not belong together")
     model = GPT(config)

@@ -25,8 +25,10 @@ def model_card(source: dict[str, Any], config: GPTConfig, tokenizer: Tokenizer, 
     v, padded = tokenizer.vocab_size, config.vocab_size
     if isinstance(tokenizer, CharTokenizer):
         esc, escape = tokenizer.vocab.escape_id, escape_token(tokenizer.vocab.chars)
-    rows = [("architecture", f"GPT-2 (transformers' GPT2LMHeadModel), {config.n_layer} layers, {config.n_head} heads, "
-                             f"width {config.n_embd}, context {config.block_size} tokens"),
+    looped = (f" (lmladder's {config.n_layer} blocks gone through {config.n_loop} times, unrolled)"
+              if config.n_loop > 1 else "")
+    rows = [("architecture", f"GPT-2 (transformers' GPT2LMHeadModel), {config.depth} layers{looped}, "
+                             f"{config.n_head} heads, width {config.n_embd}, context {config.block_size} tokens"),
             ("corpus", f"{corpus['name']} (sha256 {corpus.get('sha256', '?')[:12]}...)" if corpus.get("name")
              else "not recorded (not trained by lmladder)"),
             ("split", source.get("split") or "not recorded")]

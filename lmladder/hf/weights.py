@@ -15,6 +15,8 @@ head, cross-attention), is refused with the reason.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 from pathlib import Path
@@ -39,6 +41,7 @@ DEFAULTS: dict[str, Any] = dict(vocab_size=50257, n_positions=1024, n_embd=768, 
                                 add_cross_attention=False, tie_word_embeddings=True)
 # old GPT-2 files keep the causal mask as a buffer named attn.bias; it is not a weight
 _MASK_BUFFER = re.compile(r"\.attn\.(masked_)?bias$")
+_BLOCK = re.compile(r"^(transformer\.h\.)(\d+)(\..*)$")
 
 
 def config_json(config: GPTConfig, eot_id: int) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def config_json(config: GPTConfig, eot_id: int) -> dict[str, Any]:
         "vocab_size": config.vocab_size,
         "n_positions": config.block_size,
         "n_embd": config.n_embd,
-        "n_layer": config.n_layer,
+        "n_layer": config.depth,  # a GPT with n_loop > 1 unrolled: its blocks' weights written once a pass
         "n_head": config.n_head,
         "n_inner": None,  # 4 * n_embd, as lmladder's MLP
         "activation_function": ACTIVATION,
@@ -126,7 +129,41 @@ def to_transformers(model) -> dict[str, torch.Tensor]:
         width = module.out_features if isinstance(module, nn.Linear) else module.normalized_shape[0]
         bias = module.bias.detach().float().cpu() if module.bias is not None else torch.zeros(width)
         out[f"{name}.bias"] = bias.contiguous()
+    return unrolled(out, model.config.n_layer, model.config.n_loop)
+
+
+def unrolled(tensors: dict[str, torch.Tensor], n_layer: int, n_loop: int) -> dict[str, torch.Tensor]:
+    """GPT-2 tensors of a GPT that goes through its n_layer blocks n_loop times, as the n_layer x
+    n_loop blocks of a plain GPT-2: block i + k n_layer is block i (transformers' GPT-2 has no
+    shared blocks; the copies compute the same function)."""
+    out = dict(tensors)
+    for name, tensor in tensors.items():
+        found = _BLOCK.match(name)
+        if found:
+            for k in range(1, n_loop):
+                # a copy: safetensors refuses tensors that share memory
+                out[f"{found[1]}{int(found[2]) + k * n_layer}{found[3]}"] = tensor.clone()
     return out
+
+
+def folded(state: dict[str, torch.Tensor], config: GPTConfig,
+           n_loop: int) -> tuple[dict[str, torch.Tensor], GPTConfig]:
+    """An export of a GPT with n_loop > 1 (unrolled) as that GPT again: its n_layer / n_loop blocks
+    and config with n_loop, where block i + k n_layer / n_loop is block i's copy in every tensor.
+    Otherwise (the copies changed, say by fine-tuning in transformers) the GPT-2 as it is."""
+    if n_loop <= 1 or config.n_layer % n_loop:
+        return state, config
+    n = config.n_layer // n_loop
+    kept = {}
+    for name, tensor in state.items():
+        found = _BLOCK.match(name)
+        if found and int(found[2]) >= n:
+            first = state.get(f"{found[1]}{int(found[2]) % n}{found[3]}")
+            if first is None or not torch.equal(first, tensor):
+                return state, config
+        else:
+            kept[name] = tensor
+    return kept, dataclasses.replace(config, n_layer=n, n_loop=n_loop)
 
 
 def read_tensors(folder: Path) -> dict[str, torch.Tensor]:

@@ -53,7 +53,7 @@ def memory_needed(config: TrainConfig, micro_batch: int) -> int:
     m = config.model
     vocab = m.vocab_size
     if config.model_kind == "gpt":
-        per_token = m.n_layer * 34 * m.n_embd + (4 if fused_head(config, "cuda") else 10) * vocab  # GPU memory
+        per_token = m.depth * 34 * m.n_embd + (4 if fused_head(config, "cuda") else 10) * vocab  # GPU memory
     else:
         per_token = 4 * (m.block_size * m.n_embd + m.n_hidden) + 10 * vocab
     return int(18 * parameters_estimate(config) + micro_batch * config.seq_len * per_token)
