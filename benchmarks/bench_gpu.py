@@ -168,6 +168,9 @@ TTQ_RECIPES = {  # name -> options on top of --preset gpt-char (and --time-budge
                                           *MUON],
     "muon-l6-do0.2-wd3-ctx512-noise0.05": [*L6E512, "--dropout", "0.2", *EMA_WD3, *CTX512, "--input-noise", "0.05",
                                            *MUON],
+    # the 60 s recipe's blocks gone through twice (--n-loop 2: the gpu profile's GPTs since 2026-12-02)
+    "muon-l6-do0.2-wd3-ctx512-noise0.05-loop2": [*L6E512, "--dropout", "0.2", *EMA_WD3, *CTX512, "--input-noise",
+                                                 "0.05", *MUON, "--n-loop", "2"],
     "adamw-l8-do0.2-wd4-ctx512-noise0.05-lr1.5e-3": [*L8E512, "--dropout", "0.2", "--ema", "0.995", "--weight-decay",
                                                      "4.0", *CTX512, "--input-noise", "0.05", "--lr", "1.5e-3",
                                                      "--min-lr", "1.5e-4"],

@@ -30,8 +30,9 @@ BENCH_PROFILES = {
             # issue 23's 60 s recipe (benchmarks/results/ttq-h200-2026-12-02-muon): 6 x 512, dropout 0.2,
             # weight decay 3, a 512 context, Muon for the block matrices, 5% of the inputs replaced by random
             # units, evaluated through a moving average of its weights (Tiny Shakespeare test 1.916 bits/char
-            # against 1.969 with AdamW at 8 layers: benchmarks/results/ladder-gpu-tinyshakespeare-2026-12-02-muon)
-            "gpt": ("gpt-char", {"model": dict(n_layer=6, n_embd=512, n_head=8, dropout=0.2, block_size=512),
+            # against 1.969 with AdamW at 8 layers: benchmarks/results/ladder-gpu-tinyshakespeare-2026-12-02-muon);
+            # the blocks gone through twice: 1.877 against 1.922 (3 times: 1.913; benchmarks/results/loops-h200-2026-12-02)
+            "gpt": ("gpt-char", {"model": dict(n_layer=6, n_embd=512, n_head=8, dropout=0.2, block_size=512, n_loop=2),
                                  "optim": dict(batch_size=32, weight_decay=3.0, ema=0.995, optimizer="muon"),
                                  "data": dict(input_noise=0.05),
                                  "run": dict(max_steps=6000, eval_interval=250, eval_batch_size=256, patience=4)}),

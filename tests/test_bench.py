@@ -347,6 +347,7 @@ def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
     assert char.data.input_noise == bpe.data.input_noise == 0.05
     assert (bpe.model.block_size, bpe.optim.weight_decay) == (256, 6.0)
     assert bpe.data.canonical and not char.data.canonical  # canonical is refused for a char tokenizer
+    assert char.model.n_loop == bpe.model.n_loop == 2  # the blocks gone through twice
 
 
 def test_a_bpe_rung_s_token_dropout_reaches_its_training(cli, small_corpus, tmp_path, monkeypatch):
