@@ -337,6 +337,22 @@ def test_two_processes_stop_together_out_of_patience(tmp_path):
     assert json.loads((tmp_path / "two" / "latest" / "lmladder.json").read_text())["step"] == 4
 
 
+@pytest.mark.parametrize("argv, env, quick", [
+    (["train", "c"], {"RANK": "1", "WORLD_SIZE": "2"}, True),  # the process whose teardown aborted now and then
+    (["train", "c"], {"RANK": "0", "WORLD_SIZE": "2"}, False),  # rank 0 writes the run's files: the usual end
+    (["train", "c"], {}, False), (["--debug", "score", "m"], {}, True),
+    (["sample", "m"], {"RANK": "1", "WORLD_SIZE": "2"}, False)])
+def test_torchrun_train_processes_but_rank_0_end_without_the_teardown(monkeypatch, argv, env, quick):
+    from lmladder import cli
+
+    monkeypatch.setattr(sys, "argv", ["lmladder", *argv])
+    for name in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli._quick_exit() is quick
+
+
 def test_sigint_saves_and_stops(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}

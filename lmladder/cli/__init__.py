@@ -170,13 +170,22 @@ def _asked() -> str | None:
 QUICK_EXIT = ("score",)
 
 
+def _quick_exit() -> bool:
+    """A QUICK_EXIT command, or a torchrun `train` process other than rank 0: gloo's threads may
+    still let go of a collective's tensors while the interpreter tears down, which aborts the
+    process ("terminate called without an active exception", SIGABRT; pytorch/pytorch#179291).
+    Rank 0, which writes the run's files, ends as usual."""
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    return _asked() in QUICK_EXIT or (_asked() == "train" and rank != "0" and world.isdigit() and int(world) > 1)
+
+
 def run() -> None:
-    """The `lmladder` program (and `python -m lmladder`): main(), and for the QUICK_EXIT commands,
-    once they are done and only the main thread is left, the exit handlers, flushed output and
+    """The `lmladder` program (and `python -m lmladder`): main(), and where _quick_exit says so,
+    once it is done and only the main thread is left, the exit handlers, flushed output and
     os._exit with main()'s exit code instead of the teardown."""
     import threading
 
-    if _asked() not in QUICK_EXIT:
+    if not _quick_exit():
         return main()
     try:
         main()
