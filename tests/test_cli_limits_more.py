@@ -40,6 +40,16 @@ def test_scale_refuses_an_impossible_target_config_before_loading(cli, tmp_path,
     assert_error(r, line.split()[0], "at least 1")
 
 
+def test_scale_refuses_a_looped_target(cli, tmp_path):
+    """The sweep trains GPTs that go through their blocks once; a target with n_loop would be
+    trained and predicted as one that does not."""
+    config = tmp_path / "looped.toml"
+    config.write_text("[model]\nn_layer = 2\nn_head = 2\nn_embd = 32\nn_loop = 3\n")
+    r = cli("scale", "no-such-corpus", "--profile", "tiny", "--plan", "--target-config", config,
+            "--target-tokens", "1e6")
+    assert_error(r, "n_loop = 3", "once")
+
+
 def test_scale_refuses_a_target_past_the_flops_bound(cli, tmp_path):
     config = tmp_path / "huge.toml"
     config.write_text("[model]\nn_layer = 1000\nn_embd = 8192\nn_head = 64\n")

@@ -257,3 +257,26 @@ def test_a_unit_count_no_payload_could_hold_is_refused_before_the_coder_allocate
         assert "corrupt" in lines[0] and "coding.units" in lines[0], lines
         assert case != "units-and-text-agree" or "payload" in lines[0], lines
         assert not out.exists()
+
+
+def test_a_one_pass_gpt_keeps_the_digest_its_files_were_made_with():
+    """A .llz names its model by a digest of its config and weights; a config field added since
+    (n_loop) must not change the digest of a GPT that goes through its blocks once, or files made
+    before could not be decompressed. The value is the one lmladder computed before n_loop (10c3607)."""
+    torch = pytest.importorskip("torch")
+    from lmladder.compress.neural import NeuralCoder
+    from lmladder.config import TrainConfig
+    from lmladder.gpt import GPT, GPTConfig
+    from lmladder.neural import NeuralRung
+    from lmladder.tokens import CharTokenizer
+    from lmladder.vocab import CharVocab
+
+    tok = CharTokenizer(CharVocab.from_texts(["a small text, for a digest"]))
+    model = GPT(GPTConfig(block_size=8, vocab_size=64, n_layer=1, n_head=2, n_embd=8))
+    with torch.no_grad():  # weights that depend on no random generator
+        for i, p in enumerate(model.parameters()):
+            p.copy_(torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape) / (i + 7))
+    rung = NeuralRung(model, tok, TrainConfig("gpt", model.config), "cpu")
+    assert NeuralCoder(rung, "cpu").digest() == "dd8a9ad643744522c62cb8be556dde09a95d4d99b5eb82bd0e01624412c3abb8"
+    looped = NeuralRung(model, tok, TrainConfig("gpt", GPTConfig(**{**vars(model.config), "n_loop": 2})), "cpu")
+    assert NeuralCoder(looped, "cpu").digest() != NeuralCoder(rung, "cpu").digest()  # another function

@@ -25,7 +25,7 @@ RECIPES = {
                          "--out", "{out}"]),
     "gpt-bpe": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--tokenizer",
                         "{tokenizer}", *NEURAL_TOY, "--out", "{out}"]),
-    # its two blocks gone through twice (n_loop): the decoders and exports go through them likewise
+    # its two blocks gone through twice (n_loop): sampled, scored and compressed through both passes
     "gpt-looped": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--n-loop", "2",
                            *NEURAL_TOY, "--out", "{out}"]),
     # renormalised over canonical encodings (lmladder.canonical): scored, sampled, compressed alike
@@ -104,6 +104,15 @@ def test_loading_gives_the_same_rung(trained, corpus, label):
     assert generate(a, "the", max_new_chars=30, seed=1) == generate(b, "the", max_new_chars=30, seed=1)
     if "test" in header:  # neural runs score their test split when they finish
         assert metrics.evaluate(a, docs).bits_per_char == header["test"]["bits_per_char"]
+
+
+def test_the_looped_recipe_is_looped(trained):
+    """gpt-looped is what it says (the other contract checks would pass on a one-pass GPT too)."""
+    from lmladder import artifacts
+
+    assert artifacts.read_header(trained["gpt-looped"], "lmladder-model")["config"]["model"]["n_loop"] == 2
+    model = registry.load_model(trained["gpt-looped"]).model
+    assert model.config.n_loop == 2 and model.blocks() == [*model.transformer.h] * 2
 
 
 @pytest.mark.parametrize("label", [label for label, (kind, _) in RECIPES.items() if registry.KINDS[kind].resumes])

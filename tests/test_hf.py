@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lmladder import registry
+from lmladder.errors import LadderError
 from tests.conftest import assert_error, plays, train_recipes
 
 torch = pytest.importorskip("torch")
@@ -252,16 +253,31 @@ def test_a_looped_export_comes_back_looped_unless_its_copies_differ(runs, tmp_pa
 
     from lmladder import hf
 
-    assert _hf_model(runs["looped-hf"]).config.n_layer == 4
+    assert json.loads((runs["looped-hf"] / "config.json").read_text())["n_layer"] == 4
     model = hf.load(runs["looped-hf"], "cpu").config.model
     assert (model.n_layer, model.n_loop) == (2, 2)
-    changed = tmp_path / "changed"
-    shutil.copytree(runs["looped-hf"], changed)
-    tensors = load_file(changed / "model.safetensors")
-    tensors["transformer.h.3.mlp.c_fc.weight"] += 0.01
-    save_file(tensors, changed / "model.safetensors", metadata={"format": "pt"})
+    tensors = load_file(runs["looped-hf"] / "model.safetensors")
+
+    def read_back(name: str, change) -> Path:
+        folder = tmp_path / name
+        shutil.copytree(runs["looped-hf"], folder)
+        save_file(change(dict(tensors)), folder / "model.safetensors", metadata={"format": "pt"})
+        return folder
+
+    def nudged(t):
+        t["transformer.h.3.mlp.c_fc.weight"] = t["transformer.h.3.mlp.c_fc.weight"] + 0.01
+        return t
+
+    changed = read_back("changed", nudged)
     rung = hf.load(changed, "cpu")
     assert (rung.config.model.n_layer, rung.config.model.n_loop) == (4, 1)
+    # a copy short of a tensor, or a block past config.json's 4, is not folded away: refused as a misfit
+    short = read_back("short", lambda t: {k: v for k, v in t.items() if k != "transformer.h.3.mlp.c_fc.weight"})
+    extra = read_back("extra", lambda t: {**t, **{k.replace("h.0.", "h.4."): v.clone() for k, v in t.items()
+                                                  if k.startswith("transformer.h.0.")}})
+    for folder in (short, extra):
+        with pytest.raises(LadderError, match="do not fit"):
+            hf.load(folder, "cpu")
     x = torch.tensor([rung.prompt_units(PROMPT)])
     with torch.no_grad():
         assert (rung.model(x) - _hf_model(changed)(x).logits).abs().max().item() < 1e-5

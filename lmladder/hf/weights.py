@@ -154,15 +154,18 @@ def folded(state: dict[str, torch.Tensor], config: GPTConfig,
     if n_loop <= 1 or config.n_layer % n_loop:
         return state, config
     n = config.n_layer // n_loop
-    kept = {}
+    layers: dict[int, dict[str, torch.Tensor]] = {}  # block -> its tensors, by name within the block
     for name, tensor in state.items():
         found = _BLOCK.match(name)
-        if found and int(found[2]) >= n:
-            first = state.get(f"{found[1]}{int(found[2]) % n}{found[3]}")
-            if first is None or not torch.equal(first, tensor):
-                return state, config
-        else:
-            kept[name] = tensor
+        if found:
+            layers.setdefault(int(found[2]), {})[found[3]] = tensor
+    if sorted(layers) != list(range(config.n_layer)):  # a block missing, or one past config.json's
+        return state, config
+    for i in range(n, config.n_layer):
+        first, copy = layers[i % n], layers[i]
+        if first.keys() != copy.keys() or not all(torch.equal(first[k], copy[k]) for k in first):
+            return state, config
+    kept = {name: t for name, t in state.items() if not (_BLOCK.match(name) and int(_BLOCK.match(name)[2]) >= n)}
     return kept, dataclasses.replace(config, n_layer=n, n_loop=n_loop)
 
 

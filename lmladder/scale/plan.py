@@ -275,4 +275,7 @@ def target_shape(preset: str | None, config_file: str | None) -> tuple[tuple[int
         cfg = conf.resolve("gpt", None, values, {})
         source = f"config file {Path(config_file).name}"
     m = cfg.model
+    if m.n_loop != 1:  # the sweep's GPTs go through their blocks once: the law is of those
+        raise LadderError(f"{source}: [model] n_loop = {m.n_loop}: lmladder scale predicts GPTs that go through "
+                          "their blocks once, as its sweep trains them; leave n_loop out of the target")
     return (m.n_layer, m.n_head, m.n_embd), source
