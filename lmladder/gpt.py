@@ -33,14 +33,17 @@ class Rotary(nn.Module):
     """Rotary position embeddings: the two halves of each head's query and key, read as the real
     and imaginary parts of hs/2 complex numbers, are turned by angle pos * base^(-2i/hs) (the
     GPT-NeoX layout). The angles' cosines and sines are kept for every position of the block,
-    in float32, outside the state dict."""
+    in float32, outside the state dict. They are computed on the CPU, whatever device the model
+    is built on: the same tables everywhere, and none of torch's reference ops, which a build on
+    the meta device (lmladder.neural.refuse_misfit) would run and which import torch._dynamo."""
 
     def __init__(self, head_size: int, block_size: int, base: float = 10000.0):
         super().__init__()
-        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32) / head_size)  # (hs/2,)
-        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), inv_freq)  # (block_size, hs/2)
-        self.register_buffer("cos", angles.cos(), persistent=False)
-        self.register_buffer("sin", angles.sin(), persistent=False)
+        cpu, device = torch.device("cpu"), torch.get_default_device()
+        inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=cpu) / head_size)  # (hs/2,)
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32, device=cpu), inv_freq)  # (block, hs/2)
+        self.register_buffer("cos", angles.cos().to(device), persistent=False)
+        self.register_buffer("sin", angles.sin().to(device), persistent=False)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """x (B, nh, T, hs) at positions pos (T,), turned."""

@@ -90,6 +90,27 @@ def test_gpt2_parameter_names():
     assert set(GPT(ROTARY).state_dict()) == expected - {"transformer.wpe.weight"}
 
 
+def test_a_rotary_gpt_checked_on_the_meta_device_does_not_import_dynamo():
+    """refuse_misfit builds a saved GPT on the meta device; a rotary GPT's tables are computed on
+    the CPU there, so loading one does not pay torch._dynamo's import (seconds), and they are the
+    CPU's tables whatever the device."""
+    import subprocess
+    import sys
+
+    code = "\n".join([
+        "import sys, torch",
+        "from lmladder.gpt import GPT, GPTConfig",
+        "from lmladder.neural import refuse_misfit",
+        "c = GPTConfig(block_size=16, vocab_size=40, n_layer=1, n_head=2, n_embd=16, position='rotary')",
+        "refuse_misfit(lambda: GPT(c), {}, 'x', 'y')",
+        "assert GPT(c).transformer.h[0].attn.rotary.cos.shape == (16, 4)",
+        "print('torch._dynamo' in sys.modules)",
+        "with torch.device('meta'):",  # (its initialisers, not stubbed here, import it)
+        "    assert GPT(c).transformer.h[0].attn.rotary.cos.is_meta"])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "False", run.stderr[-2000:]
+
+
 def test_rotary_positions_are_relative():
     """A query at i and a key at j score the same as at i + s and j + s; the turn keeps norms;
     position 0 is not turned."""
