@@ -38,7 +38,7 @@ BENCH_PROFILES = {
                                  "run": dict(max_steps=6000, eval_interval=250, eval_batch_size=256, patience=4)}),
             # a BPE GPT overfits sooner: a 256-token context, more weight decay, token dropout, and canonical
             # scoring (512-token BPE: 1.964 with these, 1.996 with weight decay 4, token dropout 0.05 and no
-            # canonical: benchmarks/results/bpe-canonical-gpu-2026-12-02; 2.022 with AdamW: -12-01-l8)
+            # canonical: benchmarks/results/bpe-canonical-gpu-2026-12-02; 2.022 with AdamW: -12-01-token-dropout)
             "gpt-bpe": (None, {"model": dict(block_size=256), "optim": dict(batch_size=64, weight_decay=6.0),
                                "data": dict(token_dropout=0.1, canonical=True)})},
 }
