@@ -283,6 +283,18 @@ def test_a_looped_export_comes_back_looped_unless_its_copies_differ(runs, tmp_pa
         assert (rung.model(x) - _hf_model(changed)(x).logits).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("n_loop", ["2", None, 0, 1000, 2.5])
+def test_an_export_whose_recorded_config_was_edited_is_refused(cli, runs, tmp_path, n_loop):
+    """lmladder.json's config, which a looped export is folded back by, is checked as a run's
+    own: a string crashed the fold, and 0 or 1000 loaded silently as a 4-layer GPT."""
+    folder = tmp_path / "edited"
+    shutil.copytree(runs["looped-hf"], folder)
+    marker = json.loads((folder / "lmladder.json").read_text())
+    marker["source"]["config"]["model"]["n_loop"] = n_loop
+    (folder / "lmladder.json").write_text(json.dumps(marker))
+    assert_error(cli("score", folder), "lmladder.json holds a config that is not valid", "n_loop")
+
+
 # --- GPT-2 folders lmladder did not write ---------------------------------------------------
 
 

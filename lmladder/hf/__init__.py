@@ -86,7 +86,7 @@ def load(folder: str | Path, device: str = "auto"):
     from lmladder.gpt import GPT
     from lmladder.hf import tokenizer as tok
     from lmladder.hf import weights
-    from lmladder.neural import NeuralRung, pick_device, refuse_misfit
+    from lmladder.neural import NeuralRung, pick_device, refuse_misfit, saved_config
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -97,12 +97,8 @@ def load(folder: str | Path, device: str = "auto"):
         found = data.get("model_type") if isinstance(data, dict) else None
         raise LadderError(f"{folder} holds a transformers {found or 'model of no model_type'}; lmladder reads GPT-2 "
                           "(model_type gpt2) only")
-    saved = None
-    if source and source.get("config"):
-        try:
-            saved = TrainConfig.from_dict(source["config"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LadderError(f"{folder / MARKER} has an unusable config ({exc}); export the run again") from None
+    # the run's config as its export recorded it, checked as a run's own (types, ranges), or refused
+    saved = saved_config(folder, source) if source and source.get("config") else None
     state, biased = weights.from_transformers(weights.read_tensors(folder), data.get("tie_word_embeddings", True),
                                               str(folder))
     bias = biased or saved is None or saved.model.bias
