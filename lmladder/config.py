@@ -64,9 +64,7 @@ class GPTConfig:
         if self.position == "rotary" and self.n_head > 0 and (self.n_embd // self.n_head) % 2:
             raise ValueError(f"rotary positions need an even head size (n_embd / n_head = {self.n_embd // self.n_head})")
 
-    @property
-    def depth(self) -> int:  # blocks applied to a position, n_layer of them with weights of their own
-        return self.n_layer * self.n_loop
+    depth = property(lambda self: self.n_layer * self.n_loop, doc="Blocks a position goes through.")
 
 
 POSITIONS = ("learned", "rotary")
@@ -315,11 +313,13 @@ def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, d
 
 def resumed(saved: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
     """A saved run's config (TrainConfig.to_dict) to continue it, with the RESUMABLE options
-    (field name -> value) changed; any other option is refused."""
-    changed = [k for k in options if k not in RESUMABLE]
+    (field name -> value) changed; any other option is refused unless it is the run's value."""
+    was = {k: v for section in SECTIONS for k, v in (saved.get(section) or {}).items()}
+    changed = [k for k in options if k not in RESUMABLE and (k not in was or options[k] != was[k])]
     if changed:
-        raise LadderError(f"--{changed[0].replace('_', '-')} cannot change on --resume; only "
-                          + ", ".join(f"--{k.replace('_', '-')}" for k in RESUMABLE) + " can")
+        raise LadderError(f"--{changed[0].replace('_', '-')} cannot change on --resume (the run has "
+                          f"{was.get(changed[0])!r}); only " + ", ".join(f"--{k.replace('_', '-')}" for k in RESUMABLE)
+                          + " can")
     config = TrainConfig.from_dict(saved)
     for section, cls in SECTION_TYPES.items():
         mine = {f.name: options[f.name] for f in fields(cls) if f.name in options}
@@ -328,8 +328,8 @@ def resumed(saved: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
     return config
 
 
-MAX_STEPS, MAX_TOKENS, MAX_LOOPS = 10**12, 10**15, 64  # far past any real run: a larger one is a typo
-MAX_SEED = 2**63 - 1  # a signed 64-bit integer, as torch's and numpy's generators take it
+# far past any real run (a larger one is a typo); a seed is a signed 64-bit integer, as torch's and numpy's take it
+MAX_STEPS, MAX_TOKENS, MAX_LOOPS, MAX_SEED = 10**12, 10**15, 64, 2**63 - 1
 
 
 def check(config: TrainConfig) -> None:

@@ -138,8 +138,11 @@ def test_resumable_options_are_the_fields_marked_so():
     kept = copy.deepcopy(saved)
     cfg = config.resumed(saved, {"max_steps": 40, "compile": True, "lr": 1e-3})
     assert cfg.run.max_steps == 40 and cfg.run.compile and cfg.optim.lr == 1e-3 and saved == kept
-    with pytest.raises(LadderError, match="--beta2 cannot change on --resume; only --lr, "):
+    with pytest.raises(LadderError, match=r"--beta2 cannot change on --resume \(the run has 0.99\); only --lr, "):
         config.resumed(saved, {"beta2": 0.9})
+    # the run's own values may be given again (the command that made it, with --resume added)
+    again = config.resumed(saved, {"beta2": saved["optim"]["beta2"], "n_layer": saved["model"]["n_layer"]})
+    assert again.to_dict() == saved
 
 
 def test_model_kinds_agree_with_the_registry():
