@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lmladder.errors import LadderError
-from tests.conftest import assert_error
+from tests.conftest import REPO, assert_error
 
 LADDER = """
 [[rung]]
@@ -386,3 +387,53 @@ def test_every_neural_rung_is_checked_before_any_rung_builds(cli, small_corpus, 
     assert_error(result, "rung g1: [model] n_embd must be an int", "rung g2: --vocab-size 12",
                  "rung g3: tokenizer must be char or bpe", "rung g4: data.token_dropout")
     assert not (tmp_path / "out").exists()
+
+
+VARIANTS = """
+[[rung]]
+name = "unigram"
+kind = "unigram"
+
+[[rung]]
+name = "gpt looped"
+kind = "gpt"
+model = { n_loop = 2 }
+run = { max_steps = 4, eval_interval = 2 }
+"""
+
+
+def test_variants_bench_runs_each_rung_in_its_own_process_side_by_side(tmp_path):
+    """benchmarks/bench_variants.py: every rung of a ladder file by its own `lmladder bench
+    --only`, at once; one JSON, one table and one archive of logs, whatever the rung count."""
+    import subprocess
+    import sys
+    import tarfile
+
+    ladder = tmp_path / "variants.toml"
+    ladder.write_text(VARIANTS)
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_variants.py"), str(ladder), "--profile", "cpu"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "variants.json", "variants.md"]
+    rows = {r["rung"]: r for r in json.loads((out / "variants.json").read_text())["rows"]}
+    assert rows["unigram"]["result"]["bits_per_char"] == pytest.approx(4.8289, abs=1e-4)  # the README's
+    looped = rows["gpt looped"]
+    assert 0 < looped["result"]["bits_per_char"] < 8 and looped["best_val_bits_per_char"] > 0
+    assert looped["manifest"]["profile"] == "cpu"
+    assert run.stdout == (out / "variants.md").read_text() and "| gpt looped | " in run.stdout
+    with tarfile.open(out / "logs.tar.gz") as tar:
+        assert sorted(tar.getnames()) == ["gpt looped.log", "unigram.log"]
+        assert b"gpt looped: " in tar.extractfile("gpt looped.log").read()  # its "NAME: X bits/char" line
+
+
+def test_variants_bench_refuses_names_it_cannot_select(tmp_path):
+    script = bench_script("bench_variants")
+    ladder = tmp_path / "v.toml"
+    for text, fragment in (('[[rung]]\nname = "a*"\nkind = "unigram"\n', "may not hold"),
+                           ('[[rung]]\nname = "a"\nkind = "unigram"\n[[rung]]\nname = "a"\nkind = "uniform"\n',
+                            "unique")):
+        ladder.write_text(text)
+        with pytest.raises(SystemExit, match=fragment):
+            script.rung_names(ladder)
