@@ -3,7 +3,7 @@
 GPTs; issue 23's explorations ran eight at a time).
 
     LMLADDER_MIRROR=/path/to/corpora PYTHONPATH=. python benchmarks/bench_variants.py LADDER.toml \\
-        [--corpus tinyshakespeare] [--profile gpu] [--jobs 8] [--timeout 560]
+        [--corpus tinyshakespeare] [--profile gpu] [--split SPEC] [--jobs 8] [--timeout 560]
 
 The scores are those of each rung run alone, up to the run-to-run spread: a neural rung stops by
 steps and patience, never by time (a profile that stops by time would not be comparable). Its
@@ -40,13 +40,14 @@ def rung_names(ladder: Path) -> list[str]:
     return names
 
 
-def run_one(name: str, ladder: Path, corpus: str, profile: str, work: Path, timeout: float) -> dict:
+def run_one(name: str, ladder: Path, corpus: str, profile: str, work: Path, timeout: float,
+            split: str | None = None) -> dict:
     """One rung alone: `lmladder bench --only NAME` in a home of its own; its results row, or
     an error with the tail of its stderr."""
     out, home = work / "out" / name.replace("/", "_"), work / "home" / name.replace("/", "_")
     home.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "lmladder", "bench", corpus, "--profile", profile, "--ladder", str(ladder),
-           "--only", name, "--out", str(out), "--json"]
+           "--only", name, "--out", str(out), "--json", *(["--split", split] if split else [])]
     env = {**os.environ, "LMLADDER_HOME": str(home), "LMLADDER_NO_PROGRESS": "1"}
     started = time.time()
     try:
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ladder", type=Path, help="a ladder file; each of its rungs is one variant")
     parser.add_argument("--corpus", default="tinyshakespeare")
     parser.add_argument("--profile", default="gpu", choices=["cpu", "gpu"])
+    parser.add_argument("--split", default=None, help="the bench's split (default: the corpus's)")
     parser.add_argument("--jobs", type=int, default=0, help="processes at once (0: every rung at once)")
     parser.add_argument("--timeout", type=float, default=560.0, help="seconds a rung may take")
     opts = parser.parse_args(argv)
@@ -96,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="lmladder-variants-"))
     ladder = opts.ladder.resolve()
     with ThreadPoolExecutor(max_workers=opts.jobs or len(names)) as pool:
-        rows = list(pool.map(lambda n: run_one(n, ladder, opts.corpus, opts.profile, work, opts.timeout), names))
+        rows = list(pool.map(lambda n: run_one(n, ladder, opts.corpus, opts.profile, work, opts.timeout, opts.split),
+                             names))
     with tarfile.open(out / "logs.tar.gz", "w:gz") as tar:
         for r in rows:
             data = r.pop("stderr").encode("utf-8")
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows)
     (out / "variants.md").write_text(text, encoding="utf-8")
     (out / "variants.json").write_text(json.dumps({"ladder": opts.ladder.read_text(encoding="utf-8"),
-                                                   "corpus": opts.corpus, "profile": opts.profile,
+                                                   "corpus": opts.corpus, "profile": opts.profile, "split": opts.split,
                                                    "jobs": opts.jobs or len(names), "rows": rows}, indent=1),
                                        encoding="utf-8")
     print(text, end="")

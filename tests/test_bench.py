@@ -413,15 +413,16 @@ def test_variants_bench_runs_each_rung_in_its_own_process_side_by_side(tmp_path)
     ladder.write_text(VARIANTS)
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_variants.py"), str(ladder), "--profile", "cpu"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_variants.py"), str(ladder), "--profile", "cpu",
+                          "--split", "train:0.85,val:0.05,test:0.1"], env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "variants.json", "variants.md"]
     rows = {r["rung"]: r for r in json.loads((out / "variants.json").read_text())["rows"]}
-    assert rows["unigram"]["result"]["bits_per_char"] == pytest.approx(4.8289, abs=1e-4)  # the README's
     looped = rows["gpt looped"]
     assert 0 < looped["result"]["bits_per_char"] < 8 and looped["best_val_bits_per_char"] > 0
     assert looped["manifest"]["profile"] == "cpu"
+    # the split passed on to every process (val next to test here; the corpus's own puts it first)
+    assert rows["unigram"]["manifest"]["split"] == looped["manifest"]["split"] == "0.85,0.05,0.1"
     assert run.stdout == (out / "variants.md").read_text() and "| gpt looped | " in run.stdout
     with tarfile.open(out / "logs.tar.gz") as tar:
         assert sorted(tar.getnames()) == ["gpt looped.log", "unigram.log"]
