@@ -337,6 +337,27 @@ def test_two_processes_stop_together_out_of_patience(tmp_path):
     assert json.loads((tmp_path / "two" / "latest" / "lmladder.json").read_text())["step"] == 4
 
 
+def test_a_torchrun_process_leaves_its_group_before_it_ends(monkeypatch):
+    """train's last step in a process of several: destroy the process group (left to the
+    interpreter's teardown, gloo aborted a process now and then); one process has none to leave."""
+    import types
+
+    import torch.distributed as td
+
+    from lmladder.cli.train import _leave_process_group
+
+    left = []
+    monkeypatch.setattr(td, "is_initialized", lambda: True)
+    monkeypatch.setattr(td, "destroy_process_group", lambda *a, **k: left.append(a))
+    _leave_process_group(types.SimpleNamespace(world=1))
+    assert left == []
+    _leave_process_group(types.SimpleNamespace(world=2))
+    assert left == [()]
+    monkeypatch.setattr(td, "is_initialized", lambda: False)  # never joined (it failed before): nothing to leave
+    _leave_process_group(types.SimpleNamespace(world=2))
+    assert left == [()]
+
+
 @pytest.mark.parametrize("argv, env, quick", [
     (["train", "c"], {"RANK": "1", "WORLD_SIZE": "2"}, True),  # the process whose teardown aborted now and then
     (["train", "c"], {"RANK": "0", "WORLD_SIZE": "2"}, False),  # rank 0 writes the run's files: the usual end
