@@ -251,7 +251,7 @@ def saved_config(folder: Path, header: dict[str, Any]) -> TrainConfig:
     fields' types: an edited or damaged lmladder.json is refused, never half-loaded."""
     import dataclasses
 
-    from lmladder.config import HIDDEN_MODEL_FIELDS, check, field_type, of_type
+    from lmladder.config import check, field_type, of_type
 
     damaged = f"{folder / 'lmladder.json'} holds a config that is not valid"
     try:
@@ -267,8 +267,8 @@ def saved_config(folder: Path, header: dict[str, Any]) -> TrainConfig:
         check(config)
     except LadderError as exc:
         raise LadderError(f"{damaged} ({exc}); the file is damaged: restore it or retrain") from None
-    pad = getattr(config.model, "pad_id", 0)
-    if "pad_id" in HIDDEN_MODEL_FIELDS and not 0 <= pad < config.model.vocab_size:
+    pad = getattr(config.model, "pad_id", 0)  # an MLP's end-of-text id; a GPT has none
+    if not 0 <= pad < config.model.vocab_size:
         raise LadderError(f"{damaged} (pad_id {pad} is not a token of its {config.model.vocab_size}); the file is "
                           "damaged: restore it or retrain")
     return config

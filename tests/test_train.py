@@ -337,6 +337,18 @@ def test_two_processes_stop_together_out_of_patience(tmp_path):
     assert json.loads((tmp_path / "two" / "latest" / "lmladder.json").read_text())["step"] == 4
 
 
+def test_the_memory_estimate_counts_each_pass_of_a_looped_gpt():
+    """Going through the blocks twice keeps both passes' activations for backward, not their weights."""
+    from lmladder.config import resolve
+    from lmladder.train.plan import memory_needed, parameters_estimate
+
+    one = resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64}})
+    two = resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64, "n_loop": 2}})
+    assert parameters_estimate(two) == parameters_estimate(one)
+    m = one.model
+    assert memory_needed(two, 8) - memory_needed(one, 8) == 8 * one.seq_len * m.n_layer * 34 * m.n_embd
+
+
 def test_a_torchrun_process_leaves_its_group_before_it_ends(monkeypatch):
     """train's last step in a process of several: destroy the process group (left to the
     interpreter's teardown, gloo aborted a process now and then); one process has none to leave."""

@@ -172,6 +172,11 @@ class _MLPSteps:
         pass
 
 
+# model fields newer than format 1, hashed only where they differ from their value before them, so
+# files made before keep their digest (a GPT's n_loop: 1, one pass through the blocks)
+LATER_MODEL_FIELDS = {"n_loop": 1}
+
+
 class NeuralCoder:
     def __init__(self, rung, device: str | None = None, threads: int | None = None):
         self.rung = rung
@@ -190,9 +195,8 @@ class NeuralCoder:
         import torch
 
         h = hashlib.sha256()
-        model = asdict(self.rung.config.model)
-        if model.get("n_loop") == 1:  # a field newer than the format: files of one-pass GPTs keep their digest
-            del model["n_loop"]
+        model = {k: v for k, v in asdict(self.rung.config.model).items()
+                 if k not in LATER_MODEL_FIELDS or v != LATER_MODEL_FIELDS[k]}
         made = {"kind": self.rung.kind, "model": model, "tokenizer": self.tok.hash}
         if self.rung.canonical is not None:  # another distribution; files of other runs keep their digest
             made["canonical"] = self.rung.canonical.digest

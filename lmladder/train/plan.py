@@ -234,12 +234,13 @@ def _resumed(corpus_name: str, tokenizer_spec: str | None, out: Path) -> tuple[A
     """(corpus, split, tokenizer, latest/'s state) of the run saved in `out`, after checking that
     the corpus and any tokenizer given are the ones it was trained with."""
     from lmladder import corpora
+    from lmladder.neural import saved_config
     from lmladder.tokens import load_tokenizer
 
     state = checkpoint.read(out / "latest")
     checkpoint.check_state(out / "latest", state)
     header = artifacts.read_header(out, "lmladder-model")
-    resumed_config(out, header, {})
+    saved_config(out, header)  # as the CLI checks it (resumed_config): a library caller's resume too
     found = header.get("corpus")
     if not (isinstance(found, dict) and all(isinstance(found.get(k), str) for k in ("name", "sha256"))
             and isinstance(header.get("split"), str)):
