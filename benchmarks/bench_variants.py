@@ -34,9 +34,9 @@ def rung_names(ladder: Path) -> list[str]:
     rungs = tomllib.loads(ladder.read_text(encoding="utf-8")).get("rung") or []
     names = [r.get("name") for r in rungs if isinstance(r, dict)]
     if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        raise SystemExit(f"error: {ladder} needs [[rung]] tables with unique string names")
+        raise ValueError(f"{ladder} needs [[rung]] tables with unique string names")
     if any(c in n for n in names for c in "*?[]"):
-        raise SystemExit(f"error: {ladder}: a rung name here may not hold *, ?, [ or ] (it is passed to --only)")
+        raise ValueError(f"{ladder}: a rung name here may not hold *, ?, [ or ] (it is passed to --only)")
     return names
 
 
@@ -89,10 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default=None, help="the bench's split (default: the corpus's)")
     parser.add_argument("--jobs", type=int, default=0, help="processes at once (0: every rung at once)")
     parser.add_argument("--timeout", type=float, default=560.0, help="seconds a rung may take")
-    opts = parser.parse_args(argv)
-    names = rung_names(opts.ladder)
-    if opts.jobs < 0 or not opts.timeout > 0:
-        raise SystemExit("error: --jobs must be >= 0 and --timeout > 0")
+    opts = parser.parse_args(argv)  # argparse's own errors: a usage line and exit code 2
+    try:
+        if opts.jobs < 0 or not opts.timeout > 0:
+            raise ValueError("--jobs must be >= 0 and --timeout > 0")
+        names = rung_names(opts.ladder)
+    except (ValueError, OSError) as exc:  # OSError: no such ladder file; ValueError: not TOML, or bad rungs
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     out = Path(os.environ.get("OUT") or "bench-variants-out")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="lmladder-variants-"))
