@@ -120,6 +120,8 @@ class DataConfig:
     token_dropout: float = opt(0.0, "BPE only: split each training token into the two its merge joined with this "
                                     "probability, the halves again likewise (BPE-dropout's effect; "
                                     "lmladder/tokensplit.py); 0: none. Val and test are never split.")
+    token_dropout_steps: int = opt(0, "BPE only: token dropout falls linearly from 1 (single bytes: the GPT learns "
+                                      "characters first) to --token-dropout over these first steps; 0: none.")
     input_noise: float = opt(0.0, "Replace each training input unit by a uniformly random one with this probability, "
                                   "the targets kept (Xie et al. 2017's noising); 0: none.")
     canonical: bool = opt(False, "BPE only: score, sample and compress with each next token renormalised over those "
@@ -147,10 +149,8 @@ class RunConfig:
     threads: int = opt(0, "CPU threads for torch's operators (0: torch's own count, the cores this process may use). "
                           "On a machine shared with busy processes, 1 can be many times faster. The count changes "
                           "the order of float sums, so a run's exact weights depend on it.", resumable=True)
-    compile: bool = opt(False, "torch.compile the model with its loss (pays off on long GPU runs).",
-                        resumable=True)
-    compile_mode: str = opt("default", "torch.compile's mode: default, or max-autotune-no-cudagraphs (slow to "
-                                       "compile).")
+    compile: bool = opt(False, "torch.compile the model with its loss (pays off on long GPU runs).", resumable=True)
+    compile_mode: str = opt("default", "torch.compile's mode: default, or max-autotune-no-cudagraphs (slow to compile).")
     cuda_graph: bool = opt(True, "On one GPU, record the whole training step once and replay it as a CUDA "
                                  "graph (not with max-autotune; default: on).")
     attention: str = opt("auto", "CUDA attention kernel: auto (torch's choice), flash, cudnn, efficient or math.")
@@ -165,9 +165,8 @@ class RunConfig:
                                    "as separate kernels) or auto (fused on a GPU under bf16/fp16 from "
                                    f"{FUSED_GELU_MIN_TOKENS:,} tokens a micro-batch, where it was faster).",
                            resumable=True)
-    fp8: bool = opt(False, "GPT on a GPU of compute capability 8.9+ (H100, H200): train the blocks' matrix products "
-                           "in FP8 with per-tensor scales (lmladder/kernels/fp8.py); evaluation stays bf16.",
-                    resumable=True)
+    fp8: bool = opt(False, "GPT on a GPU of compute capability 8.9+ (H100, H200): train the blocks' matrix products in "
+                           "FP8 with per-tensor scales (lmladder/kernels/fp8.py); evaluation stays bf16.", resumable=True)
 
 
 SECTIONS = ("model", "optim", "data", "run")
@@ -351,16 +350,17 @@ def check(config: TrainConfig) -> None:
         if value < 1:
             bad(name, f"{name} must be at least 1 (got {value})")
     for name, value in (("micro_batch_size", o.micro_batch_size), ("seq_len", d.seq_len),
-                        ("warmup_steps", o.warmup_steps), ("max_steps", r.max_steps), ("max_tokens", r.max_tokens),
-                        ("eval_interval", r.eval_interval), ("checkpoint_interval", r.checkpoint_interval),
+                        ("warmup_steps", o.warmup_steps), ("eval_interval", r.eval_interval),
+                        ("checkpoint_interval", r.checkpoint_interval),
                         ("weight_decay", o.weight_decay), ("muon_lr", o.muon_lr), ("grad_clip", o.grad_clip),
                         ("time_budget", r.time_budget), ("patience", r.patience),
                         ("checkpoint_seconds", r.checkpoint_seconds), ("threads", r.threads)):
         if value < 0:
             bad(name, f"{name} must be >= 0 (got {value})")
-    for name, value, most in (("max_steps", r.max_steps, MAX_STEPS), ("max_tokens", r.max_tokens, MAX_TOKENS)):
-        if value > most:
-            bad(name, f"{name} must be at most {most:,} (got {value:,})")
+    for name, value, most in (("max_steps", r.max_steps, MAX_STEPS), ("max_tokens", r.max_tokens, MAX_TOKENS),
+                              ("token_dropout_steps", d.token_dropout_steps, MAX_STEPS)):
+        if not 0 <= value <= most:
+            bad(name, f"{name} must be " + (f">= 0 (got {value})" if value < 0 else f"at most {most:,} (got {value:,})"))
     if not 0 <= r.seed <= MAX_SEED:
         bad("seed", f"seed must be in [0, 2**63 - 1] (got {r.seed})")
     if "lr" not in problems and "min_lr" not in problems and (not (o.lr > 0) or not (0 <= o.min_lr <= o.lr)):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lmladder import artifacts, canonical, metrics
+from lmladder import artifacts, canonical, metrics, tokensplit
 from lmladder.config import resolve
 from lmladder.errors import Interrupted, LadderError
 from lmladder.neural import load as load_rung
@@ -38,9 +38,11 @@ BENCH_PROFILES = {
                                  "run": dict(max_steps=6000, eval_interval=250, eval_batch_size=256, patience=4)}),
             # a BPE GPT overfits sooner: a 256-token context, more weight decay, token dropout, and canonical
             # scoring (512-token BPE: 1.964 with these, 1.996 with weight decay 4, token dropout 0.05 and no
-            # canonical: benchmarks/results/bpe-canonical-gpu-2026-12-02; 2.022 with AdamW: -12-01-token-dropout)
+            # canonical: benchmarks/results/bpe-canonical-gpu-2026-12-02; 2.022 with AdamW: -12-01-token-dropout);
+            # characters first, its token dropout falling from 1 over 1,000 steps: 1.929 against 1.946-1.953
+            # (benchmarks/results/bpe-curriculum-h200-2026-12-02)
             "gpt-bpe": (None, {"model": dict(block_size=256), "optim": dict(batch_size=64, weight_decay=6.0),
-                               "data": dict(token_dropout=0.1, canonical=True)})},
+                               "data": dict(token_dropout=0.1, token_dropout_steps=1000, canonical=True)})},
 }
 
 
@@ -92,9 +94,9 @@ def check(kind: str, settings: dict, profile: str):
         if config.data.canonical and vocab > canonical.MAX_VOCAB:
             raise LadderError(f"data.canonical supports BPEs of at most {canonical.MAX_VOCAB:,} tokens (got "
                               f"bpe_vocab {vocab:,})")
-    elif config.data.token_dropout > 0:
-        raise LadderError("data.token_dropout splits BPE tokens into their merges; the char tokenizer has none "
-                          "(set tokenizer = \"bpe\", or leave token_dropout out)")
+    elif tokensplit.in_use(config.data):
+        raise LadderError("data.token_dropout and token_dropout_steps split BPE tokens into their merges; the char "
+                          "tokenizer has none (set tokenizer = \"bpe\", or leave them out)")
     elif config.data.canonical:
         raise LadderError("data.canonical renormalises over BPE encodings; a char rung has one already "
                           "(set tokenizer = \"bpe\", or leave canonical out)")
@@ -110,7 +112,6 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     import tempfile
 
     from lmladder import home, tokens
-    from lmladder.tokensplit import expected_pieces, parents_for
 
     config = check(kind, settings, profile)
     train_docs = splits.require("train")
@@ -124,7 +125,7 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
         tok = tokens.CharTokenizer(CharVocab.from_texts(train_docs))
     problems: list[str] = []
     config = with_vocabulary(config, tok, problems)  # a new config: the profile's stays as it is
-    parents = parents_for(config, tok)
+    parents = tokensplit.parents_for(config, tok)
     if problems:
         raise LadderError("; ".join(problems))
     train_ids = tokens.encode_documents(tok, train_docs)
@@ -148,10 +149,16 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
         curve = [(r["time"], r["val_bits_per_char"]) for r in rows if "val_bits_per_char" in r]
         # the train loss is nats a token: bits a character through the train split's tokens per character
         per_char = len(train_ids) / max(1, sum(len(d) for d in train_docs))
-        if parents is not None:  # split windows hold more tokens a character (lmladder.tokensplit)
-            per_char *= float(expected_pieces(parents, config.data.token_dropout)[train_ids].mean())
-        train_curve = [(r["time"], metrics.bits_per_char(r["train_loss"] * per_char, 1)) for r in rows
-                       if "train_loss" in r]
+        pieces: dict[float, float] = {}
+
+        def tokens_a_char(step: int) -> float:  # split windows hold more (lmladder.tokensplit)
+            p = tokensplit.dropout_at(config.data, step) if parents is not None else 0.0
+            if p not in pieces:
+                pieces[p] = float(tokensplit.expected_pieces(parents, p)[train_ids].mean()) if p else 1.0
+            return per_char * pieces[p]
+
+        train_curve = [(r["time"], metrics.bits_per_char(r["train_loss"] * tokens_a_char(r["step"]), 1))
+                       for r in rows if "train_loss" in r]
         rung = load_rung(out / "run", artifacts.read_header(out / "run", "lmladder-model"))
     finally:
         shutil.rmtree(out, ignore_errors=True)

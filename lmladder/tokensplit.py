@@ -22,8 +22,8 @@ import numpy as np
 from lmladder.errors import LadderError
 
 
-CHAR_REFUSED = ("--token-dropout splits BPE tokens into their merges; the char tokenizer has none (train with "
-                "a BPE --tokenizer, or leave --token-dropout at 0)")
+CHAR_REFUSED = ("--token-dropout and --token-dropout-steps split BPE tokens into their merges; the char tokenizer "
+                "has none (train with a BPE --tokenizer, or leave them at 0)")
 
 
 def merge_parents(tokenizer) -> tuple[np.ndarray, np.ndarray]:
@@ -62,9 +62,22 @@ def expected_pieces(parents: tuple[np.ndarray, np.ndarray], p: float) -> np.ndar
     return pieces
 
 
+def in_use(data) -> bool:
+    """Whether a run's training windows split tokens (DataConfig data: a token dropout, or a fall to one)."""
+    return data.token_dropout > 0 or data.token_dropout_steps > 0
+
+
+def dropout_at(data, step: int) -> float:
+    """The token dropout of optimizer step `step`: --token-dropout, or over the first
+    --token-dropout-steps steps a straight line from 1 at step 0 down to it."""
+    if step >= data.token_dropout_steps:
+        return data.token_dropout
+    return 1.0 - (1.0 - data.token_dropout) * step / data.token_dropout_steps
+
+
 def parents_for(config, tokenizer) -> tuple[np.ndarray, np.ndarray] | None:
-    """The merge table a run's training windows split by: None where its token_dropout is 0."""
-    return merge_parents(tokenizer) if config.data.token_dropout > 0 else None
+    """The merge table a run's training windows split by: None where they never split (in_use)."""
+    return merge_parents(tokenizer) if in_use(config.data) else None
 
 
 def split_windows(windows: np.ndarray, parents: tuple[np.ndarray, np.ndarray], p: float,

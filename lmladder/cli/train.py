@@ -139,12 +139,11 @@ def _neural(corpus, model, out, tokenizer, preset, config, resume, init_from, gi
         cfg = conf.resolve(model or ("gpt" if init_from and not preset else None), preset, file_values, options)
         if init_from is not None:
             cfg, tokenizer, init_weights = _from_source(init_from, cfg, tokenizer, options, file_values)
-    if (cfg.data.token_dropout > 0 or cfg.data.canonical) and tokenizer in (None, "char") and resume is None \
-            and init_from is None:
-        from lmladder import canonical, tokensplit
+    from lmladder import canonical, tokensplit
 
-        # before torch is imported and the corpus read
-        raise LadderError(tokensplit.CHAR_REFUSED if cfg.data.token_dropout > 0 else canonical.CHAR_REFUSED)
+    if (tokensplit.in_use(cfg.data) or cfg.data.canonical) and tokenizer in (None, "char") and resume is None \
+            and init_from is None:  # before torch is imported and the corpus read
+        raise LadderError(tokensplit.CHAR_REFUSED if tokensplit.in_use(cfg.data) else canonical.CHAR_REFUSED)
     from lmladder.train.plan import machine_problems
 
     problems = machine_problems(cfg, cfg.run.device)  # threads and memory, before torch and the corpus

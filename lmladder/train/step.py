@@ -45,9 +45,11 @@ def draw_batch(ids: np.ndarray, step: int, config: TrainConfig, rank: int, world
     for the copy to a GPU."""
     import torch
 
+    from lmladder.tokensplit import dropout_at
+
     share = config.optim.batch_size // world
     windows = batch_windows(ids, config.run.seed, step, config.optim.batch_size, config.seq_len, parents,
-                            config.data.token_dropout)
+                            dropout_at(config.data, step))
     mine = torch.from_numpy(windows[rank * share : (rank + 1) * share])
     return mine.pin_memory() if device.startswith("cuda") else mine
 
