@@ -342,6 +342,7 @@ def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
     char = neural_ladder.rung_config("gpt", {"tokenizer": "char"}, "gpu")
     bpe = neural_ladder.rung_config("gpt", {"tokenizer": "bpe"}, "gpu")
     assert char.data.token_dropout == 0 and bpe.data.token_dropout > 0
+    assert char.data.token_dropout_steps == 0 and bpe.data.token_dropout_steps == 1000  # bytes first
     assert bpe.model.n_embd == char.model.n_embd and bpe.run.patience == char.run.patience
     # both take the 60 s recipe's Muon and input noise (a BPE rung's own table could still turn them off)
     assert char.optim.optimizer == bpe.optim.optimizer == "muon"
@@ -367,6 +368,11 @@ def test_a_bpe_rung_s_token_dropout_reaches_its_training(cli, small_corpus, tmp_
     result = cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "out", "--json")
     assert result.exit_code == 0, result
     assert calls == [0.2] * 4  # every step's windows
+    calls.clear()  # falling from single bytes over the first 2 steps
+    ladder.write_text(ladder.read_text().replace("0.2 }", "0.2, token_dropout_steps = 2 }"))
+    result = cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "fall", "--json")
+    assert result.exit_code == 0, result
+    assert calls == pytest.approx([1, 0.6, 0.2, 0.2])
     ladder.write_text('[[rung]]\nname = "gpt"\nkind = "gpt"\ndata = { token_dropout = 0.2 }\n')
     assert_error(cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "c"), "char tokenizer")
 
@@ -382,10 +388,12 @@ def test_every_neural_rung_is_checked_before_any_rung_builds(cli, small_corpus, 
                       '[[rung]]\nname = "g1"\nkind = "gpt"\nmodel = { n_embd = "wide" }\n\n'
                       '[[rung]]\nname = "g2"\nkind = "gpt"\ntokenizer = "bpe"\nbpe_vocab = 12\n\n'
                       '[[rung]]\nname = "g3"\nkind = "mlp"\ntokenizer = "words"\n\n'
-                      '[[rung]]\nname = "g4"\nkind = "gpt"\ndata = { token_dropout = 0.1 }\n')
+                      '[[rung]]\nname = "g4"\nkind = "gpt"\ndata = { token_dropout = 0.1 }\n\n'
+                      '[[rung]]\nname = "g5"\nkind = "gpt"\ndata = { token_dropout_steps = 10 }\n')
     result = cli("bench", small_corpus, "--ladder", ladder, "--out", tmp_path / "out")
     assert_error(result, "rung g1: [model] n_embd must be an int", "rung g2: --vocab-size 12",
-                 "rung g3: tokenizer must be char or bpe", "rung g4: data.token_dropout")
+                 "rung g3: tokenizer must be char or bpe", "rung g4: data.token_dropout",
+                 "rung g5: data.token_dropout and token_dropout_steps")
     assert not (tmp_path / "out").exists()
 
 

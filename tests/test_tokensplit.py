@@ -160,3 +160,43 @@ def test_each_process_takes_its_share_of_the_same_split_batch(tok, text):
     assert np.array_equal(np.concatenate([h.numpy() for h in halves]), whole.numpy())
     assert not np.array_equal(whole.numpy(), draw_batch(ids, 3, resolve("gpt", "gpt-tiny", None, {
         "optim": {"batch_size": 8}, "run": {"max_steps": 1}}), 0, 1, "cpu", None).numpy())
+
+
+def test_token_dropout_falls_from_single_bytes_over_its_steps(tok, text):
+    """--token-dropout-steps N: step 0's windows are single bytes (every token split down to its
+    bytes), the dropout falls on a straight line to --token-dropout at step N, and from there a
+    step's windows are those of --token-dropout alone."""
+    from lmladder.config import resolve
+    from lmladder.tokensplit import dropout_at, in_use
+    from lmladder.train.step import draw_batch
+
+    def config(data):
+        return resolve("gpt", "gpt-tiny", None, {"optim": {"batch_size": 8}, "data": data, "run": {"max_steps": 1}})
+
+    ids = tok.encode(text[600_000:700_000])
+    parents = merge_parents(tok)
+    falling, flat = config({"token_dropout": 0.2, "token_dropout_steps": 100}), config({"token_dropout": 0.2})
+    assert [dropout_at(falling.data, s) for s in (0, 50, 99, 100, 10**6)] == pytest.approx([1, 0.6, 0.208, 0.2, 0.2])
+    assert dropout_at(config({"token_dropout_steps": 4}).data, 2) == 0.5  # down to no dropout
+    assert in_use(falling.data) and in_use(config({"token_dropout_steps": 4}).data) and not in_use(config({}).data)
+    first = draw_batch(ids, 0, falling, 0, 1, "cpu", parents).numpy()
+    assert (parents[0][first] < 0).all() and first.max() < 256  # bytes only
+    assert tok.decode(first[0].tolist()) in text[600_000:700_000]  # the same text, spelt in bytes
+    for step in (100, 101):
+        assert np.array_equal(draw_batch(ids, step, falling, 0, 1, "cpu", parents).numpy(),
+                              draw_batch(ids, step, flat, 0, 1, "cpu", parents).numpy())
+
+
+def test_cli_takes_token_dropout_steps_and_refuses_bad_ones(cli, tmp_path, tok):
+    tok.save(tmp_path / "bpe")
+    base = ("train", "tinyshakespeare", "--preset", "gpt-tiny", "--max-steps", "3", "--eval-interval", "0")
+    result = cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout-steps", "2", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["token_dropout_steps"] == 2
+    assert_error(cli(*base, "--token-dropout-steps", "2", "--out", tmp_path / "c"), "--token-dropout-steps",
+                 "char tokenizer")
+    assert_error(cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout-steps", "-1", "--out", tmp_path / "d"),
+                 "token_dropout_steps must be >= 0 (got -1)")
+    assert_error(cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout-steps", str(10**13), "--out",
+                     tmp_path / "d"), "token_dropout_steps must be at most 1,000,000,000,000")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
