@@ -26,7 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from lmladder.bench import code_digest, git_commit
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # children, when loaded by path
+import children  # noqa: E402
+
+from lmladder.bench import code_digest, git_commit  # noqa: E402
 
 NANOGPT = {"time_to_best_s": 102.5, "best_val": 1.4626, "ms_per_step": 15.0, "gpt2_124m_tokens_per_s": 439_000,
            "gpt2_124m_mfu": 0.38}
@@ -201,7 +204,7 @@ def run_train(args: list[str], out: Path, timeout: float, nproc: int = 1) -> tup
                "-m", "lmladder", *cmd[3:]]
     t0 = time.time()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = children.run(cmd, timeout)
     except subprocess.TimeoutExpired as exc:
         proc = subprocess.CompletedProcess(cmd, -9, str(exc.stdout or ""), f"timed out after {timeout} s")
     rows = []
@@ -327,6 +330,7 @@ def main() -> None:
     parser.add_argument("--ttq-budget", type=float, default=55.0)
     parser.add_argument("--mlp-budget", type=float, default=110.0)
     opts = parser.parse_args()
+    children.end_with_me()
     OUT = Path(os.environ.get("OUT") or "bench-gpu-out")
     OUT.mkdir(parents=True, exist_ok=True)
     import torch

@@ -27,6 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # children, when loaded by path
+import children  # noqa: E402
+
 
 def rung_names(ladder: Path) -> list[str]:
     from lmladder.corpora import tomllib  # tomli before Python 3.11
@@ -51,7 +54,7 @@ def run_one(name: str, ladder: Path, corpus: str, profile: str, work: Path, time
     env = {**os.environ, "LMLADDER_HOME": str(home), "LMLADDER_NO_PROGRESS": "1"}
     started = time.time()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = children.run(cmd, timeout, env=env)
         code, stderr = proc.returncode, proc.stderr
     except subprocess.TimeoutExpired as exc:
         code, stderr = -9, (exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or "")
@@ -97,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # OSError: no such ladder file; ValueError: not TOML, or bad rungs
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
+    children.end_with_me()
     out = Path(os.environ.get("OUT") or "bench-variants-out")
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="lmladder-variants-"))
