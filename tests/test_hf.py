@@ -228,6 +228,44 @@ def test_score_and_sample_read_a_transformers_folder(cli, runs):
     assert json.loads(sampled.stdout)[0]["text"]
 
 
+def test_the_weights_file_is_the_same_bytes_every_time(tmp_path):
+    """safetensors writes its metadata in a hash map's order; write_tensors fixes it, so the same
+    tensors always make the same file (its order differed between runs before), which loads."""
+    from safetensors import safe_open
+
+    from lmladder.hf.weights import write_tensors
+
+    tensors = {f"t{i}": torch.arange(i * 7, dtype=torch.float32) + i for i in range(1, 12)}
+    files = [tmp_path / f"{k}.safetensors" for k in range(12)]
+    for f in files:
+        write_tensors(tensors, f)
+    assert len({f.read_bytes() for f in files}) == 1
+    assert files[0].read_bytes()[8:].startswith(b'{"__metadata__":{"format":"pt","lmladder.crc32":"')
+    with safe_open(str(files[0]), "pt") as handle:
+        assert all(torch.equal(handle.get_tensor(k), v) for k, v in tensors.items())
+
+
+def test_an_export_whose_weights_changed_on_disk_is_refused(cli, runs, tmp_path):
+    """model.safetensors carries a CRC-32 of its tensors (safetensors metadata, which transformers
+    ignores): a byte changed in the tensors is an error when lmladder reads the folder, not a
+    different model. A folder written by transformers itself has none and still loads (foreign)."""
+    from safetensors import safe_open
+
+    from lmladder.checkpoint import CRC_KEY
+
+    folder = tmp_path / "hf"
+    shutil.copytree(runs["char-hf"], folder)
+    weights = folder / "model.safetensors"
+    with safe_open(str(weights), "pt") as handle:
+        assert handle.metadata()["format"] == "pt" and len(handle.metadata()[CRC_KEY]) == 8
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # the last byte of the last tensor
+    weights.write_bytes(bytes(data))
+    assert_error(cli("score", folder), "corrupt", "checksum")
+    assert_error(cli("export", folder, "--format", "hf", "--out", tmp_path / "again"), "corrupt", "checksum")
+    assert not (tmp_path / "again").exists()
+
+
 @pytest.mark.parametrize("label", GPTS)
 def test_init_source_gives_the_runs_weights(runs, label):
     from lmladder import hf

@@ -4,7 +4,8 @@
 load with no code of lmladder's:
 
     OUT/config.json              GPT-2's config (lmladder.hf.weights.config_json)
-        model.safetensors        the weights in GPT-2's names and layouts (float32)
+        model.safetensors        the weights in GPT-2's names and layouts (float32), a CRC-32 of
+                                 them in its metadata (checked when lmladder reads the folder)
         tokenizer.json           the tokenizer's pipeline (lmladder.hf.tokenizer), with
         tokenizer_config.json    its special tokens and settings, and
         special_tokens_map.json
@@ -165,8 +166,6 @@ def check_gpt(folder: str | Path, kind: Any, fmt: str) -> None:
 def export(source: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the GPT in `source` as a transformers GPT-2 folder `out` (layout above), atomically;
     an existing export is replaced only with `force`, a folder of another kind never."""
-    from safetensors.torch import save_file
-
     from lmladder import __version__, registry
     from lmladder.atomic import atomic_dir, check_output_dir, locked, write_json
     from lmladder.hf import card, weights
@@ -197,7 +196,7 @@ def export(source: str | Path, out: str | Path, force: bool = False) -> dict[str
         "README.md": card.model_card(src.info, config, tokenizer, __version__).encode("utf-8"),
     }
     with locked(out), atomic_dir(out) as tmp:
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})  # transformers wants "pt"
+        weights.write_tensors(tensors, tmp / "model.safetensors")
         for name, data in files.items():
             (tmp / name).write_bytes(data)
         write_json(tmp / MARKER, artifacts.header(FORMAT, kind="gpt", source=src.info))
