@@ -166,3 +166,27 @@ def test_a_damaged_run_config_is_refused_by_resumed_config(trained, tmp_path, da
 @pytest.mark.parametrize("damage, fragment", CONFIG_DAMAGE, ids=CONFIG_IDS)
 def test_a_damaged_run_config_is_refused_on_resume(cli, trained, tmp_path, damage, fragment):
     resume_refused(cli, trained, tmp_path, damage, "lmladder.json", "damaged", fragment)
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (model(n_loop=2), "n_loop (2 against 1)"),  # not in the weights' shapes: nothing else would catch it
+    (latest(lambda d: d["config"]["model"].update(n_loop=3)), "n_loop (1 against 3)"),
+    (header(lambda d: d["config"]["data"].update(input_noise=0.5)), "input_noise (0.5 against 0.0)"),
+    (header(lambda d: d["config"]["optim"].update(beta1=0.5)), "beta1"),
+], ids=["header-n-loop", "latest-n-loop", "input-noise", "beta1"])
+def test_a_run_whose_header_and_checkpoint_disagree_is_refused(cli, trained, tmp_path, damage, fragment):
+    """The run's lmladder.json (what a resume reads) and latest/lmladder.json (what its weights were
+    trained with) must agree on every field a resume may not change."""
+    resume_refused(cli, trained, tmp_path, damage, "latest", "disagree", fragment, "edited")
+
+
+def test_a_resume_that_changed_the_schedule_resumes_again(cli, trained, tmp_path):
+    """The fields --resume may change (here --lr) differ between the two until latest/ is saved
+    again: no false alarm, on this resume or the next."""
+    corpus, source = trained
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    for steps, lr in ((STEPS + 2, "0.001"), (STEPS + 4, "0.0005")):
+        result = cli("train", corpus, "--resume", run, "--max-steps", str(steps), "--lr", lr)
+        assert result.exit_code == 0, result
+        assert json.loads((run / "latest" / "lmladder.json").read_text())["step"] == steps

@@ -241,6 +241,7 @@ def _resumed(corpus_name: str, tokenizer_spec: str | None, out: Path) -> tuple[A
     checkpoint.check_state(out / "latest", state)
     header = artifacts.read_header(out, "lmladder-model")
     saved_config(out, header)  # as the CLI checks it (resumed_config): a library caller's resume too
+    _same_run(out, header.get("config"), state.get("config"))
     found = header.get("corpus")
     if not (isinstance(found, dict) and all(isinstance(found.get(k), str) for k in ("name", "sha256"))
             and isinstance(header.get("split"), str)):
@@ -260,6 +261,26 @@ def _resumed(corpus_name: str, tokenizer_spec: str | None, out: Path) -> tuple[A
                               f"({tokenizer.kind}, sha256 {tokenizer.identity()['sha256'][:12]}...); "
                               "leave --tokenizer out when resuming")
     return corpus, header["split"], tokenizer, state
+
+
+def _same_run(out: Path, run: Any, kept: Any) -> None:
+    """The run's config (its lmladder.json, what a resume reads) and latest/'s (what its weights
+    and optimizer state were trained with) agree on every field a resume may not change: else one
+    was edited (an n_loop, say, is not in the weights' shapes), a LadderError naming the field."""
+    from lmladder.config import RESUMABLE, SECTIONS
+
+    if not isinstance(run, dict) or not isinstance(kept, dict):
+        return
+    pairs = [("model_kind", run.get("model_kind"), kept.get("model_kind"))]
+    for section in SECTIONS:
+        mine, theirs = run.get(section), kept.get(section)
+        if isinstance(mine, dict) and isinstance(theirs, dict):  # a field one version has and one lacks is skipped
+            pairs += [(k, mine[k], theirs[k]) for k in mine if k in theirs and k not in RESUMABLE]
+    name, a, b = next((p for p in pairs if p[1] != p[2]), (None, None, None))
+    if name is not None:
+        raise LadderError(f"{out / MARKER} and {out / 'latest' / MARKER} disagree on {name} ({a!r} against {b!r}): "
+                          "one was edited; restore it from a copy (latest/'s is the one its weights were trained "
+                          "with), or train the run again")
 
 
 def resumed_config(out: Path, header: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
