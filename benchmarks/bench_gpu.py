@@ -206,7 +206,7 @@ def run_train(args: list[str], out: Path, timeout: float, nproc: int = 1) -> tup
     try:
         proc = children.run(cmd, timeout)
     except subprocess.TimeoutExpired as exc:
-        proc = subprocess.CompletedProcess(cmd, -9, str(exc.stdout or ""), f"timed out after {timeout} s")
+        proc = subprocess.CompletedProcess(cmd, -9, str(exc.stdout or ""), f"{exc.stderr or ''}\ntimed out after {timeout} s")
     rows = []
     if (out / "metrics.jsonl").is_file():
         rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]

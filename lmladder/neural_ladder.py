@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lmladder import artifacts, canonical, metrics, tokensplit
 from lmladder.config import resolve
 from lmladder.errors import Interrupted, LadderError
@@ -103,6 +105,29 @@ def check(kind: str, settings: dict, profile: str):
     return config
 
 
+def split_factors(rows: list[dict], data, parents, train_ids: np.ndarray) -> list[float]:
+    """For each train-loss row (step k), the mean number of tokens a train-split token was cut into
+    (lmladder.tokensplit) over the steps its loss averages, those since the row before, each at its
+    own token dropout (DataConfig `data`); 1s where nothing is split (parents None)."""
+    if parents is None:
+        return [1.0] * len(rows)
+    counts = np.bincount(train_ids, minlength=len(parents[0]))[:len(parents[0])]
+    pieces: dict[float, float] = {0.0: 1.0}
+
+    def at(step: int) -> float:
+        p = tokensplit.dropout_at(data, step)
+        if p not in pieces:
+            pieces[p] = float(counts @ tokensplit.expected_pieces(parents, p)) / max(1, len(train_ids))
+        return pieces[p]
+
+    out, since = [], 0
+    for r in rows:
+        out.append(sum(at(s) for s in range(since, r["step"])) / max(1, r["step"] - since) if r["step"] > since
+                   else at(since))
+        since = r["step"]
+    return out
+
+
 def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     """The `gpt` and `mlp` rung kinds of a ladder file. Settings: tokenizer ("char" or "bpe"),
     bpe_vocab (the BPE's vocabulary size, default 1024), and tables model, optim, data and run of
@@ -149,16 +174,9 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
         curve = [(r["time"], r["val_bits_per_char"]) for r in rows if "val_bits_per_char" in r]
         # the train loss is nats a token: bits a character through the train split's tokens per character
         per_char = len(train_ids) / max(1, sum(len(d) for d in train_docs))
-        pieces: dict[float, float] = {}
-
-        def tokens_a_char(step: int) -> float:  # split windows hold more (lmladder.tokensplit)
-            p = tokensplit.dropout_at(config.data, step) if parents is not None else 0.0
-            if p not in pieces:
-                pieces[p] = float(tokensplit.expected_pieces(parents, p)[train_ids].mean()) if p else 1.0
-            return per_char * pieces[p]
-
-        train_curve = [(r["time"], metrics.bits_per_char(r["train_loss"] * tokens_a_char(r["step"]), 1))
-                       for r in rows if "train_loss" in r]
+        trained = [r for r in rows if "train_loss" in r]
+        train_curve = [(r["time"], metrics.bits_per_char(r["train_loss"] * per_char * f, 1))
+                       for r, f in zip(trained, split_factors(trained, config.data, parents, train_ids))]
         rung = load_rung(out / "run", artifacts.read_header(out / "run", "lmladder-model"))
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -23,6 +23,17 @@ FAMILY = ("import os, subprocess, sys, time\n"
           "time.sleep(60)\n")
 
 
+# as torchrun: its worker in a session of its own (no signal to the group reaches it), stopped by
+# the launcher when the launcher gets SIGTERM; the worker holds the launcher's output open
+LAUNCHER = ("import os, signal, subprocess, sys, time\n"
+            "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+            "def down(*_):\n"
+            "    g.terminate(); g.wait(); sys.exit(1)\n"
+            "signal.signal(signal.SIGTERM, down)\n"
+            "open(sys.argv[1], 'w').write(f'{os.getpid()} {g.pid}')\n"
+            "time.sleep(60)\n")
+
+
 def gone(pid: int) -> bool:
     """No such process, or one killed and not yet reaped (a zombie: a container's init may not reap)."""
     try:
@@ -69,4 +80,31 @@ def test_a_stopped_benchmark_takes_its_commands_with_it(tmp_path):
     family = wait_for(pids)
     bench.send_signal(signal.SIGTERM)
     assert bench.wait(20) == 128 + signal.SIGTERM
+    assert settle(family), "a command outlived the benchmark that started it"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_a_launcher_is_asked_to_stop_its_workers_first(tmp_path):
+    """SIGTERM first (the launcher stops its own-session workers), SIGKILL only after GRACE: the
+    timeout returns at once, not when the workers would have ended, and nothing is left."""
+    pids = tmp_path / "pids"
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        children.run([sys.executable, "-c", LAUNCHER, str(pids)], 3)
+    assert time.monotonic() - started < 3 + children.GRACE / 2
+    assert settle(wait_for(pids)), "the launcher or its worker outlived the timeout"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_benchmark_stops_a_launcher_and_its_workers(tmp_path, sig):
+    pids = tmp_path / "pids"
+    parent = tmp_path / "bench.py"
+    parent.write_text(f"import sys\nsys.path.insert(0, {str(REPO / 'benchmarks')!r})\nimport children\n"
+                      "children.end_with_me()\n"
+                      f"children.run([sys.executable, '-c', {LAUNCHER!r}, {str(pids)!r}], 120)\n")
+    bench = subprocess.Popen([sys.executable, str(parent)])
+    family = wait_for(pids)
+    bench.send_signal(sig)
+    assert bench.wait(20) == 128 + sig
     assert settle(family), "a command outlived the benchmark that started it"

@@ -200,3 +200,20 @@ def test_cli_takes_token_dropout_steps_and_refuses_bad_ones(cli, tmp_path, tok):
     assert_error(cli(*base, "--tokenizer", tmp_path / "bpe", "--token-dropout-steps", str(10**13), "--out",
                      tmp_path / "d"), "token_dropout_steps must be at most 1,000,000,000,000")
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_a_ladder_s_train_curve_counts_each_step_s_splits():
+    """bench's train curve turns a row's loss (nats a token) into bits a character with the mean
+    number of pieces a train token was cut into over the steps the row averages, each step at its
+    own dropout. Hand table: token 2 = 0 + 1; train ids 2, 2, 0; dropout from 1 to 0 over 2 steps."""
+    from lmladder.config import DataConfig
+    from lmladder.neural_ladder import split_factors
+
+    parents = (np.array([-1, -1, 0]), np.array([-1, -1, 1]))
+    ids = np.array([2, 2, 0])
+    data = DataConfig(token_dropout=0.0, token_dropout_steps=2)
+    # step 0: p 1, 2 pieces each for token 2: 5/3; step 1: p 0.5, 1.5: 4/3; step 2 on: 1
+    rows = [{"step": 1}, {"step": 3}, {"step": 5}]
+    assert split_factors(rows, data, parents, ids) == pytest.approx([5 / 3, (4 / 3 + 1) / 2, 1])
+    assert split_factors(rows, DataConfig(token_dropout=0.5), parents, ids) == pytest.approx([4 / 3] * 3)
+    assert split_factors(rows, data, None, ids) == [1.0] * 3

@@ -149,6 +149,11 @@ def test_limits_past_any_run(cli, tmp_path, option, value, most):
     assert_error(refused(cli, tmp_path, option, str(value)), f"{option[2:].replace('-', '_')} must be at most {most}")
 
 
+@pytest.mark.parametrize("option", ["--max-steps", "--max-tokens", "--token-dropout-steps"])
+def test_counts_below_zero(cli, tmp_path, option):
+    assert_error(refused(cli, tmp_path, option, "-3"), f"{option[2:].replace('-', '_')} must be >= 0 (got -3)")
+
+
 def test_the_eta_of_a_run_that_would_never_end():
     from lmladder.train.records import eta_text
 
