@@ -70,20 +70,6 @@ def test_run_is_subprocess_run_and_its_timeout_kills_the_whole_group(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
-def test_a_stopped_benchmark_takes_its_commands_with_it(tmp_path):
-    pids = tmp_path / "pids"
-    parent = tmp_path / "bench.py"
-    parent.write_text(f"import sys\nsys.path.insert(0, {str(REPO / 'benchmarks')!r})\nimport children\n"
-                      "children.end_with_me()\n"
-                      f"children.run([sys.executable, '-c', {FAMILY!r}, {str(pids)!r}], 120)\n")
-    bench = subprocess.Popen([sys.executable, str(parent)])
-    family = wait_for(pids)
-    bench.send_signal(signal.SIGTERM)
-    assert bench.wait(20) == 128 + signal.SIGTERM
-    assert settle(family), "a command outlived the benchmark that started it"
-
-
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
 def test_a_launcher_is_asked_to_stop_its_workers_first(tmp_path):
     """SIGTERM first (the launcher stops its own-session workers), SIGKILL only after GRACE: the
     timeout returns at once, not when the workers would have ended, and nothing is left."""
@@ -96,15 +82,18 @@ def test_a_launcher_is_asked_to_stop_its_workers_first(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_a_stopped_benchmark_stops_a_launcher_and_its_workers(tmp_path, sig):
+@pytest.mark.parametrize("family, sig", [(FAMILY, signal.SIGTERM), (LAUNCHER, signal.SIGTERM),
+                                         (LAUNCHER, signal.SIGINT)], ids=["group-term", "launcher-term", "launcher-int"])
+def test_a_stopped_benchmark_takes_its_commands_with_it(tmp_path, family, sig):
+    """SIGTERM (as `timeout` sends) or Ctrl-C to the benchmark: every command it started, and
+    theirs, ends with it."""
     pids = tmp_path / "pids"
     parent = tmp_path / "bench.py"
     parent.write_text(f"import sys\nsys.path.insert(0, {str(REPO / 'benchmarks')!r})\nimport children\n"
                       "children.end_with_me()\n"
-                      f"children.run([sys.executable, '-c', {LAUNCHER!r}, {str(pids)!r}], 120)\n")
+                      f"children.run([sys.executable, '-c', {family!r}, {str(pids)!r}], 120)\n")
     bench = subprocess.Popen([sys.executable, str(parent)])
-    family = wait_for(pids)
+    started = wait_for(pids)
     bench.send_signal(sig)
     assert bench.wait(20) == 128 + sig
-    assert settle(family), "a command outlived the benchmark that started it"
+    assert settle(started), "a command outlived the benchmark that started it"
