@@ -121,7 +121,7 @@ class DataConfig:
                                     "probability, the halves again likewise (BPE-dropout's effect; "
                                     "lmladder/tokensplit.py); 0: none. Val and test are never split.")
     token_dropout_steps: int = opt(0, "BPE only: token dropout falls linearly from 1 (every token split to single "
-                                      "bytes) to --token-dropout over these first steps; 0: none.")
+                                      "bytes) to its set value over these first steps; 0: none.")
     input_noise: float = opt(0.0, "Replace each training input unit by a uniformly random one with this probability, "
                                   "the targets kept (Xie et al. 2017's noising); 0: none.")
     canonical: bool = opt(False, "BPE only: score, sample and compress with each next token renormalised over those "
