@@ -313,7 +313,7 @@ def resolve(model_kind: str | None, preset: str | None, file_values: dict[str, d
 def resumed(saved: dict[str, Any], options: dict[str, Any]) -> TrainConfig:
     """A saved run's config (TrainConfig.to_dict) to continue it, with the RESUMABLE options
     (field name -> value) changed; any other option is refused unless it is the run's value."""
-    was = {k: v for section in SECTIONS for k, v in (saved.get(section) or {}).items()}
+    was = {k: v for section in SECTIONS for k, v in TrainConfig.from_dict(saved).to_dict()[section].items()}  # + defaults
     changed = [k for k in options if k not in RESUMABLE and (k not in was or options[k] != was[k])]
     if changed:
         raise LadderError(f"--{changed[0].replace('_', '-')} cannot change on --resume (the run has "

@@ -143,6 +143,12 @@ def test_resumable_options_are_the_fields_marked_so():
     # the run's own values may be given again (the command that made it, with --resume added)
     again = config.resumed(saved, {"beta2": saved["optim"]["beta2"], "n_layer": saved["model"]["n_layer"]})
     assert again.to_dict() == saved
+    # a run saved before a field existed has its default: given again, that is the run's own value
+    older = copy.deepcopy(saved)
+    del older["data"]["token_dropout_steps"], older["model"]["n_loop"]
+    assert config.resumed(older, {"token_dropout_steps": 0, "n_loop": 1}).to_dict() == saved
+    with pytest.raises(LadderError, match=r"--token-dropout-steps cannot change on --resume \(the run has 0\)"):
+        config.resumed(older, {"token_dropout_steps": 5})
 
 
 def test_model_kinds_agree_with_the_registry():
