@@ -1,17 +1,18 @@
 """The GPT rung's model: a pre-norm GPT-2 ("Language Models are Unsupervised Multitask
 Learners", Radford et al. 2019), the model only.
 
-Token + position embeddings (or, with position="rotary", rotary position embeddings: Su et al.
-2021, "RoFormer", which turn each head's queries and keys by angles proportional to their
-position, so attention sees only relative positions), `n_layer` blocks of (LayerNorm -> causal
-self-attention -> residual, LayerNorm -> MLP -> residual), gone through n_loop times (1: GPT-2; more:
-depth with shared weights, as Dehghani et al. 2019's universal transformer), a final LayerNorm and a
+Token + position embeddings (or, with position="rotary", rotary position embeddings: Su et al. 2021,
+"RoFormer", which turn each head's queries and keys by angles proportional to their position, so
+attention sees only relative positions), `n_layer` blocks of (LayerNorm -> causal self-attention ->
+residual, LayerNorm -> MLP -> residual), gone through n_loop times (1: GPT-2; more: depth with
+shared weights, as Dehghani et al. 2019's universal transformer), a final LayerNorm and a
 language-model head that shares its weight with the token embedding. Attention is
-`F.scaled_dot_product_attention` with a causal mask (flash attention on a GPU). Under autocast the stream between blocks stays float32
-unless residual_dtype is "autocast" (then it is bf16 on a GPU, as in the gpt2-124m preset: the
-same weights, half the memory traffic of the adds and layer norms). Parameter names follow
-GPT-2's checkpoint layout (transformer.wte, transformer.h.0.attn.c_attn, ...), so loading GPT-2
-weights is a loop over names (GPT-2's Conv1D weights are the transposes of these Linear ones).
+`F.scaled_dot_product_attention` with a causal mask (flash attention on a GPU). Under autocast the
+stream between blocks stays float32 unless residual_dtype is "autocast" (then it is bf16 on a GPU,
+as in the gpt2-124m preset: the same weights, half the memory traffic of the adds and layer norms).
+Parameter names follow GPT-2's checkpoint layout (transformer.wte, transformer.h.0.attn.c_attn,
+...), so loading GPT-2 weights is a loop over names (GPT-2's Conv1D weights are the transposes of
+these Linear ones).
 
 Shapes: B batch, T time (<= block_size), C = n_embd, nh = n_head, hs = C // nh, V vocab.
 """

@@ -16,7 +16,6 @@ head, cross-attention), is refused with the reason.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import re
 from pathlib import Path

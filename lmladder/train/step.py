@@ -23,6 +23,7 @@ import numpy as np
 from lmladder.config import RunConfig, TrainConfig
 from lmladder.console import log
 from lmladder.kernels import fused_head
+from lmladder.tokensplit import dropout_at
 from lmladder.train.optim import set_learning_rate
 
 
@@ -44,8 +45,6 @@ def draw_batch(ids: np.ndarray, step: int, config: TrainConfig, rank: int, world
     """This process's share of step `step`'s batch: a CPU tensor (share, seq_len + 1), pinned
     for the copy to a GPU."""
     import torch
-
-    from lmladder.tokensplit import dropout_at
 
     share = config.optim.batch_size // world
     windows = batch_windows(ids, config.run.seed, step, config.optim.batch_size, config.seq_len, parents,
