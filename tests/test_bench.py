@@ -267,6 +267,22 @@ def test_gpu_bench_reports_the_median_run():
     assert script.median_run([{"error": "oom"}]) == {"error": "oom"}
 
 
+def test_gpu_bench_keeps_what_a_timed_out_run_wrote(tmp_path, monkeypatch, capsys):
+    """A gpt2-124m run past its limit (benchmarks/children.py stopped it) is reported with the
+    tail of what it wrote, not only "timed out"."""
+    import subprocess
+
+    script = bench_script("bench_gpu")
+
+    def over(cmd, timeout, env=None):
+        raise subprocess.TimeoutExpired(cmd, timeout, "", "step 40/60 loss 5.1\ncompiling max-autotune ...")
+
+    monkeypatch.setattr(script.children, "run", over)
+    _, rows, tail = script.run_train(["--max-steps", "60"], tmp_path / "run", 7.0)
+    assert rows == [] and "compiling max-autotune" in tail and "timed out after 7.0 s" in tail
+    assert "FAILED (-9)" in capsys.readouterr().err
+
+
 def test_profile_step_script_on_the_cpu(tmp_path, monkeypatch):
     """benchmarks/profile_step.py times and profiles a GPT step and sums its time by kind."""
     script = bench_script("profile_step")

@@ -28,9 +28,11 @@ RECIPES = {
     # its two blocks gone through twice (n_loop): sampled, scored and compressed through both passes
     "gpt-looped": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--n-loop", "2",
                            *NEURAL_TOY, "--out", "{out}"]),
-    # renormalised over canonical encodings (lmladder.canonical): scored, sampled, compressed alike
+    # renormalised over canonical encodings (lmladder.canonical): scored, sampled, compressed alike; its
+    # token dropout falls from 1 over 5 steps, so the resume at step 4 comes in the middle of the fall
     "gpt-bpe-canonical": ("gpt", ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--tokenizer",
-                                  "{tokenizer}", "--canonical", "--token-dropout", "0.1", *NEURAL_TOY,
+                                  "{tokenizer}", "--canonical", "--token-dropout", "0.1", "--token-dropout-steps", "5",
+                                  *NEURAL_TOY,
                                   "--out", "{out}"]),
 }
 
