@@ -38,12 +38,13 @@ BENCH_PROFILES = {
                                  "optim": dict(batch_size=32, weight_decay=3.0, ema=0.995, optimizer="muon"),
                                  "data": dict(input_noise=0.05),
                                  "run": dict(max_steps=6000, eval_interval=250, eval_batch_size=256, patience=4)}),
-            # a BPE GPT overfits sooner: a 256-token context, more weight decay, token dropout, and canonical
-            # scoring (512-token BPE: 1.964 with these, 1.996 with weight decay 4, token dropout 0.05 and no
-            # canonical: benchmarks/results/bpe-canonical-gpu-2026-12-02; 2.022 with AdamW: -12-01-token-dropout);
-            # characters first, its token dropout falling from 1 over 1,000 steps: 1.929 against 1.946-1.953
-            # (benchmarks/results/bpe-curriculum-h200-2026-12-02)
-            "gpt-bpe": (None, {"model": dict(block_size=256), "optim": dict(batch_size=64, weight_decay=6.0),
+            # a BPE GPT overfits sooner: more weight decay, token dropout, and canonical scoring (512-token
+            # BPE: 1.964 with these, 1.996 with weight decay 4, token dropout 0.05 and no canonical:
+            # benchmarks/results/bpe-canonical-gpu-2026-12-02); characters first, its token dropout falling
+            # from 1 over 1,000 steps (1.929 against 1.946-1.953: -bpe-curriculum-h200-2026-12-02); the
+            # char GPT's 512 context at batch 32 (1,024 tokens: 1.885 against 1.940 with 256 at batch 64;
+            # 512 tokens: 1.864; benchmarks/results/bpe-context-h200-2026-12-02)
+            "gpt-bpe": (None, {"optim": dict(weight_decay=6.0),
                                "data": dict(token_dropout=0.1, token_dropout_steps=1000, canonical=True)})},
 }
 

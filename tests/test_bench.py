@@ -363,7 +363,9 @@ def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
     # both take the 60 s recipe's Muon and input noise (a BPE rung's own table could still turn them off)
     assert char.optim.optimizer == bpe.optim.optimizer == "muon"
     assert char.data.input_noise == bpe.data.input_noise == 0.05
-    assert (bpe.model.block_size, bpe.optim.weight_decay) == (256, 6.0)
+    # the char GPT's context and batch (512 tokens at batch 32), more weight decay
+    assert (bpe.model.block_size, bpe.optim.batch_size) == (char.model.block_size, char.optim.batch_size) == (512, 32)
+    assert (bpe.optim.weight_decay, char.optim.weight_decay) == (6.0, 3.0)
     assert bpe.data.canonical and not char.data.canonical  # canonical is refused for a char tokenizer
     assert char.model.n_loop == bpe.model.n_loop == 2  # the blocks gone through twice
 
