@@ -48,6 +48,11 @@ BENCH_PROFILES = {
                                "data": dict(token_dropout=0.1, token_dropout_steps=1000, canonical=True)})},
 }
 
+# a BPE rung's vocabulary where its ladder entry gives none (the default ladder's): with the gpu profile
+# 512 tokens scored 1.864 against 1,024's 1.886 on Tiny Shakespeare's test (val: 1.8229 and 1.8241;
+# benchmarks/results/ladder-gpu-tinyshakespeare-2026-12-02-context), with the cpu profile 2.197 and 2.190
+BPE_VOCAB = 512
+
 
 class _BenchCorpus:
     def __init__(self, splits):
@@ -90,7 +95,7 @@ def check(kind: str, settings: dict, profile: str):
     if tokenizer == "bpe":
         from lmladder import bpe
 
-        vocab = settings.get("bpe_vocab", 1024)
+        vocab = settings.get("bpe_vocab", BPE_VOCAB)
         if not isinstance(vocab, int) or isinstance(vocab, bool):
             raise LadderError(f"bpe_vocab must be an integer (got {vocab!r})")
         bpe.BPESettings(vocab_size=vocab).check()
@@ -131,9 +136,9 @@ def split_factors(rows: list[dict], data, parents, train_ids: np.ndarray) -> lis
 
 def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     """The `gpt` and `mlp` rung kinds of a ladder file. Settings: tokenizer ("char" or "bpe"),
-    bpe_vocab (the BPE's vocabulary size, default 1024), and tables model, optim, data and run of
-    training settings over the profile's (rung_config). Trained in a scratch folder under the
-    cache, which is removed once the model is loaded."""
+    bpe_vocab (the BPE's vocabulary size, default BPE_VOCAB, 512), and tables model, optim, data
+    and run of training settings over the profile's (rung_config). Trained in a scratch folder
+    under the cache, which is removed once the model is loaded."""
     import shutil
     import tempfile
 
@@ -144,7 +149,7 @@ def from_ladder(kind: str, settings: dict, splits, profile: str) -> Built:
     if settings.get("tokenizer", "char") == "bpe":
         from lmladder import bpe
 
-        tok = bpe.train(train_docs, bpe.BPESettings(vocab_size=settings.get("bpe_vocab", 1024)))
+        tok = bpe.train(train_docs, bpe.BPESettings(vocab_size=settings.get("bpe_vocab", BPE_VOCAB)))
     else:
         from lmladder.vocab import CharVocab
 
