@@ -19,7 +19,7 @@ from lmladder.train import Job, train
 from lmladder.train.plan import with_vocabulary
 
 # profile -> rung kind -> (preset, overrides): cpu is sized so the default ladder on Tiny Shakespeare
-# takes ~10 minutes on 2 cores (each GPT ~4 minutes); gpu uses the presets
+# takes ~10 minutes on 2 cores (each GPT ~4 minutes); gpu takes the presets with overrides of its own
 BENCH_PROFILES = {
     "cpu": {"mlp": ("mlp", {"model": dict(block_size=16, n_hidden=256), "optim": dict(batch_size=64, lr=1e-2),
                             "data": dict(seq_len=64), "run": dict(max_steps=1500, eval_interval=750)}),
