@@ -470,7 +470,7 @@ def test_variants_bench_refuses_names_it_cannot_select(tmp_path):
 
     for args, fragment in (([str(tmp_path / "none.toml")], "No such file"), ([str(ladder), "--jobs", "-1"], "--jobs")):
         run = subprocess.run([sys.executable, str(REPO / "benchmarks/bench_variants.py"), *args], capture_output=True,
-                             text=True, timeout=60, env={**os.environ, "OUT": str(tmp_path / "out")})
+                             text=True, timeout=60, env={**os.environ, "OUT": str(tmp_path / "out"), "PYTHONPATH": str(REPO)})
         lines = run.stderr.strip().splitlines()
         assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0]
         assert not (tmp_path / "out").exists()  # refused before anything is written
