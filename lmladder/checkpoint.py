@@ -21,6 +21,12 @@ data, so bytes changed in place would otherwise load as different weights. Files
 transformers folder, an export for one: safetensors writes its metadata in no fixed order, and an
 export's must be byte for byte the same each time, so it keeps transformers' one key; an older
 run) are read as they are.
+
+A model's weights (model.safetensors, ema.safetensors) also carry the model settings they were
+trained with, "lmladder.model" (model_settings: all but dropout and the residual stream's dtype,
+which change training or rounding, not the function), compared with the model they are loaded
+into: an edit of lmladder.json that keeps every shape (n_head, n_loop, a rotary GPT's block_size,
+an MLP's pad_id) would otherwise load as a different model, silently.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from lmladder.errors import LadderError
 FORMAT = "lmladder-checkpoint"
 OPTIMIZER_FORMAT = "lmladder-optimizer"
 CRC_KEY = "lmladder.crc32"
+MODEL_KEY = "lmladder.model"
+NOT_SAVED = ("dropout", "residual_dtype")  # settings of training or rounding, free to differ on load
 TIED = ("lm_head.weight",)  # shares its tensor with transformer.wte.weight: saved once
 
 
@@ -69,15 +77,53 @@ def tensors_crc32(tensors: dict[str, Any]) -> str:
     return f"{zlib.crc32(lines.encode()):08x}"
 
 
-def save_tensors(tensors: dict[str, Any], path: Path) -> None:
+def model_settings(model) -> dict[str, Any] | None:
+    """The settings of `model`'s config that its weights are saved with (MODEL_KEY)."""
+    import dataclasses
+
+    config = getattr(model, "config", None)
+    if not dataclasses.is_dataclass(config):
+        return None
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in NOT_SAVED}
+
+
+def save_tensors(tensors: dict[str, Any], path: Path, settings: dict[str, Any] | None = None) -> None:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(tensors, str(path), metadata={CRC_KEY: tensors_crc32(tensors)})
+    metadata = {CRC_KEY: tensors_crc32(tensors)}
+    if settings is not None:
+        metadata[MODEL_KEY] = json.dumps(settings, sort_keys=True)
+    save_file(tensors, str(path), metadata=metadata)
 
 
 def save_weights(model, path: Path) -> None:
-    save_tensors(_weights(model), path)
+    save_tensors(_weights(model), path, model_settings(model))
+
+
+def refuse_other_settings(model, path: Path) -> None:
+    """A LadderError where the weights file at `path` (read by load_tensors: it opens) was saved
+    with model settings (MODEL_KEY) other than `model`'s: its run's lmladder.json was edited since.
+    A file without them (an older run) passes."""
+    from safetensors import safe_open
+
+    mine = model_settings(model) or {}
+    with safe_open(str(path), "pt") as handle:  # a file load_tensors has read whole already
+        text = (handle.metadata() or {}).get(MODEL_KEY)
+    if text is None:
+        return
+    try:
+        saved = json.loads(text)
+    except ValueError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise LadderError(f"{path} is corrupt: its model settings ({MODEL_KEY}) are not a JSON object; retrain or "
+                          "resume from another checkpoint")
+    changed = [k for k in sorted(saved) if k in mine and saved[k] != mine[k]]
+    if changed:
+        what = "; ".join(f"{k} {saved[k]!r}, not {mine[k]!r}" for k in changed[:3])
+        raise LadderError(f"{path} was trained with {what} as its run's lmladder.json says: the config was edited "
+                          "since; restore it or retrain")
 
 
 def load_tensors(path: Path) -> dict[str, Any]:
@@ -101,6 +147,7 @@ def load_tensors(path: Path) -> dict[str, Any]:
 
 def load_weights(model, path: Path) -> None:
     state = load_tensors(path)
+    refuse_other_settings(model, path)
     mine = model.state_dict()
     wrong = next((k for k, v in state.items() if k in mine and tuple(v.shape) != tuple(mine[k].shape)), None)
     if wrong is not None:
@@ -148,7 +195,7 @@ def save(folder: Path, model, optimizer, state: dict[str, Any], average: dict[st
         if optimizer is not None:
             save_optimizer(optimizer, tmp)
         if average is not None:
-            save_tensors(average, tmp / "ema.safetensors")
+            save_tensors(average, tmp / "ema.safetensors", model_settings(model))
         write_json(tmp / MARKER, artifacts.header(FORMAT, **state, rng=rng_state()))
 
 
@@ -177,10 +224,10 @@ class BestWriter:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(1, thread_name_prefix="lmladder-best")
-        self.pending = self.pool.submit(self._write, folder, weights, header, done)
+        self.pending = self.pool.submit(self._write, folder, weights, header, done, model_settings(model))
 
     @staticmethod
-    def _write(folder: Path, weights: dict[str, Any], header: dict[str, Any], done) -> None:
+    def _write(folder: Path, weights: dict[str, Any], header: dict[str, Any], done, settings=None) -> None:
         import contextlib
 
         import torch
@@ -190,7 +237,7 @@ class BestWriter:
             done.synchronize()  # wait for, and hold up, the training kernels)
             side = torch.cuda.stream(torch.cuda.Stream(next(v.device for v in weights.values() if v.is_cuda)))
         with atomic_dir(folder) as tmp, side:
-            save_tensors(weights, tmp / "model.safetensors")
+            save_tensors(weights, tmp / "model.safetensors", settings)
             write_json(tmp / MARKER, header)
 
     def wait(self) -> None:

@@ -17,7 +17,8 @@ TOY = ["--max-steps", "3", "--batch-size", "4", "--eval-interval", "0"]
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """A char GPT, a BPE GPT, an MLP and a second BPE (a tokenizer of other text)."""
+    """A char GPT, a BPE GPT, an MLP, a rotary GPT with a moving average of its weights, and a
+    second BPE (a tokenizer of other text)."""
     root = tmp_path_factory.mktemp("damage")
     corpus = plays(root, 20_000)
     other = root / "other.txt"
@@ -27,6 +28,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         "bpe-gpt": ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--tokenizer", "{tokenizer}",
                     *TOY, "--out", "{out}"],
         "mlp": ["train", "{corpus}", "--model", "mlp", *TOY, "--out", "{out}"],
+        "rotary": ["train", "{corpus}", "--preset", "gpt-tiny", "--block-size", "16", "--position", "rotary",
+                   "--ema", "0.9", *TOY, "--out", "{out}"],
         "other-tok": ["tokenizer", "train", str(other), "--vocab-size", "300", "--out", "{out}"],
         "ngram": ["ngram", "train", "{corpus}", "--order", "3", "--out", "{out}"],
     }
@@ -54,12 +57,17 @@ def _model(value):
     ("gpt", _model({"position": "weird"}), "position must be one of"),
     ("gpt", _model({"block_size": 10**12}), "the config makes it (1000000000000, 32)"),
     ("gpt", _model({"vocab_size": 10**9}), "does not fit the model of its config"),
-    ("gpt", _model({"n_layer": 5}), "does not fit the model of its config"),
+    ("gpt", _model({"n_layer": 5}), "was trained with n_layer 2, not 5 as its run's lmladder.json says"),
     ("gpt", lambda h: h.update(weights=5), "names its weights 5"),
     ("gpt", lambda h: h.pop("config"), "KeyError"),
     ("mlp", _model({"n_hidden": -3}), "n_hidden must be at least 1"),
     ("mlp", _model({"pad_id": 10**6}), "pad_id 1000000 is not a token"),
     ("mlp", _model({"vocab_size": 10**9}), "does not fit the model of its config"),
+    # every shape the same, another model: refused by the settings the weights were saved with
+    ("gpt", _model({"n_head": 4}), "was trained with n_head 2, not 4"),
+    ("gpt", _model({"n_loop": 2}), "was trained with n_loop 1, not 2"),
+    ("rotary", _model({"block_size": 32}), "was trained with block_size 16, not 32"),
+    ("mlp", lambda h: h["config"]["model"].update(pad_id=h["config"]["model"]["pad_id"] - 1), "was trained with pad_id"),
 ])
 def test_an_edited_config_is_refused_before_the_model_is_built(cli, runs, tmp_path, label, edit, fragment):
     folder = _edited(runs, label, tmp_path, edit)
@@ -114,3 +122,44 @@ def test_an_edited_ngram_header_is_refused(cli, runs, tmp_path, edit, fragment):
     folder = _edited(runs, "ngram", tmp_path, edit)
     for args in (["score", folder, runs["corpus"]], ["export", folder, "--format", "arpa", "--out", tmp_path / "x.arpa"]):
         assert_error(cli(*args), fragment)
+
+
+def _settings(path: Path) -> dict | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        text = (handle.metadata() or {}).get("lmladder.model")
+    return None if text is None else json.loads(text)
+
+
+def test_weights_carry_their_model_settings_and_an_older_file_without_them_loads(cli, runs, tmp_path):
+    """latest/, best/ and the moving average all carry the model's settings (but dropout and the
+    residual dtype, which may differ on load); a file written before they were (re-saved here
+    without them) still loads, and a dropout edit is no other model."""
+    from lmladder import checkpoint
+
+    folder = tmp_path / "rotary"
+    shutil.copytree(runs["rotary"], folder)
+    model = json.loads((folder / "lmladder.json").read_text())["config"]["model"]
+    for name in ("latest/model.safetensors", "latest/ema.safetensors", "best/model.safetensors"):
+        assert _settings(folder / name) == {k: v for k, v in model.items() if k not in ("dropout", "residual_dtype")}
+    assert cli("score", _edited(runs, "rotary", tmp_path / "d", _model({"dropout": 0.1})), runs["corpus"]).exit_code == 0
+    for name in ("latest/ema.safetensors", "best/model.safetensors", "latest/model.safetensors"):
+        checkpoint.save_tensors(checkpoint.load_tensors(folder / name), folder / name)  # no settings
+        assert _settings(folder / name) is None
+    assert cli("score", folder, runs["corpus"]).exit_code == 0
+
+
+def test_weights_with_damaged_settings_are_refused(cli, runs, tmp_path):
+    from safetensors.torch import save_file
+
+    from lmladder import checkpoint
+
+    folder = tmp_path / "gpt"
+    shutil.copytree(runs["gpt"], folder)
+    for name in ("best/model.safetensors", "latest/model.safetensors"):
+        tensors = checkpoint.load_tensors(folder / name)
+        save_file(tensors, str(folder / name), metadata={checkpoint.CRC_KEY: checkpoint.tensors_crc32(tensors),
+                                                         checkpoint.MODEL_KEY: "{not json"})
+    for args in (["score", folder, runs["corpus"]], ["sample", folder, "--max-new-chars", "5"]):
+        assert_error(cli(*args), "its model settings (lmladder.model) are not a JSON object")
