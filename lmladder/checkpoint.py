@@ -18,9 +18,8 @@ so continuing at step k needs nothing else.
 Every safetensors file lmladder writes carries a checksum of its tensors' bytes (tensors_crc32) in
 its metadata, "lmladder.crc32", checked when it is read: safetensors checks its header, not the
 data, so bytes changed in place would otherwise load as different weights. Files without it (a
-transformers folder, an export for one: safetensors writes its metadata in no fixed order, and an
-export's must be byte for byte the same each time, so it keeps transformers' one key; an older
-run) are read as they are.
+transformers folder from elsewhere, an older run) are read as they are. Metadata is written in a
+fixed order (lmladder.tensorfile), so the same tensors make the same bytes.
 
 A model's weights (model.safetensors, ema.safetensors) also carry the model settings they were
 trained with, "lmladder.model" (model_settings: all but dropout and the residual stream's dtype,
@@ -88,13 +87,13 @@ def model_settings(model) -> dict[str, Any] | None:
 
 
 def save_tensors(tensors: dict[str, Any], path: Path, settings: dict[str, Any] | None = None) -> None:
-    from safetensors.torch import save_file
+    from lmladder import tensorfile
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     metadata = {CRC_KEY: tensors_crc32(tensors)}
     if settings is not None:
         metadata[MODEL_KEY] = json.dumps(settings, sort_keys=True)
-    save_file(tensors, str(path), metadata=metadata)
+    tensorfile.save(tensors, path, metadata)  # the same tensors and settings, the same bytes
 
 
 def save_weights(model, path: Path) -> None:

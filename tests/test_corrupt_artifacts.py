@@ -118,3 +118,26 @@ def test_a_safetensors_file_without_a_checksum_still_loads(tmp_path):
     for name in ("plain", "ours"):
         back = load_tensors(tmp_path / f"{name}.safetensors")
         assert all(torch.equal(back[k], tensors[k]) for k in tensors)
+
+
+def test_the_same_tensors_and_settings_make_the_same_bytes_in_every_process(tmp_path):
+    """safetensors orders metadata keys by a hash map seeded per process: with two keys (the
+    checksum and the model settings) the same weights came out as one of two files. Written in
+    separate processes, they are now the same bytes, their keys in a fixed order."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = ("import sys, torch; from lmladder.checkpoint import save_tensors; "
+              "save_tensors({'w': torch.arange(12.0).reshape(3, 4), 'b': torch.ones(3)}, sys.argv[1], "
+              "{'n_head': 2, 'n_embd': 4, 'bias': True, 'position': 'rotary'})")
+    paths = [tmp_path / f"{i}.safetensors" for i in range(4)]
+    for path in paths:
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert len({p.read_bytes() for p in paths}) == 1
+    data = paths[0].read_bytes()
+    header = data[8 : 8 + int.from_bytes(data[:8], "little")].decode()
+    assert header.index('"lmladder.crc32"') < header.index('"lmladder.model"')

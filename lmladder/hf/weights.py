@@ -171,24 +171,11 @@ def folded(state: dict[str, torch.Tensor], config: GPTConfig,
 def write_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """model.safetensors: metadata "format" "pt" (transformers refuses a file without it) and
     lmladder's CRC-32 of the tensors (checkpoint.load_tensors checks it where present; transformers
-    ignores it). safetensors writes metadata keys in a hash map's order, which changes from run to
-    run, so the header is written again with them in a fixed order, the same length: the same
-    weights make the same bytes."""
-    from safetensors.torch import save_file
-
+    ignores it), in a fixed order (lmladder.tensorfile): the same weights make the same bytes."""
+    from lmladder import tensorfile
     from lmladder.checkpoint import CRC_KEY, tensors_crc32
 
-    save_file(tensors, str(path), metadata={"format": "pt", CRC_KEY: tensors_crc32(tensors)})
-    with open(path, "r+b") as f:
-        size = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(size))
-        meta = header.pop("__metadata__")
-        header = {"__metadata__": {k: meta[k] for k in ("format", CRC_KEY)}, **header}
-        text = json.dumps(header, separators=(",", ":")).encode()
-        if len(text) > size:  # never: the same keys and values, only their order differs
-            raise ValueError(f"{path}: the safetensors header grew when reordered")
-        f.seek(8)
-        f.write(text.ljust(size))
+    tensorfile.save(tensors, path, {"format": "pt", CRC_KEY: tensors_crc32(tensors)})
 
 
 def read_tensors(folder: Path) -> dict[str, torch.Tensor]:
