@@ -348,6 +348,26 @@ def test_a_neural_rung_s_own_tables_go_over_its_profile(monkeypatch):
         neural_ladder.rung_config("gpt", {"optim": 3}, "cpu")
 
 
+def test_a_bpe_rung_without_bpe_vocab_trains_the_default_ladder_s_512_tokens(monkeypatch):
+    from lmladder import bpe, neural_ladder
+    from lmladder.bench import load_ladder
+    from lmladder.splits import split_documents
+
+    gpt_bpe = next(r for r in load_ladder(None) if r["name"] == "gpt-bpe")
+    assert gpt_bpe["bpe_vocab"] == neural_ladder.BPE_VOCAB == 512
+
+    class Trained(Exception):
+        pass
+
+    def train(docs, settings):
+        raise Trained(settings.vocab_size)
+
+    monkeypatch.setattr(bpe, "train", train)
+    splits = split_documents(["t"], ["some text to split\n" * 200], "val:0.1,train:0.8,test:0.1")
+    with pytest.raises(Trained, match="^512$"):
+        neural_ladder.from_ladder("gpt", {"tokenizer": "bpe"}, splits, "cpu")
+
+
 def test_the_gpu_profile_stops_its_neural_rungs_at_their_best_val():
     from lmladder import neural_ladder
 
