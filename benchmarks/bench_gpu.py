@@ -267,7 +267,8 @@ MFU_VARIANTS = {"base": [], "cudnn": ["--attention", "cudnn"], "no-graph": ["--n
                 "bias": ["--bias"], "bias-plain-gelu": ["--bias", "--gelu-fusion", "plain"],
                 # the blocks' products in FP8 (lmladder/kernels/fp8.py; the MLP then unfused): compare
                 # train_loss_last with base's, the same seed and batches, for whether the loss holds
-                "fp8": ["--fp8"], "fp8-autotune-no-graph": ["--fp8", "--compile-mode", "max-autotune-no-cudagraphs",
+                "fp8": ["--fp8"], "fp8-head": ["--head-loss", "fp8"],
+                "fp8-head-blocks": ["--head-loss", "fp8", "--fp8"], "fp8-autotune-no-graph": ["--fp8", "--compile-mode", "max-autotune-no-cudagraphs",
                                                             "--no-cuda-graph"]}
 
 

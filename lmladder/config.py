@@ -157,9 +157,9 @@ class RunConfig:
     dtype: str = opt("bfloat16", "Autocast dtype on CUDA: bfloat16, float16 or float32.")
     head_loss: str = opt("auto", "GPT: the head and the cross-entropy: fused (one pass that also writes the "
                                  "logits' gradient; a Triton kernel on a GPU, lmladder/kernels/headloss.py), "
-                                 "plain (nn.Linear, then F.cross_entropy) or auto (fused on a GPU from a "
-                                 f"vocabulary of {FUSED_HEAD_MIN_VOCAB:,} up, where it makes the step faster).",
-                         resumable=True)
+                                 "fp8 (fused, its products in FP8: a GPU of compute capability 8.9+), plain "
+                                 "(nn.Linear, then F.cross_entropy) or auto (fused on a GPU from a vocabulary "
+                                 f"of {FUSED_HEAD_MIN_VOCAB:,} up, where it makes the step faster).", resumable=True)
     gelu_fusion: str = opt("auto", "GPT: the MLP: fused (GELU in the matrix products' epilogues, cuBLASLt's on "
                                    "a GPU, lmladder/kernels/fusedmlp.py), plain (Linear, GELU, Linear, compiled "
                                    "as separate kernels) or auto (fused on a GPU under bf16/fp16 from "
@@ -176,7 +176,7 @@ SECTION_TYPES = {"optim": OptimConfig, "data": DataConfig, "run": RunConfig}
 RESUMABLE = tuple(f.name for cls in SECTION_TYPES.values() for f in fields(cls) if f.metadata["resumable"])
 ATTENTION_KERNELS, COMPILE_MODES = ("auto", "flash", "cudnn", "efficient", "math"), ("default", "max-autotune-no-cudagraphs")
 SCHEDULES, OPTIMIZERS, DTYPES = ("cosine", "wsd"), ("adamw", "muon"), ("bfloat16", "float16", "float32")
-HEAD_LOSSES = GELU_FUSIONS = ("auto", "fused", "plain")
+HEAD_LOSSES, GELU_FUSIONS = ("auto", "fused", "fp8", "plain"), ("auto", "fused", "plain")
 
 
 def model_config_type(kind: str):
@@ -386,8 +386,8 @@ def check(config: TrainConfig) -> None:
         value = getattr(r, switch)
         if value not in choices:
             bad(switch, f"{switch} must be one of {', '.join(choices)} (got {value!r})")
-        elif config.model_kind != "gpt" and value == "fused":
-            bad(switch, f"{switch} fused is for a GPT; an {config.model_kind.upper()} {instead}")
+        elif config.model_kind != "gpt" and value in ("fused", "fp8"):
+            bad(switch, f"{switch} {value} is for a GPT; an {config.model_kind.upper()} {instead}")
     if config.model_kind == "gpt" and m.n_loop > MAX_LOOPS:
         bad("n_loop", f"n_loop must be at most {MAX_LOOPS} (got {m.n_loop}); a deeper model wants more n_layer")
     if config.model_kind == "gpt" and d.seq_len > m.block_size:

@@ -140,8 +140,7 @@ def test_fp8_problems_name_each_thing_in_the_way(monkeypatch):
     (rocm,) = fp8.fp8_problems(config, "cuda", 64 * 256)
     assert "NVIDIA" in rocm and "ROCm" in rocm
     mlp = resolve("mlp", None, None, {"run": {"fp8": True}})
-    assert fp8.fp8_problems(mlp, "cuda", 64) == ["--fp8 is for a GPT's block products; an MLP trains in bf16 or "
-                                                 "float32"]
+    assert fp8.fp8_problems(mlp, "cuda", 64) == ["--fp8 is for a GPT's products; an MLP trains in bf16 or float32"]
 
 
 def test_fp8_leaves_the_mlp_unfused(monkeypatch):

@@ -527,7 +527,7 @@ def test_unknown_config_key(cli, tmp_path):
     ("--position", "absolute", "position must be one of learned, rotary"),
     ("--residual-dtype", "bfloat16", "residual_dtype must be one of float32, autocast"),
     ("--ema", "1.0", "ema must be in [0, 1)"),
-    ("--head-loss", "triton", "head_loss must be one of auto, fused, plain"),
+    ("--head-loss", "triton", "head_loss must be one of auto, fused, fp8, plain"),
     ("--gelu-fusion", "cublas", "gelu_fusion must be one of auto, fused, plain"),
 ])
 def test_impossible_run_option(cli, tmp_path, option, value, message):

@@ -4,7 +4,8 @@
                  logits' gradient over the logits (a Triton kernel on a GPU, torch elsewhere)
     fusedmlp.py  the MLP (c_fc -> GELU -> c_proj) with the GELU inside the matrix products
     cublaslt.py  the cuBLASLt GELU epilogues fusedmlp.py calls, through ctypes
-    fp8.py       the blocks' products in FP8 while training (--fp8), by torch._scaled_mm
+    fp8.py       the blocks' products in FP8 while training (--fp8), by torch._scaled_mm (the
+                 head's are headloss.py's, with --head-loss fp8)
 
 Each computes the same function as the plain modules (the tests check them against each other),
 so the model (lmladder.gpt) never imports them: the trainer asks `fused_head` and `fused_gelu`
@@ -25,12 +26,17 @@ FUSED_HEAD_MIN_VOCAB = 1024
 
 
 def _chosen(config, switch: str) -> bool | None:
-    """A GPT fusion switch (head_loss, gelu_fusion) as set: True (fused), False (plain, or not a
-    GPT), None (auto: the caller decides)."""
+    """A GPT fusion switch (head_loss, gelu_fusion) as set: True (fused, or the fused head in
+    FP8), False (plain, or not a GPT), None (auto: the caller decides)."""
     value = getattr(config.run, switch)
     if config.model_kind != "gpt" or value == "plain":
         return False
-    return True if value == "fused" else None
+    return True if value in ("fused", "fp8") else None
+
+
+def fp8_head(config) -> bool:
+    """Whether a run's GPT takes its loss through headloss.py with the head's products in FP8."""
+    return config.model_kind == "gpt" and config.run.head_loss == "fp8"
 
 
 def fused_head(config, device_type: str) -> bool:

@@ -34,7 +34,7 @@ def quantize(t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.T
     """(q, scale): q = t / scale in `dtype`, with scale (float32, 0-d) = max|t| / the dtype's
     largest finite value, so that q * scale approximates t and the largest |t| is representable."""
     top = torch.finfo(dtype).max
-    scale = t.detach().abs().amax().float().clamp(min=1e-30) / top
+    scale = torch.linalg.vector_norm(t.detach(), float("inf")).float().clamp(min=1e-30) / top  # one pass
     return (t.float() / scale).clamp(-top, top).to(dtype), scale
 
 
@@ -87,31 +87,38 @@ def fp8_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None)
 
 
 def fp8_problems(config, device: str, micro_tokens: int) -> list[str]:
-    """What stops a run from training with --fp8 (an empty list: nothing): a GPT whose products'
-    sizes are multiples of 16, micro-batches of a multiple of 16 tokens, a CUDA GPU of compute
-    capability 8.9 or newer, and not the fused GELU (its epilogues are bf16 products)."""
-    if not config.run.fp8:
+    """What stops a run from training with --fp8 or --head-loss fp8 (an empty list: nothing): a GPT
+    whose products' sizes are multiples of 16 (the head's vocabulary too), micro-batches of a
+    multiple of 16 tokens, a CUDA GPU of compute capability 8.9 or newer, and for --fp8 not the
+    fused GELU (its epilogues are bf16 products)."""
+    head = config.run.head_loss == "fp8"
+    names = [name for name, on in (("--fp8", config.run.fp8), ("--head-loss fp8", head)) if on]
+    if not names:
         return []
+    what = " and ".join(names)
     if config.model_kind != "gpt":
-        return ["--fp8 is for a GPT's block products; an MLP trains in bf16 or float32"]
+        return [f"{what} is for a GPT's products; an MLP trains in bf16 or float32"]
     problems = []
     if config.model.n_embd % 16:
-        problems.append(f"--fp8 needs n_embd a multiple of 16 (got {config.model.n_embd})")
+        problems.append(f"{what} needs n_embd a multiple of 16 (got {config.model.n_embd})")
+    if head and config.model.vocab_size % 16:
+        problems.append(f"--head-loss fp8 needs a vocabulary of a multiple of 16 (got {config.model.vocab_size:,}: "
+                        "pad it with --vocab-size, or use --head-loss fused)")
     if micro_tokens % 16:
-        problems.append(f"--fp8 needs a micro-batch of a multiple of 16 tokens (got {micro_tokens:,}: "
+        problems.append(f"{what} needs a micro-batch of a multiple of 16 tokens (got {micro_tokens:,}: "
                         "change --micro-batch-size or --block-size)")
-    if config.run.gelu_fusion == "fused":
+    if config.run.fp8 and config.run.gelu_fusion == "fused":
         problems.append("--fp8 and --gelu-fusion fused do not go together (the fused MLP's epilogues are "
                         "bf16 products); use --gelu-fusion auto or plain")
     if not device.startswith("cuda"):
-        problems.append(f"--fp8 needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40S, RTX 40xx); "
-                        f"this run is on {device}: leave --fp8 out")
+        problems.append(f"{what} needs a CUDA GPU of compute capability 8.9 or newer (H100, H200, L40S, RTX 40xx); "
+                        f"this run is on {device}: leave {what} out")
     elif torch.version.hip:  # an AMD GPU's FP8 types are the fnuz ones, which these products do not use
-        problems.append("--fp8 is written for NVIDIA GPUs (e4m3fn/e5m2 types); on a ROCm GPU leave --fp8 out")
+        problems.append(f"{what} is written for NVIDIA GPUs (e4m3fn/e5m2 types); on a ROCm GPU leave {what} out")
     else:
         capability = torch.cuda.get_device_capability(torch.device(device))
         if capability < FP8_MIN_CAPABILITY:
-            problems.append(f"--fp8 needs a GPU of compute capability 8.9 or newer (H100, H200, L40S, RTX 40xx); "
+            problems.append(f"{what} needs a GPU of compute capability 8.9 or newer (H100, H200, L40S, RTX 40xx); "
                             f"{torch.cuda.get_device_name(torch.device(device))} is {capability[0]}.{capability[1]}: "
-                            "leave --fp8 out")
+                            f"leave {what} out")
     return problems

@@ -11,6 +11,14 @@ multiplies that gradient into the two matrix products. Two passes, no second buf
 On a GPU with Triton the row kernel is Triton's; anywhere else it is the same arithmetic in torch
 (`rows_torch`, which the tests check against F.cross_entropy). Under autocast the head runs in
 the autocast dtype, as nn.Linear would, and the gradient is kept in it.
+
+`--head-loss fp8` (a GPU of compute capability 8.9+) runs the head's three products in FP8
+(`HeadCrossEntropyFP8`): h and W in e4m3 with a scale per tensor from its largest value, the
+bf16 logits from one torch._scaled_mm; the row pass then writes the gradient in e5m2 instead of
+over the logits: softmax - one_hot lies in [-1, 1], so a fixed scale (GRAD_SCALE) keeps every
+probability down to 2^-30 and needs no pass to find the largest value. FP8 products want both
+operands contiguous along the summed size, so the pass writes the gradient twice: (N, V) for
+dh = g W and (V, N) for dW = g^T h; the two e5m2 copies take the bytes of one bf16 gradient.
 """
 
 from __future__ import annotations
@@ -20,6 +28,10 @@ import functools
 import torch
 
 from lmladder.precision import compute_dtype
+
+# (softmax - one_hot) in [-1, 1] is stored in e5m2 times this (largest 16,384 of e5m2's 57,344):
+# its smallest step, 2^-16, keeps probabilities from 2^-30 up
+GRAD_SCALE = 2.0 ** 14
 
 
 def rows_torch(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
@@ -39,14 +51,16 @@ BLOCK = 8192  # columns a program loads at once; a row up to this long is read o
 
 
 @functools.cache
-def _triton_kernel():
+def _triton_kernels():
     import triton
     import triton.language as tl
 
     @triton.jit
-    def head_loss_rows(logits_ptr, stride, targets_ptr, rows_ptr, V, scale, BLOCK: tl.constexpr):
+    def head_loss_rows(logits_ptr, stride, targets_ptr, rows_ptr, out_ptr, out_stride, V, scale,
+                       BLOCK: tl.constexpr):  # the gradient to out_ptr: the logits, or an e5m2 buffer
         row = tl.program_id(0).to(tl.int64)
         base = logits_ptr + row * stride
+        out = out_ptr + row * out_stride
         target = tl.load(targets_ptr + row)
         x_target = tl.load(base + target).to(tl.float32)
         if BLOCK >= V:  # the whole row in one block: one read, one write
@@ -56,7 +70,7 @@ def _triton_kernel():
             m = tl.max(x, 0)
             lse = m + tl.log(tl.sum(tl.exp(x - m), 0))
             grad = (tl.exp(x - lse) - tl.where(cols == target, 1.0, 0.0)) * scale
-            tl.store(base + cols, grad.to(logits_ptr.dtype.element_ty), mask=mask)
+            tl.store(out + cols, grad.to(out_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=mask)
         else:  # a running max and sum of exp(x - max), then the row again for its gradient
             m = float("-inf")
             s = 0.0
@@ -73,10 +87,18 @@ def _triton_kernel():
                 mask = cols < V
                 x = tl.load(base + cols, mask=mask, other=0.0).to(tl.float32)
                 grad = (tl.exp(x - lse) - tl.where(cols == target, 1.0, 0.0)) * scale
-                tl.store(base + cols, grad.to(logits_ptr.dtype.element_ty), mask=mask)
+                tl.store(out + cols, grad.to(out_ptr.dtype.element_ty, fp_downcast_rounding="rtne"), mask=mask)
         tl.store(rows_ptr + row, lse - x_target)
 
-    return head_loss_rows
+    @triton.jit
+    def head_loss_transpose(src_ptr, dst_ptr, R, C, BR: tl.constexpr, BC: tl.constexpr):
+        r = tl.program_id(0) * BR + tl.arange(0, BR)
+        c = tl.program_id(1) * BC + tl.arange(0, BC)
+        mask = (r < R)[:, None] & (c < C)[None, :]
+        tile = tl.load(src_ptr + r.to(tl.int64)[:, None] * C + c[None, :], mask=mask)
+        tl.store(dst_ptr + c.to(tl.int64)[:, None] * R + r[None, :], tl.trans(tile), mask=tl.trans(mask))
+
+    return head_loss_rows, head_loss_transpose
 
 
 def triton_usable(device: torch.device | str) -> bool:
@@ -100,9 +122,42 @@ def rows_triton(logits: torch.Tensor, targets: torch.Tensor, scale: float, block
     assert logits.stride(1) == 1 and targets.is_contiguous()
     rows = torch.empty(n, device=logits.device, dtype=torch.float32)
     block = min(block, triton.next_power_of_2(v))
-    _triton_kernel()[(n,)](logits, logits.stride(0), targets, rows, v, scale, BLOCK=block,
-                           num_warps=max(1, min(8, block // 256)))
+    _triton_kernels()[0][(n,)](logits, logits.stride(0), targets, rows, logits, logits.stride(0), v, scale,
+                               BLOCK=block, num_warps=max(1, min(8, block // 256)))
     return rows
+
+
+def rows_torch_fp8(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rows, g, gt): each row's cross-entropy (N,) in float32, and g = (softmax - one_hot) *
+    GRAD_SCALE in e5m2 as (N, V) and as its transpose (V, N), both contiguous; `logits` is left
+    as it was."""
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=1)
+    rows = lse - x.gather(1, targets[:, None]).squeeze(1)
+    grad = torch.exp(x - lse[:, None])
+    grad.scatter_add_(1, targets[:, None], torch.full_like(lse[:, None], -1.0))
+    g = grad.mul_(GRAD_SCALE).to(torch.float8_e5m2)
+    return rows, g, g.t().contiguous()
+
+
+def rows_triton_fp8(logits: torch.Tensor, targets: torch.Tensor, block: int = BLOCK, tile: int = 64
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """rows_torch_fp8's result: the row kernel (rows_triton's, writing e5m2 to a new buffer), then
+    a kernel that transposes its bytes in `tile` x `tile` squares."""
+    import triton
+
+    n, v = logits.shape
+    assert logits.stride(1) == 1 and targets.is_contiguous()
+    rows = torch.empty(n, device=logits.device, dtype=torch.float32)
+    g = torch.empty(n, v, device=logits.device, dtype=torch.float8_e5m2)
+    gt = torch.empty(v, n, device=logits.device, dtype=torch.float8_e5m2)
+    block = min(block, triton.next_power_of_2(v))
+    kernel, transpose = _triton_kernels()
+    kernel[(n,)](logits, logits.stride(0), targets, rows, g, v, v, GRAD_SCALE, BLOCK=block,
+                 num_warps=max(1, min(8, block // 256)))  # then its bytes (not fp8 values) moved to gt
+    transpose[(triton.cdiv(n, tile), triton.cdiv(v, tile))](g.view(torch.uint8), gt.view(torch.uint8), n, v,
+                                                            BR=tile, BC=tile, num_warps=4)
+    return rows, g, gt
 
 
 class HeadCrossEntropy(torch.autograd.Function):
@@ -134,11 +189,54 @@ class HeadCrossEntropy(torch.autograd.Function):
         return dh, dw, None, None
 
 
+class HeadCrossEntropyFP8(torch.autograd.Function):
+    """HeadCrossEntropy with its three products in FP8 (the module docstring); N, C and V must be
+    multiples of 16. The logits are bf16 (or h's compute dtype where that is float16/float32)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, use_triton: bool, hq=None, sh=None):
+        from lmladder.kernels.fp8 import E4M3, quantize, scaled_mm
+
+        dtype = compute_dtype(h)
+        with torch.autocast(h.device.type, enabled=False):
+            if hq is None:  # else h's e4m3 copy and its scale came with it (from the compiled blocks)
+                hq, sh = quantize(h.to(dtype), E4M3)
+            wq, sw = quantize(weight, E4M3)
+            logits = scaled_mm(hq, sh, wq.t(), sw, dtype if dtype != torch.float64 else torch.float32)
+            n = logits.shape[0]
+            rows, g, gt = (rows_triton_fp8 if use_triton else rows_torch_fp8)(logits, targets)
+            del logits
+            sg = torch.full((), 1.0 / (n * GRAD_SCALE), device=h.device, dtype=torch.float32)
+        ctx.save_for_backward(hq, sh, wq, sw, g, gt, sg)
+        ctx.dtypes = (h.dtype, weight.dtype)
+        return rows.sum() / n
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        from lmladder.kernels.fp8 import column_major, scaled_mm
+
+        hq, sh, wq, sw, g, gt, sg = ctx.saved_tensors
+        h_dtype, w_dtype = ctx.dtypes
+        dh = dw = None
+        if ctx.needs_input_grad[0]:  # (N, V) @ (V, C)
+            out = h_dtype if h_dtype in (torch.bfloat16, torch.float16) else torch.float32
+            dh = scaled_mm(g, sg, column_major(wq), sw, out).to(h_dtype).mul_(grad_out)
+        if ctx.needs_input_grad[1]:  # (V, N) @ (N, C)
+            dw = scaled_mm(gt, sg, column_major(hq), sh, torch.float32).to(w_dtype).mul_(grad_out)
+        return dh, dw, None, None, None, None
+
+
 def head_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                       use_triton: bool | None = None) -> torch.Tensor:
+                       use_triton: bool | None = None, fp8: bool = False, quantized: tuple | None = None
+                       ) -> torch.Tensor:
     """The mean cross-entropy of predicting `targets` (...,) from hidden states h (..., C)
-    through the head `weight` (V, C)."""
+    through the head `weight` (V, C); with `fp8`, HeadCrossEntropyFP8's, given h's e4m3 copy
+    and scale as `quantized` where they were made already (lmladder.kernels.fp8.quantize)."""
     if use_triton is None:
         use_triton = triton_usable(h.device)
-    return HeadCrossEntropy.apply(h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1).contiguous(),
-                                  use_triton)
+    args = (h.reshape(-1, h.shape[-1]), weight, targets.reshape(-1).contiguous(), use_triton)
+    if not fp8:
+        return HeadCrossEntropy.apply(*args)
+    hq, sh = quantized or (None, None)
+    return HeadCrossEntropyFP8.apply(*args, None if hq is None else hq.reshape(-1, hq.shape[-1]), sh)

@@ -211,7 +211,7 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     device = device or pick_device(config.run.device)
     config = _with_micro_batch(config, dist, device, fit_micro, problems)
     problems.extend(machine_problems(config, device))
-    if config.run.fp8:
+    if config.run.fp8 or config.run.head_loss == "fp8":
         from lmladder.kernels.fp8 import fp8_problems
 
         o = config.optim

@@ -22,7 +22,7 @@ import numpy as np
 
 from lmladder.config import RunConfig, TrainConfig
 from lmladder.console import log
-from lmladder.kernels import fused_head
+from lmladder.kernels import fp8_head, fused_head
 from lmladder.tokensplit import dropout_at
 from lmladder.train.optim import set_learning_rate
 
@@ -109,13 +109,24 @@ def loss_function(model, config: TrainConfig):
         from lmladder.kernels.headloss import head_cross_entropy, triton_usable
         from lmladder.precision import compute_dtype
 
+        use_triton, fp8 = triton_usable(weight.device), fp8_head(config)
+
         def hidden(x):  # in the autocast dtype, as the head reads it (the cast fused into the layer norm)
             h = model(x, head=False)  # through DistributedDataParallel's forward when it wraps the GPT
-            return h.to(compute_dtype(h))
+            h = h.to(compute_dtype(h))
+            if fp8:  # and the FP8 head's e4m3 copy of it, made by the compiled kernels
+                from lmladder.kernels.fp8 import E4M3, quantize
+
+                return h, quantize(h.detach(), E4M3)
+            return h, None
 
         hidden = compiled(hidden)
-        use_triton = triton_usable(weight.device)
-        return lambda x, y: head_cross_entropy(hidden(x), weight, y, use_triton)
+
+        def loss(x, y):
+            h, quantized = hidden(x)
+            return head_cross_entropy(h, weight, y, use_triton, fp8, quantized)
+
+        return loss
 
     skip = config.model.block_size - 1 if config.model_kind == "mlp" else 0
 
