@@ -130,3 +130,28 @@ def test_triton_fp8_rows_match_torch(n, vocab, tile):
     steps = (g_a.float() - g_b.float()).abs()[differ] / g_b.float().abs()[differ].clamp(min=2.0 ** -16)
     assert differ.sum() == 0 or steps.max().item() <= 0.5  # one e5m2 step is at most a quarter to a half
     assert torch.equal(gt_a.float(), g_a.float().t())
+
+
+def test_compiled_blocks_hand_the_fp8_head_its_e4m3_copy(monkeypatch):
+    """With --compile the compiled part (the blocks, up to the head) also makes h's e4m3 copy and
+    scale, so the compiler fuses them into the last layer norm; through AOT autograd's eager
+    backend (no C++ compiler needed) the loss and the gradients are the uncompiled run's."""
+    from lmladder import neural
+    from lmladder.config import resolve
+    from lmladder.train import loss_function
+
+    real = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", **kw))
+    results = []
+    for compile in (False, True):
+        config = resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64},
+                                                  "run": {"head_loss": "fp8", "compile": compile}})
+        torch.manual_seed(0)
+        model = neural.build_model(config)
+        x = torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(1))
+        loss = loss_function(model, config)(x[:, :-1], x[:, 1:])
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
