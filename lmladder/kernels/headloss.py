@@ -140,7 +140,7 @@ def rows_torch_fp8(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.T
     return rows, g, g.t().contiguous()
 
 
-def rows_triton_fp8(logits: torch.Tensor, targets: torch.Tensor, block: int = BLOCK, tile: int = 64
+def rows_triton_fp8(logits: torch.Tensor, targets: torch.Tensor, block: int = BLOCK, tile: int = 128
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """rows_torch_fp8's result: the row kernel (rows_triton's, writing e5m2 to a new buffer), then
     a kernel that transposes its bytes in `tile` x `tile` squares."""
