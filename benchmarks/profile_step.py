@@ -29,7 +29,7 @@ KINDS = (  # (kind, name fragments), first match wins: cuDNN's attention kernels
     ("attention", ("flash", "fmha", "cudnn", "attention", "sdpa")),
     ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90", "cublas", "aten::mm", "aten::addmm", "aten::bmm")),
     ("optimizer", ("adam", "multi_tensor", "foreach")),
-    ("head loss", ("head_loss_rows", "head_loss_fp8")),  # lmladder.kernels.headloss's Triton kernels
+    ("head loss", ("head_loss_",)),  # lmladder.kernels.headloss's Triton kernels (rows, transpose)
     ("compiled", ("triton",)),
 )
 
