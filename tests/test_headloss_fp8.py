@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from lmladder.kernels import headloss
 from lmladder.kernels.headloss import GRAD_SCALE, head_cross_entropy, rows_torch_fp8, triton_usable
+from tests.test_headloss import tiny_gpt_loss
 
 
 def test_fp8_gradient_by_hand():
@@ -75,23 +76,13 @@ def test_fp8_head_is_not_differentiable_twice():
 def test_trainer_takes_the_fp8_head_when_asked(monkeypatch):
     """loss_function with head_loss fp8 goes through HeadCrossEntropyFP8 (and fused through the
     bf16 one); the two losses agree to FP8's precision."""
-    from lmladder import neural
-    from lmladder.config import resolve
-    from lmladder.train import loss_function
-
     taken = []
     for cls in (headloss.HeadCrossEntropy, headloss.HeadCrossEntropyFP8):
         monkeypatch.setattr(cls, "apply", (lambda real, name: lambda *a: taken.append(name) or real(*a))(cls.apply,
                                                                                                          cls.__name__))
-    losses = {}
-    for kind in ("fused", "fp8"):
-        config = resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64}, "run": {"head_loss": kind}})
-        torch.manual_seed(0)
-        model = neural.build_model(config)
-        x = torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(1))
-        losses[kind] = loss_function(model, config)(x[:, :-1], x[:, 1:]).item()
+    fused, fp8 = tiny_gpt_loss(head_loss="fused")[0], tiny_gpt_loss(head_loss="fp8")[0]
     assert taken == ["HeadCrossEntropy", "HeadCrossEntropyFP8"]
-    assert losses["fp8"] == pytest.approx(losses["fused"], rel=0.01)
+    assert fp8 == pytest.approx(fused, rel=0.01)
 
 
 def test_config_and_plan_refuse_what_the_fp8_head_cannot_run():
@@ -137,22 +128,9 @@ def test_compiled_blocks_hand_the_fp8_head_its_e4m3_copy(monkeypatch):
     """With --compile the compiled part (the blocks, up to the head) also makes h's e4m3 copy and
     scale, so the compiler fuses them into the last layer norm; through AOT autograd's eager
     backend (no C++ compiler needed) the loss and the gradients are the uncompiled run's."""
-    from lmladder import neural
-    from lmladder.config import resolve
-    from lmladder.train import loss_function
-
     real = torch.compile
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", **kw))
-    results = []
-    for compile in (False, True):
-        config = resolve("gpt", "gpt-tiny", None, {"model": {"vocab_size": 64},
-                                                  "run": {"head_loss": "fp8", "compile": compile}})
-        torch.manual_seed(0)
-        model = neural.build_model(config)
-        x = torch.randint(0, 64, (2, 17), generator=torch.Generator().manual_seed(1))
-        loss = loss_function(model, config)(x[:, :-1], x[:, 1:])
-        loss.backward()
-        results.append((loss.item(), [p.grad.clone() for p in model.parameters()]))
-    assert results[1][0] == pytest.approx(results[0][0], rel=1e-6)
-    for a, b in zip(results[0][1], results[1][1]):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    (eager, a), (compiled, b) = (tiny_gpt_loss(head_loss="fp8", compile=c) for c in (False, True))
+    assert compiled == pytest.approx(eager, rel=1e-6)
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6)
