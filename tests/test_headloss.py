@@ -124,12 +124,14 @@ def test_trained_gpt_loss_is_the_plain_one():
 
 
 @pytest.mark.skipif(not triton_usable(torch.device("cuda")), reason="needs a CUDA GPU with Triton")
-@pytest.mark.parametrize("vocab,block", [(65, 8192), (8192, 8192), (50304, 8192), (50304, 4096)])
-def test_triton_rows_match_torch(vocab, block):
+@pytest.mark.parametrize("vocab,block,dtype", [(65, 8192, torch.bfloat16), (8192, 8192, torch.bfloat16),
+                                               (50304, 8192, torch.bfloat16), (50304, 4096, torch.bfloat16),
+                                               (65, 8192, torch.float32), (130, 64, torch.float64)])
+def test_triton_rows_match_torch(vocab, block, dtype):
     """The Triton kernel (GPU), with the row in registers or read in blocks, against rows_torch
-    on the same bf16 logits."""
+    on the same logits (bf16, as a GPU run's are; float32 and float64, as a direct call's may be)."""
     g = torch.Generator(device="cuda").manual_seed(0)
-    logits = 4 * torch.randn(1000, vocab, device="cuda", generator=g).to(torch.bfloat16)
+    logits = 4 * torch.randn(1000, vocab, device="cuda", generator=g).to(dtype)
     y = torch.randint(0, vocab, (1000,), device="cuda", generator=g)
     a, b = logits.clone(), logits.clone()
     from lmladder.kernels.headloss import rows_triton

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from lmladder.kernels import headloss
 from lmladder.kernels.headloss import GRAD_SCALE, head_cross_entropy, rows_torch_fp8, triton_usable
+from tests.conftest import assert_error, plays
 from tests.test_headloss import tiny_gpt_loss
 
 
@@ -22,7 +23,8 @@ def test_fp8_gradient_by_hand():
     1 - 2^-30 is 1 in float32, so its gradient is 0 (as the bf16 head's). The transpose holds the
     same bytes."""
     logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, -30 * math.log(2.0), -1e9, -1e9]])
-    rows, g, gt = rows_torch_fp8(logits, torch.tensor([2, 0]))
+    rows, g = rows_torch_fp8(logits, torch.tensor([2, 0]))
+    gt = headloss.transposed(g, use_triton=False)
     assert g.dtype == gt.dtype == torch.float8_e5m2 and g.shape == (2, 4) and gt.shape == (4, 2)
     assert g.float().tolist() == [[4096.0, 4096.0, -12288.0, 4096.0], [0.0, 2.0 ** -16, 0.0, 0.0]]
     assert torch.equal(gt.float(), g.float().t()) and gt.is_contiguous()
@@ -114,8 +116,9 @@ def test_triton_fp8_rows_match_torch(n, vocab, block, tile):
     g = torch.Generator(device="cuda").manual_seed(0)
     logits = 4 * torch.randn(n, vocab, device="cuda", generator=g).to(torch.bfloat16)
     y = torch.randint(0, vocab, (n,), device="cuda", generator=g)
-    rows_a, g_a, gt_a = headloss.rows_triton_fp8(logits, y, block, tile)
-    rows_b, g_b, _ = rows_torch_fp8(logits, y)
+    rows_a, g_a = headloss.rows_triton_fp8(logits, y, block)
+    gt_a = headloss.transposed(g_a, True, tile)
+    rows_b, g_b = rows_torch_fp8(logits, y)
     torch.testing.assert_close(rows_a, rows_b, rtol=1e-5, atol=1e-4)
     differ = g_a.float() != g_b.float()
     assert differ.float().mean().item() < 1e-3
@@ -128,9 +131,19 @@ def test_compiled_blocks_hand_the_fp8_head_its_e4m3_copy(monkeypatch):
     """With --compile the compiled part (the blocks, up to the head) also makes h's e4m3 copy and
     scale, so the compiler fuses them into the last layer norm; through AOT autograd's eager
     backend (no C++ compiler needed) the loss and the gradients are the uncompiled run's."""
-    real = torch.compile
+    real, apply, given = torch.compile, headloss.HeadCrossEntropyFP8.apply, []
     monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="aot_eager", **kw))
+    monkeypatch.setattr(headloss.HeadCrossEntropyFP8, "apply", lambda *a: given.append(a[4] is not None) or apply(*a))
     (eager, a), (compiled, b) = (tiny_gpt_loss(head_loss="fp8", compile=c) for c in (False, True))
+    assert given == [True, True]  # the head never made its own copy
     assert compiled == pytest.approx(eager, rel=1e-6)
     for p, q in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_train_with_the_fp8_head_on_a_cpu_is_refused_before_training(cli, tmp_path, fresh_home):
+    corpus = plays(tmp_path, 20_000)
+    out = tmp_path / "run"
+    result = cli("train", corpus, "--preset", "gpt-tiny", "--head-loss", "fp8", "--device", "cpu", "--out", out)
+    assert_error(result, "--head-loss fp8 needs a CUDA GPU of compute capability 8.9", "on cpu")
+    assert not out.exists()
