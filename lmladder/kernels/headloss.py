@@ -36,15 +36,22 @@ from lmladder.precision import compute_dtype
 GRAD_SCALE = 2.0 ** 14
 
 
-def rows_torch(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
-    """Each row's cross-entropy (N,), in float32 (or float64 for float64 logits); `logits` (N, V)
-    is overwritten with (softmax - one_hot(targets)) * scale, the gradient of scale * (sum of
-    the rows' losses)."""
+def softmax_rows(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, grad): each row's cross-entropy (N,) and softmax - one_hot(targets) (N, V), in
+    float32 (or float64 for float64 logits)."""
     x = logits if logits.dtype == torch.float64 else logits.float()
     lse = torch.logsumexp(x, dim=1)  # (N,)
     rows = lse - x.gather(1, targets[:, None]).squeeze(1)
     grad = torch.exp(x - lse[:, None])
     grad.scatter_add_(1, targets[:, None], torch.full_like(lse[:, None], -1.0))
+    return rows, grad
+
+
+def rows_torch(logits: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
+    """Each row's cross-entropy (N,), in float32 (or float64 for float64 logits); `logits` (N, V)
+    is overwritten with (softmax - one_hot(targets)) * scale, the gradient of scale * (sum of
+    the rows' losses)."""
+    rows, grad = softmax_rows(logits, targets)
     logits.copy_(grad.mul_(scale))
     return rows
 
@@ -118,13 +125,20 @@ def rows_triton(logits: torch.Tensor, targets: torch.Tensor, scale: float, block
     """rows_torch's result and overwrite, by one Triton program a row, which loads `block`
     columns at a time (8,192 and 8 warps: 6.1 ms for 65,536 x 50,304 bf16 logits on an H100,
     about 2/3 of its memory bandwidth)."""
+    return _rows_kernel(logits, targets, logits, scale, block)
+
+
+def _rows_kernel(logits: torch.Tensor, targets: torch.Tensor, out: torch.Tensor, scale: float,
+                 block: int) -> torch.Tensor:
+    """Each row's cross-entropy (N,) in float32, by the Triton row kernel, which writes (softmax -
+    one_hot) * scale to `out` (N, V) in out's dtype: over the logits themselves, or a new buffer."""
     import triton
 
     n, v = logits.shape
-    assert logits.stride(1) == 1 and targets.is_contiguous()
+    assert logits.stride(1) == 1 and out.stride(1) == 1 and targets.is_contiguous()
     rows = torch.empty(n, device=logits.device, dtype=torch.float32)
     block = min(block, triton.next_power_of_2(v))
-    _triton_kernels()[0][(n,)](logits, logits.stride(0), targets, rows, logits, logits.stride(0), v, scale,
+    _triton_kernels()[0][(n,)](logits, logits.stride(0), targets, rows, out, out.stride(0), v, scale,
                                BLOCK=block, num_warps=max(1, min(8, block // 256)))
     return rows
 
@@ -132,27 +146,15 @@ def rows_triton(logits: torch.Tensor, targets: torch.Tensor, scale: float, block
 def rows_torch_fp8(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, g): each row's cross-entropy (N,) in float32, and g = (softmax - one_hot) *
     GRAD_SCALE (N, V) in e5m2 (rounded to the nearest, ties to even); `logits` is left as it was."""
-    x = logits.float()
-    lse = torch.logsumexp(x, dim=1)
-    rows = lse - x.gather(1, targets[:, None]).squeeze(1)
-    grad = torch.exp(x - lse[:, None])
-    grad.scatter_add_(1, targets[:, None], torch.full_like(lse[:, None], -1.0))
+    rows, grad = softmax_rows(logits, targets)  # float32: the FP8 head's logits are never float64
     return rows, grad.mul_(GRAD_SCALE).to(torch.float8_e5m2)
 
 
 def rows_triton_fp8(logits: torch.Tensor, targets: torch.Tensor, block: int = BLOCK
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """rows_torch_fp8's result by rows_triton's kernel, writing e5m2 to a new buffer."""
-    import triton
-
-    n, v = logits.shape
-    assert logits.stride(1) == 1 and targets.is_contiguous()
-    rows = torch.empty(n, device=logits.device, dtype=torch.float32)
-    g = torch.empty(n, v, device=logits.device, dtype=torch.float8_e5m2)
-    block = min(block, triton.next_power_of_2(v))
-    _triton_kernels()[0][(n,)](logits, logits.stride(0), targets, rows, g, v, v, GRAD_SCALE, BLOCK=block,
-                               num_warps=max(1, min(8, block // 256)))
-    return rows, g
+    g = torch.empty(logits.shape, device=logits.device, dtype=torch.float8_e5m2)
+    return _rows_kernel(logits, targets, g, GRAD_SCALE, block), g
 
 
 def transposed(g: torch.Tensor, use_triton: bool, tile: int = 128) -> torch.Tensor:

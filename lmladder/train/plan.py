@@ -21,7 +21,7 @@ from lmladder.atomic import MARKER, check_output_dir
 from lmladder.config import TrainConfig
 from lmladder.console import log
 from lmladder.errors import LadderError
-from lmladder.kernels import fused_head
+from lmladder.kernels import fp8_head, fused_head
 from lmladder.neural import padded_vocab, pick_device
 from lmladder.runtime import THREADS_PER_CORE, available_memory, usable_cores
 
@@ -211,7 +211,7 @@ def prepare(corpus_name: str, tokenizer_spec: str | None, config: TrainConfig, o
     device = device or pick_device(config.run.device)
     config = _with_micro_batch(config, dist, device, fit_micro, problems)
     problems.extend(machine_problems(config, device))
-    if config.run.fp8 or config.run.head_loss == "fp8":
+    if config.run.fp8 or fp8_head(config):
         from lmladder.kernels.fp8 import fp8_problems
 
         o = config.optim
